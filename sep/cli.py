@@ -1,0 +1,62 @@
+"""`sep` command line: the composition of each area's sub-commands.
+
+Each area owns its own sub-command module exposing ``register(subparsers)``; the
+registered parser sets ``func`` (``args -> int`` exit code). Usage errors exit 2
+(argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from sep import __version__
+
+# Modules that contribute sub-commands. Each is imported lazily so that a broken or
+# heavy area does not slow down or break the others' commands.
+_SUBCOMMAND_MODULES = (
+    "sep.meter_cli",
+    "sep.firmware.cli",
+    "sep.store.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sep",
+        description="Zigbee Smart Energy meter application processor.",
+    )
+    parser.add_argument("--version", action="version", version=f"sep {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # area not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
