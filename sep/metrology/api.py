@@ -1,0 +1,79 @@
+"""The one read-only interface between the application side and metrology.
+
+The application side sees metrology only through :class:`MetrologyReader`: it can read,
+never write. The in-process :class:`SimulatedMetrology` is the default for tests and
+the demo; the isolated out-of-process implementation offers the same interface.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Protocol
+
+from sep.clock import Clock
+from sep.metrology.load import HouseholdLoad
+
+
+class MetrologyStatus(enum.IntFlag):
+    OK = 0
+    CALIBRATION_FAULT = 0x01  # calibration data corrupt: no readings produced
+    MEASUREMENT_FAULT = 0x02  # measurement source stuck or failing
+    LINK_DOWN = 0x04  # application side lost the metrology link
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reading:
+    timestamp: float  # epoch seconds (metrology's clock) the registers were taken at
+    delivered_wh: int  # cumulative imported energy, Wh
+    received_wh: int  # cumulative exported energy, Wh
+    demand_w: int  # instantaneous net power, W (negative = export)
+    status: MetrologyStatus = MetrologyStatus.OK
+
+
+class MetrologyReader(Protocol):
+    async def read(self) -> Reading: ...
+
+
+class Registers:
+    """Energy registers integrated exactly in joules."""
+
+    def __init__(self, load: HouseholdLoad, start: float, delivered_j: int = 0,
+                 received_j: int = 0) -> None:
+        self.load = load
+        self.t = int(start)
+        self.delivered_j = delivered_j
+        self.received_j = received_j
+
+    def advance(self, now: float) -> None:
+        end = int(now)
+        if end > self.t:
+            imp, exp = self.load.energy_j(self.t, end)
+            self.delivered_j += imp
+            self.received_j += exp
+            self.t = end
+
+    def reading(self) -> Reading:
+        return Reading(
+            timestamp=float(self.t),
+            delivered_wh=self.delivered_j // 3600,
+            received_wh=self.received_j // 3600,
+            demand_w=self.load.power_w(self.t),
+        )
+
+
+class SimulatedMetrology:
+    """In-process metrology over a simulated household load."""
+
+    def __init__(self, clock: Clock, seed: int = 1, solar_peak_w: int = 0,
+                 start: float | None = None) -> None:
+        self.clock = clock
+        self.registers = Registers(HouseholdLoad(seed, solar_peak_w),
+                                   clock.now() if start is None else start)
+
+    async def read(self) -> Reading:
+        return self.read_now()
+
+    def read_now(self) -> Reading:
+        self.registers.advance(self.clock.now())
+        return self.registers.reading()
