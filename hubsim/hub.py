@@ -1,0 +1,58 @@
+"""The comms hub: coordinator and trust centre of the simulated HAN.
+
+It is zigpy itself, configured as ZHA configures it (zigpy's default endpoints), so the
+meter is interviewed exactly the way ZHA interviews a device: Node Descriptor, Active
+Endpoints, Simple Descriptors, then Basic manufacturer/model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import zigpy.application
+import zigpy.device
+
+from hubsim.zigpy_se import install_se_profile_shim
+from radios.air import VirtualAir
+from radios.virtual import VirtualControllerApplication, virtual_config
+
+LOGGER = logging.getLogger(__name__)
+
+
+class CommsHub:
+    def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:00:01", air: VirtualAir | None = None,
+                 device: str | None = None) -> None:
+        cfg = virtual_config(ieee, role="coordinator", air=air, path=device or "virtual://default",
+                             default_endpoints=True)
+        self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
+        install_se_profile_shim(self.app)
+        self.joined: list[str] = []
+        self.app.add_listener(self)
+
+    async def start(self) -> None:
+        await self.app.startup(auto_form=True)
+
+    async def stop(self) -> None:
+        await self.app.shutdown()
+
+    # zigpy application listener events
+    def device_joined(self, device: zigpy.device.Device) -> None:
+        LOGGER.info("hub: %s joined", device.ieee)
+        self.joined.append(str(device.ieee))
+
+    def device_initialized(self, device: zigpy.device.Device) -> None:
+        LOGGER.info("hub: interviewed %s %s %s", device.ieee, device.manufacturer, device.model)
+
+    def raw_device_initialized(self, device: zigpy.device.Device) -> None:
+        pass
+
+    async def wait_interviewed(self, ieee: str, timeout: float = 20.0) -> zigpy.device.Device:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for dev in self.app.devices.values():
+                if str(dev.ieee) == ieee and dev.is_initialized and dev.model:
+                    return dev
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"hub did not finish interviewing {ieee}")

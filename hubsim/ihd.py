@@ -1,0 +1,248 @@
+"""The in-home display (IHD): finds the meter, reads and subscribes to its metering.
+
+It is deliberately built on zigpy's *client* side — zigpy's ZDO, its device interview
+and its Metering cluster parsers — so what it shows is an independent reading of what
+the meter sends, not our own decoder agreeing with our own encoder.
+
+Flow: broadcast Match_Desc_req (SE profile, Metering server) → the meter's endpoint;
+zigpy discovers the meter's IEEE address and interviews it; then the IHD reads the
+formatting set (unit, multiplier, divisor, formatting), reads the registers, and
+configures reporting of summation and demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+import zigpy.application
+import zigpy.config as conf
+import zigpy.types as t
+import zigpy.zdo
+import zigpy.zdo.types as zdo_t
+from zigpy.zcl import AttributeReportedEvent, AttributeUpdatedEvent, ReportingConfig
+from zigpy.zcl.clusters.smartenergy import Metering
+
+from radios.air import VirtualAir
+from hubsim.zigpy_se import install_se_profile_shim
+from radios.virtual import VirtualControllerApplication, virtual_config
+
+LOGGER = logging.getLogger(__name__)
+
+SE_PROFILE = 0x0109
+IHD_DEVICE_TYPE = 0x0502  # SE: In-Premises Display
+UNITS = {0x00: ("kWh", "kW"), 0x01: ("m³", "m³/h"), 0x0B: ("", "")}
+
+
+def scaled(raw: int, multiplier: int, divisor: int) -> Decimal:
+    """SE arithmetic: value = raw x multiplier / divisor (exact)."""
+    if divisor == 0:
+        raise ValueError("divisor 0 is invalid")
+    return Decimal(raw) * Decimal(multiplier) / Decimal(divisor)
+
+
+def format_value(raw: int, multiplier: int, divisor: int, formatting: int) -> str:
+    """Render per the SE formatting byte: bits 0-2 digits right of the point,
+    bits 3-6 digits left of it, bit 7 suppress leading zeros."""
+    right = formatting & 0x07
+    left = (formatting >> 3) & 0x0F
+    suppress = bool(formatting & 0x80)
+    value = scaled(raw, multiplier, divisor)
+    negative = value < 0
+    q = abs(value).quantize(Decimal(1).scaleb(-right)) if right else abs(value).quantize(Decimal(1))
+    whole, _, frac = f"{q:f}".partition(".")
+    if not suppress:
+        whole = whole.zfill(left)
+    elif left and len(whole) > left:
+        whole = whole[-left:]  # a display shows only the digits it has
+    text = whole + ("." + frac if right else "")
+    return ("-" if negative else "") + text
+
+
+@dataclasses.dataclass
+class IhdView:
+    """What the display shows."""
+
+    meter_ieee: str | None = None
+    meter_nwk: int | None = None
+    unit: int | None = None
+    multiplier: int | None = None
+    divisor: int | None = None
+    summation_formatting: int | None = None
+    demand_formatting: int | None = None
+    summation_delivered: int | None = None  # raw register values
+    summation_received: int | None = None
+    demand: int | None = None
+    meter_status: int | None = None
+    reports_received: int = 0
+    last_update: float | None = None
+    log: list[str] = dataclasses.field(default_factory=list)
+
+    def _ready(self) -> bool:
+        return None not in (self.multiplier, self.divisor)
+
+    def energy_kwh(self) -> Decimal | None:
+        if not self._ready() or self.summation_delivered is None:
+            return None
+        return scaled(self.summation_delivered, self.multiplier or 0, self.divisor or 1)
+
+    def power_kw(self) -> Decimal | None:
+        if not self._ready() or self.demand is None:
+            return None
+        return scaled(self.demand, self.multiplier or 0, self.divisor or 1)
+
+    def energy_text(self) -> str:
+        if not self._ready() or self.summation_delivered is None:
+            return "--"
+        unit = UNITS.get(self.unit or 0, ("", ""))[0]
+        return f"{format_value(self.summation_delivered, self.multiplier or 0, self.divisor or 1, self.summation_formatting or 0)} {unit}"
+
+    def power_text(self) -> str:
+        if not self._ready() or self.demand is None:
+            return "--"
+        unit = UNITS.get(self.unit or 0, ("", ""))[1]
+        return f"{format_value(self.demand, self.multiplier or 0, self.divisor or 1, self.demand_formatting or 0)} {unit}"
+
+
+class InHomeDisplay:
+    def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:1d:01", air: VirtualAir | None = None,
+                 device: str | None = None, report_min: int = 1, report_max: int = 30) -> None:
+        cfg = virtual_config(ieee, role="router", air=air, path=device or "virtual://default")
+        cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [
+            zdo_t.SimpleDescriptor(
+                endpoint=1, profile=SE_PROFILE, device_type=IHD_DEVICE_TYPE, device_version=0,
+                input_clusters=[0x0000, 0x0003], output_clusters=[0x000A, 0x0702],
+            ).as_dict()
+        ]
+        self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
+        self.view = IhdView()
+        self.report_min = report_min
+        self.report_max = report_max
+        self.metering: Any = None
+        self._matches: asyncio.Queue[tuple[int, list[int]]] = asyncio.Queue()
+        self._upstream = install_se_profile_shim(self.app)
+        self.app.packet_received = self._on_packet  # type: ignore[method-assign]
+
+    def _note(self, text: str) -> None:
+        LOGGER.info("IHD: %s", text)
+        self.view.log.append(text)
+        del self.view.log[:-20]
+
+    def _on_packet(self, packet: t.ZigbeePacket) -> None:
+        if packet.profile_id == 0 and packet.cluster_id == zdo_t.ZDOCmd.Match_Desc_rsp:
+            try:
+                _hdr, (status, nwk, matches) = self.app._device.zdo.deserialize(
+                    packet.cluster_id, packet.data.serialize()
+                )
+            except (ValueError, KeyError):
+                return
+            if status == zdo_t.Status.SUCCESS and matches:
+                self._matches.put_nowait((int(nwk), list(matches)))
+        self._upstream(packet)
+
+    async def start(self) -> None:
+        await self.app.startup()
+
+    async def stop(self) -> None:
+        await self.app.shutdown()
+
+    async def find_meter(self, timeout: float = 10.0) -> tuple[int, int]:
+        """Broadcast Match_Desc_req for a Metering server until one answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            await zigpy.zdo.broadcast(
+                self.app, zdo_t.ZDOCmd.Match_Desc_req, 0, 0,
+                t.NWK(0xFFFD), SE_PROFILE, [Metering.cluster_id], [],
+                broadcast_address=t.BroadcastAddress.RX_ON_WHEN_IDLE,
+            )
+            try:
+                nwk, eps = await asyncio.wait_for(self._matches.get(), 1.0)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no meter answered Match_Desc_req") from None
+                continue
+            self._note(f"meter found at NWK 0x{nwk:04X} endpoint {eps[0]}")
+            return nwk, eps[0]
+
+    async def _meter_device(self, nwk: int, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                dev = self.app.get_device(nwk=t.NWK(nwk))
+            except KeyError:
+                dev = None
+                # zigpy learns the IEEE from our IEEE_addr_req, then interviews
+                await self.app._discover_unknown_device(t.NWK(nwk))
+            if dev is not None and dev.is_initialized:
+                return dev
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"meter 0x{nwk:04X} did not finish its interview")
+
+    async def connect(self, timeout: float = 20.0) -> None:
+        nwk, ep = await self.find_meter(timeout)
+        dev = await self._meter_device(nwk, timeout)
+        self.view.meter_ieee = str(dev.ieee)
+        self.view.meter_nwk = nwk
+        self._note(f"interviewed {dev.manufacturer} {dev.model} ({dev.ieee})")
+        self.metering = dev.endpoints[ep].in_clusters[Metering.cluster_id]
+        self.metering.on_event(AttributeReportedEvent.event_type, self._on_report)
+        self.metering.on_event(AttributeUpdatedEvent.event_type, self._on_report)
+        await self.read_formatting()
+        await self.refresh()
+        await self.subscribe()
+
+    async def read_formatting(self) -> None:
+        names = ["unit_of_measure", "multiplier", "divisor", "summation_formatting",
+                 "demand_formatting"]
+        ok, failed = await self.metering.read_attributes(names, allow_cache=False)
+        if failed:
+            self._note(f"formatting read failed: {failed}")
+        v = self.view
+        v.unit = _int(ok.get("unit_of_measure"))
+        v.multiplier = _int(ok.get("multiplier"))
+        v.divisor = _int(ok.get("divisor"))
+        v.summation_formatting = _int(ok.get("summation_formatting"))
+        v.demand_formatting = _int(ok.get("demand_formatting"))
+
+    async def refresh(self) -> None:
+        names = ["current_summ_delivered", "current_summ_received", "instantaneous_demand",
+                 "status"]
+        ok, _failed = await self.metering.read_attributes(names, allow_cache=False)
+        for name, value in ok.items():
+            self._set(self.metering.find_attribute(name).id, value)
+
+    async def subscribe(self) -> None:
+        attrs = Metering.AttributeDefs
+        rsp = await self.metering.configure_reporting_multiple(
+            {
+                attrs.current_summ_delivered: ReportingConfig(self.report_min, self.report_max, 1),
+                attrs.instantaneous_demand: ReportingConfig(self.report_min, self.report_max, 10),
+            }
+        )
+        self._note(f"reporting configured: {rsp}")
+
+    # zigpy cluster events (reports, and cache updates from reads)
+    def _on_report(self, event: AttributeReportedEvent | AttributeUpdatedEvent) -> None:
+        if isinstance(event, AttributeReportedEvent):
+            self.view.reports_received += 1
+        self._set(int(event.attribute_id), event.value)
+
+    def _set(self, attrid: int, value: Any) -> None:
+        v = self.view
+        if attrid == 0x0000:
+            v.summation_delivered = int(value)
+        elif attrid == 0x0001:
+            v.summation_received = int(value)
+        elif attrid == 0x0400:
+            v.demand = int(value)
+        elif attrid == 0x0200:
+            v.meter_status = int(value)
+        v.last_update = time.time()
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -1,0 +1,52 @@
+"""Build a zigpy ControllerApplication for a radio kind (the radio-selection seam)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zigpy.application
+import zigpy.config as conf
+import zigpy.zdo.types as zdo_t
+
+from radios.air import VirtualAir
+from radios.virtual import VirtualControllerApplication, virtual_config
+
+RADIO_KINDS = ("virtual", "ezsp")
+
+
+def make_controller(
+    kind: str,
+    *,
+    ieee: str,
+    endpoints: list[zdo_t.SimpleDescriptor],
+    device: str | None = None,
+    role: str = "router",
+    air: VirtualAir | None = None,
+    baudrate: int = 115200,
+    flow_control: str | None = None,
+    manufacturer_code: int = 0x1234,
+    database_path: str | None = None,
+) -> zigpy.application.ControllerApplication:
+    """A controller with ``endpoints`` registered before the network starts."""
+    if kind == "virtual":
+        cfg = virtual_config(
+            ieee, role=role, air=air, path=device or "virtual://default",
+            manufacturer_code=manufacturer_code,
+        )
+        cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [d.as_dict() for d in endpoints]
+        return VirtualControllerApplication(cfg)
+    if kind == "ezsp":
+        from radios.ezsp import make_ezsp_controller
+
+        if not device:
+            raise ValueError("--radio ezsp needs --device (e.g. /dev/ttyUSB0 or socket://HOST:PORT)")
+        return make_ezsp_controller(device, endpoints=endpoints, baudrate=baudrate,
+                                    flow_control=flow_control, database_path=database_path)
+    raise ValueError(f"unknown radio kind {kind!r}; choose from {', '.join(RADIO_KINDS)}")
+
+
+def controller_config_summary(app: zigpy.application.ControllerApplication) -> dict[str, Any]:
+    ni = app.state.node_info
+    return {"ieee": str(ni.ieee), "nwk": f"0x{int(ni.nwk):04X}",
+            "pan_id": f"0x{int(app.state.network_info.pan_id):04X}",
+            "channel": int(app.state.network_info.channel)}

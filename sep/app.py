@@ -1,0 +1,198 @@
+"""Composition root of the meter: radio + SE endpoint + cluster servers + metrology.
+
+Only this module knows every part. It builds the sans-IO endpoint, gives it to a zigpy
+``ControllerApplication`` (virtual air or an EZSP stick), intercepts the packets
+addressed to the SE endpoint, and runs the periodic loop that takes readings from
+metrology and sends attribute reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import zigpy.application
+import zigpy.exceptions
+import zigpy.types as t
+
+from radios.air import VirtualAir
+from radios.factory import make_controller
+from sep import __version__
+from sep.clock import Clock, WallClock
+from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
+from sep.clusters.metering import MeteringServer
+from sep.endpoint import SeEndpoint
+from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
+from sep.zcl.frames import Reply
+
+LOGGER = logging.getLogger(__name__)
+
+MANUFACTURER_NAME = "sep"
+MODEL = "SEP-ESME-1"
+MANUFACTURER_CODE = 0x1234
+
+
+@dataclasses.dataclass
+class MeterSettings:
+    radio: str = "virtual"
+    device: str | None = None  # virtual://NAME, udp://HOST:PORT, /dev/ttyUSB0, socket://...
+    ieee: str | None = None  # default: from DATA/identity.json, else random and saved
+    endpoint: int = 1
+    data_dir: Path | None = None
+    seed: int = 1
+    solar_peak_w: int = 0
+    tick_seconds: float = 1.0  # how often (wall time) metrology is read and reports go out
+    baudrate: int = 115200
+    flow_control: str | None = None
+
+
+def load_identity(settings: MeterSettings) -> str:
+    """The meter's IEEE: given, or kept in DATA/identity.json across runs."""
+    if settings.ieee:
+        return settings.ieee
+    if settings.data_dir is None:
+        return str(t.EUI64(secrets.token_bytes(8)))
+    path = settings.data_dir / "identity.json"
+    if path.exists():
+        return json.loads(path.read_text())["ieee"]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # EUI64 holds its bytes little-endian: the printed form starts 00:0d:6f (an OUI).
+    ieee = str(t.EUI64(secrets.token_bytes(5) + bytes([0x6F, 0x0D, 0x00])))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"ieee": ieee}))
+    os.replace(tmp, path)
+    return ieee
+
+
+class MeterApp:
+    """A running meter."""
+
+    def __init__(self, settings: MeterSettings, *, clock: Clock | None = None,
+                 metrology: MetrologyReader | None = None, air: VirtualAir | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or WallClock()
+        self.metrology = metrology or SimulatedMetrology(
+            self.clock, seed=settings.seed, solar_peak_w=settings.solar_peak_w
+        )
+        self.ieee = load_identity(settings)
+        self.basic = BasicServer(manufacturer=MANUFACTURER_NAME, model=MODEL,
+                                 sw_build_id=__version__)
+        self.identify = IdentifyServer(self.clock)
+        self.time = TimeServer(self.clock)
+        self.metering = MeteringServer()
+        self.endpoint = SeEndpoint(settings.endpoint,
+                                   [self.basic, self.identify, self.time, self.metering])
+        self.controller: zigpy.application.ControllerApplication = make_controller(
+            settings.radio,
+            ieee=self.ieee,
+            endpoints=[self.endpoint.descriptor()],
+            device=settings.device,
+            air=air,
+            baudrate=settings.baudrate,
+            flow_control=settings.flow_control,
+            manufacturer_code=MANUFACTURER_CODE,
+        )
+        self._upstream_packet_received = self.controller.packet_received
+        self.controller.packet_received = self._on_packet  # type: ignore[method-assign]
+        self._loop_task: asyncio.Task[None] | None = None
+        self._send_tasks: set[asyncio.Task[Any]] = set()
+        self.last_reading: Reading | None = None
+        self.replies_sent = 0
+        self.send_failures = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.poll_metrology()
+        await self.controller.startup(auto_form=True)
+        ni = self.controller.state.node_info
+        LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
+                    self.endpoint.endpoint_id)
+        self._loop_task = asyncio.create_task(self._periodic(), name="meter-periodic")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self._send_tasks):
+            task.cancel()
+        await self.controller.shutdown()
+
+    async def __aenter__(self) -> MeterApp:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def nwk(self) -> int:
+        return int(self.controller.state.node_info.nwk)
+
+    # -- periodic work -----------------------------------------------------------------
+    async def poll_metrology(self) -> Reading:
+        reading = await self.metrology.read()
+        self.last_reading = reading
+        self.metering.update(reading)
+        return reading
+
+    async def _periodic(self) -> None:
+        while True:
+            try:
+                await self.poll_metrology()
+                for reply in self.endpoint.reports(self.clock.now()):
+                    self._send(reply)
+            except Exception:  # noqa: BLE001 - keep serving; the watchdog sees repeats
+                LOGGER.exception("periodic meter work failed")
+            await asyncio.sleep(self.settings.tick_seconds)
+
+    # -- packets ----------------------------------------------------------------------
+    def _on_packet(self, packet: t.ZigbeePacket) -> None:
+        dst_ep = int(packet.dst_ep or 0)
+        if dst_ep == 0 or not self.endpoint.accepts(dst_ep, int(packet.profile_id)):
+            self._upstream_packet_received(packet)
+            return
+        src = packet.src
+        if src is None or src.addr_mode != t.AddrMode.NWK:
+            return
+        broadcast = packet.dst is not None and packet.dst.addr_mode in (
+            t.AddrMode.Broadcast, t.AddrMode.Group)
+        replies = self.endpoint.handle(
+            src_nwk=int(src.address), src_ep=int(packet.src_ep or 0), dst_ep=dst_ep,
+            profile_id=int(packet.profile_id), cluster_id=int(packet.cluster_id),
+            data=bytes(packet.data.serialize()), broadcast=broadcast, now=self.clock.now(),
+        )
+        for reply in replies:
+            self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        task = asyncio.get_running_loop().create_task(self._send_now(reply))
+        self._send_tasks.add(task)
+        task.add_done_callback(self._send_tasks.discard)
+
+    async def _send_now(self, reply: Reply) -> None:
+        packet = t.ZigbeePacket(
+            src=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=self.nwk),
+            src_ep=t.uint8_t(reply.src_ep),
+            dst=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=t.NWK(reply.dst_nwk)),
+            dst_ep=t.uint8_t(reply.dst_ep),
+            tsn=t.uint8_t(reply.data[1] if len(reply.data) > 1 else 0),
+            profile_id=t.uint16_t(reply.profile_id),
+            cluster_id=t.uint16_t(reply.cluster_id),
+            data=t.SerializableBytes(reply.data),
+            tx_options=t.TransmitOptions.ACK,
+            radius=t.uint8_t(30),
+        )
+        try:
+            await self.controller.send_packet(packet)
+            self.replies_sent += 1
+        except (zigpy.exceptions.DeliveryError, OSError) as exc:
+            self.send_failures += 1
+            LOGGER.info("reply to 0x%04X not delivered: %s", reply.dst_nwk, exc)

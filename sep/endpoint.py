@@ -1,0 +1,111 @@
+"""The SE endpoint served at packet level (sans-IO).
+
+zigpy dispatches incoming packets to the *sender's* device object and never to the
+coordinator's own endpoints, so the meter's endpoint is served here: packets addressed
+to it are decoded, handed to the cluster server, and the answers come back as
+:class:`~sep.zcl.frames.Reply` values for the shell to send.
+
+Drop rules (APS/ZCL): another endpoint, or a profile other than SE (0x0109) or the
+wildcard, is not for us and is dropped silently; a frame whose ZCL header cannot be
+decoded has no transaction to answer and is dropped; an unknown cluster gets
+UNSUPPORTED_CLUSTER (unicast only); responses and reports sent to our server clusters
+are ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import zigpy.zdo.types as zdo_t
+from zigpy.zcl import foundation
+
+from sep.clusters.base import ClusterServer
+from sep.zcl.frames import (
+    SE_PROFILE,
+    WILDCARD_PROFILE,
+    MalformedFrame,
+    Reply,
+    Request,
+    Status,
+    decode_header,
+    default_response,
+    server_frame,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+SE_DEVICE_METERING = 0x0501  # SE 1.4 device id: Metering Device
+
+
+class SeEndpoint:
+    def __init__(self, endpoint_id: int, servers: list[ClusterServer], *,
+                 device_type: int = SE_DEVICE_METERING, output_clusters: tuple[int, ...] = ()) -> None:
+        self.endpoint_id = endpoint_id
+        self.device_type = device_type
+        self.servers = {s.cluster_id: s for s in servers}
+        self.output_clusters = list(output_clusters)
+        self._tsn = 0
+        self.frames_in = 0
+        self.frames_dropped = 0
+
+    def descriptor(self) -> zdo_t.SimpleDescriptor:
+        return zdo_t.SimpleDescriptor(
+            endpoint=self.endpoint_id,
+            profile=SE_PROFILE,
+            device_type=self.device_type,
+            device_version=0,
+            input_clusters=sorted(self.servers),
+            output_clusters=self.output_clusters,
+        )
+
+    def next_tsn(self) -> int:
+        self._tsn = (self._tsn + 1) & 0xFF
+        return self._tsn
+
+    def accepts(self, dst_ep: int, profile_id: int) -> bool:
+        return dst_ep in (self.endpoint_id, 0xFF) and profile_id in (SE_PROFILE, WILDCARD_PROFILE)
+
+    def handle(self, *, src_nwk: int, src_ep: int, dst_ep: int, profile_id: int,
+               cluster_id: int, data: bytes, broadcast: bool, now: float) -> list[Reply]:
+        if not self.accepts(dst_ep, profile_id):
+            self.frames_dropped += 1
+            return []
+        self.frames_in += 1
+        try:
+            header, payload = decode_header(data)
+        except MalformedFrame as exc:
+            LOGGER.info("dropped undecodable ZCL frame from 0x%04X: %s", src_nwk, exc)
+            self.frames_dropped += 1
+            return []
+        req = Request(src_nwk=src_nwk, src_ep=src_ep, dst_ep=self.endpoint_id,
+                      profile_id=SE_PROFILE, cluster_id=cluster_id, header=header,
+                      payload=payload, broadcast=broadcast)
+
+        def reply(frame: bytes) -> Reply:
+            return Reply(dst_nwk=src_nwk, dst_ep=src_ep, src_ep=self.endpoint_id,
+                         profile_id=SE_PROFILE, cluster_id=cluster_id, data=frame)
+
+        if header.frame_control.direction != foundation.Direction.Client_to_Server:
+            return []  # to our (absent) client side: responses/reports are not served
+        server = self.servers.get(cluster_id)
+        if server is None:
+            if broadcast or req.is_general and req.command_id == foundation.GeneralCommand.Default_Response:
+                return []
+            return [reply(default_response(req, Status.UNSUPPORTED_CLUSTER))]
+        try:
+            frames = server.handle(req, now)
+        except Exception:  # noqa: BLE001 - the meter keeps serving whatever a frame does
+            LOGGER.exception("cluster 0x%04X failed on %r", cluster_id, data.hex())
+            frames = [] if broadcast else [default_response(req, Status.FAILURE)]
+        return [reply(f) for f in frames]
+
+    def reports(self, now: float) -> list[Reply]:
+        out = []
+        for cluster_id, server in self.servers.items():
+            server.tick(now)
+            for (dst_nwk, dst_ep), payload in server.reporter.due(now).items():
+                frame = server_frame(self.next_tsn(), foundation.GeneralCommand.Report_Attributes,
+                                     payload, general=True)
+                out.append(Reply(dst_nwk=dst_nwk, dst_ep=dst_ep, src_ep=self.endpoint_id,
+                                 profile_id=SE_PROFILE, cluster_id=cluster_id, data=frame))
+        return out
