@@ -27,8 +27,8 @@ import zigpy.zdo.types as zdo_t
 from zigpy.zcl import AttributeReportedEvent, AttributeUpdatedEvent, ReportingConfig
 from zigpy.zcl.clusters.smartenergy import Metering
 
-from radios.air import VirtualAir
 from hubsim.zigpy_se import install_se_profile_shim
+from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
 
 LOGGER = logging.getLogger(__name__)

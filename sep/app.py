@@ -57,14 +57,14 @@ def load_identity(settings: MeterSettings) -> str:
     """The meter's IEEE: given, or kept in DATA/identity.json across runs."""
     if settings.ieee:
         return settings.ieee
+    # EUI64 holds its bytes little-endian: the printed form starts 00:0d:6f (an OUI).
+    ieee = str(t.EUI64(secrets.token_bytes(5) + bytes([0x6F, 0x0D, 0x00])))
     if settings.data_dir is None:
-        return str(t.EUI64(secrets.token_bytes(8)))
+        return ieee
     path = settings.data_dir / "identity.json"
     if path.exists():
         return json.loads(path.read_text())["ieee"]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # EUI64 holds its bytes little-endian: the printed form starts 00:0d:6f (an OUI).
-    ieee = str(t.EUI64(secrets.token_bytes(5) + bytes([0x6F, 0x0D, 0x00])))
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"ieee": ieee}))
     os.replace(tmp, path)

@@ -1,0 +1,161 @@
+"""`hubsim demo`: hub + meter + IHD on the virtual air in one process.
+
+The composition root of hubsim: it builds the air (optionally with a pcap tap and a UDP
+port so other processes can join), starts the comms hub, the meter (our sep app) and
+the in-home display, and shows what the IHD sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from hubsim.hub import CommsHub
+from hubsim.ihd import IhdView, InHomeDisplay
+from radios.air import VirtualAir
+from sep.app import MeterApp, MeterSettings
+from sep.clock import ScaledClock
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class DemoOptions:
+    duration: float | None = None
+    pcap: Path | None = None
+    data_dir: Path | None = None
+    speed: float = 60.0
+    seed: int = 1
+    air_port: int | None = None  # also serve the air on 127.0.0.1:PORT (UDP)
+    external_meter: bool = False  # do not start a meter here: one joins over UDP
+    live: bool | None = None  # None: when stdout is a terminal
+    report_interval: int = 10  # seconds of simulated time between periodic reports
+
+
+@dataclasses.dataclass
+class DemoResult:
+    view: IhdView
+    meter_readings: list[Any]
+    frames_on_air: int
+    elapsed: float
+
+
+def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float) -> Any:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold cyan", justify="right")
+    table.add_column()
+    sim = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(clock.now()))
+    table.add_row("Simulated time", f"{sim} UTC  (x{clock.speed:g})")
+    table.add_row("Meter", f"{view.meter_ieee or 'searching...'}"
+                  + (f"  NWK 0x{view.meter_nwk:04X}" if view.meter_nwk is not None else ""))
+    table.add_row("Energy imported", f"[bold green]{view.energy_text()}[/]")
+    table.add_row("Power now", f"[bold yellow]{view.power_text()}[/]")
+    if view.summation_received:
+        table.add_row("Energy exported", str(view.summation_received))
+    status = "--" if view.meter_status is None else (
+        "OK" if view.meter_status == 0 else f"0x{view.meter_status:02X} (check meter)")
+    table.add_row("Meter status", status)
+    table.add_row("Reports received", str(view.reports_received))
+    table.add_row("Frames on the air", f"{air.frames_sent}  ({time.monotonic() - started:.0f} s)")
+    log = "\n".join(view.log[-6:]) or "..."
+    return Group(Panel(table, title="In-home display", border_style="cyan"),
+                 Panel(log, title="IHD log", border_style="dim"))
+
+
+async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
+    console = console or Console(stderr=False)
+    live_view = console.is_terminal if opts.live is None else opts.live
+    air = VirtualAir()
+    clock = ScaledClock(speed=opts.speed)
+    started = time.monotonic()
+    writer = None
+    if opts.pcap is not None:
+        from radios.pcap import PcapWriter
+
+        writer = PcapWriter(opts.pcap)
+        air.add_tap(writer.write)
+    server = None
+    if opts.air_port is not None:
+        from radios.udp import serve_udp
+
+        server = await serve_udp(air, "127.0.0.1", opts.air_port)
+        console.print(f"air open for other processes at udp://127.0.0.1:{server.port}")
+
+    hub = CommsHub(air=air)
+    meter: MeterApp | None = None
+    ihd = InHomeDisplay(air=air, report_max=opts.report_interval)
+    readings: list[Any] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await hub.start()
+        if not opts.external_meter:
+            meter = MeterApp(
+                MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5),
+                clock=clock, air=air,
+            )
+            await meter.start()
+            await hub.wait_interviewed(meter.ieee)
+            ihd._note(f"hub interviewed meter {meter.ieee}")
+        await ihd.start()
+        await ihd.connect(timeout=60 if opts.external_meter else 20)
+
+        async def sample() -> None:
+            while True:
+                if meter is not None and meter.last_reading is not None:
+                    readings.append(meter.last_reading)
+                await asyncio.sleep(0.5)
+
+        sampler = asyncio.create_task(sample())
+        deadline = None if opts.duration is None else started + opts.duration
+        live_cm = (Live(render(ihd.view, air, clock, started), console=console,
+                        refresh_per_second=4, transient=False)
+                   if live_view else contextlib.nullcontext())
+        with live_cm as live:
+            last_line = 0.0
+            while not stop.is_set():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                if live is not None:
+                    live.update(render(ihd.view, air, clock, started))
+                elif now - last_line >= 5:
+                    last_line = now
+                    console.print(f"IHD: energy {ihd.view.energy_text()}, power "
+                                  f"{ihd.view.power_text()}, reports {ihd.view.reports_received}")
+                timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout)
+        sampler.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await ihd.stop()
+        if meter is not None:
+            with contextlib.suppress(Exception):
+                await meter.stop()
+        with contextlib.suppress(Exception):
+            await hub.stop()
+        if server is not None:
+            server.close()
+        if writer is not None:
+            writer.close()
+            console.print(f"capture written to {opts.pcap}")
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+    return DemoResult(view=ihd.view, meter_readings=readings, frames_on_air=air.frames_sent,
+                      elapsed=time.monotonic() - started)

@@ -1,0 +1,81 @@
+"""`sep meter`: run the meter alone on a radio."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from radios.factory import RADIO_KINDS
+
+LOGGER = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "meter", help="run the meter (ESP) on a radio",
+        description="Run the Smart Energy meter: Basic, Identify, Time and Metering on an "
+        "SE endpoint. --radio virtual joins a virtual air (virtual://NAME in this process, "
+        "or udp://127.0.0.1:PORT served by `hubsim demo --air-port PORT`); --radio ezsp "
+        "drives a Silicon Labs stick through bellows (the meter is then coordinator).",
+    )
+    p.add_argument("--radio", choices=RADIO_KINDS, default="virtual")
+    p.add_argument("--device", metavar="PATH",
+                   help="virtual://NAME, udp://HOST:PORT, /dev/ttyUSB0 or socket://HOST:PORT")
+    p.add_argument("--data", type=Path, metavar="DIR", help="where the meter keeps its data")
+    p.add_argument("--ieee", help="IEEE address (default: kept in DIR, else random)")
+    p.add_argument("--endpoint", type=int, default=None,
+                   help="SE endpoint number (default 1; 9 on EZSP, as bellows owns 1, 2, 242)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the simulated household load")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="simulated time runs N times faster (default 1: real time)")
+    p.add_argument("--baudrate", type=int, default=115200, help="EZSP serial speed")
+    p.add_argument("--flow-control", choices=("hardware", "software"), default=None)
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from radios.ezsp import EZSP_SE_ENDPOINT
+    from sep.app import MeterApp, MeterSettings
+    from sep.clock import ScaledClock
+
+    if args.radio == "ezsp" and not args.device:
+        print("sep meter: --radio ezsp needs --device", file=sys.stderr)
+        return 2
+    endpoint = args.endpoint or (EZSP_SE_ENDPOINT if args.radio == "ezsp" else 1)
+    device = args.device
+    if args.radio == "virtual" and device is None:
+        device = "virtual://default"
+    settings = MeterSettings(radio=args.radio, device=device, ieee=args.ieee,
+                             endpoint=endpoint, data_dir=args.data, seed=args.seed,
+                             baudrate=args.baudrate, flow_control=args.flow_control)
+
+    async def main() -> int:
+        app = MeterApp(settings, clock=ScaledClock(speed=args.speed))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await app.start()
+        print(f"meter {app.ieee} serving SE endpoint {endpoint} on {args.radio} "
+              f"({device}); Ctrl-C stops", flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), args.duration)
+        except TimeoutError:
+            pass
+        finally:
+            await app.stop()
+        return 0
+
+    try:
+        return asyncio.run(main())
+    except Exception as exc:  # a radio that cannot start is a clear error, not a trace
+        LOGGER.debug("meter failed", exc_info=True)
+        print(f"sep meter: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
