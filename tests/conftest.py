@@ -1,0 +1,42 @@
+"""Shared fixtures: a virtual air with a hub, a meter and an IHD on it."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from hubsim.hub import CommsHub
+from hubsim.ihd import InHomeDisplay
+from radios.air import VirtualAir
+from sep.app import MeterApp, MeterSettings
+from sep.clock import ManualClock
+
+METER_IEEE = "00:0d:6f:00:00:00:aa:01"
+SEED = 7
+
+
+@pytest.fixture(autouse=True)
+def _quiet_zigpy():
+    logging.getLogger("zigpy").setLevel(logging.ERROR)
+    yield
+
+
+@pytest.fixture
+async def han():
+    """(air, clock, hub, meter, ihd) with the IHD connected to the meter."""
+    air = VirtualAir()
+    clock = ManualClock()
+    hub = CommsHub(air=air)
+    await hub.start()
+    meter = MeterApp(MeterSettings(ieee=METER_IEEE, seed=SEED, tick_seconds=0.02),
+                     clock=clock, air=air)
+    await meter.start()
+    ihd = InHomeDisplay(air=air, report_min=1, report_max=600)
+    await ihd.start()
+    try:
+        yield air, clock, hub, meter, ihd
+    finally:
+        await ihd.stop()
+        await meter.stop()
+        await hub.stop()

@@ -1,0 +1,72 @@
+"""The newcomer's commands: `hubsim demo` and `sep meter` as real processes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_demo_runs_for_its_duration_and_exits_0(tmp_path):
+    start = time.monotonic()
+    proc = subprocess.run(
+        [str(BIN / "hubsim"), "demo", "--duration", "6", "--no-live", "--data", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - start >= 6
+    assert "IHD saw" in proc.stdout
+    assert "kWh" in proc.stdout
+    # the meter's identity is kept in the data directory across runs
+    assert (tmp_path / "identity.json").exists()
+
+
+def test_demo_usage_errors_exit_2():
+    proc = subprocess.run([str(BIN / "hubsim"), "demo", "--duration", "-1"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--duration" in proc.stderr
+
+
+def test_meter_in_its_own_process_joins_the_demo_air():
+    port = free_udp_port()
+    hub = subprocess.Popen(
+        [str(BIN / "hubsim"), "demo", "--duration", "12", "--no-live", "--air-port", str(port),
+         "--external-meter"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        time.sleep(2)
+        meter = subprocess.run(
+            [str(BIN / "sep"), "meter", "--device", f"udp://127.0.0.1:{port}", "--duration", "9",
+             "--speed", "60", "--ieee", "00:0d:6f:00:00:00:bb:02"],
+            capture_output=True, text=True, timeout=60,
+        )
+        out, err = hub.communicate(timeout=60)
+    finally:
+        hub.kill()
+    assert meter.returncode == 0, meter.stderr
+    assert hub.returncode == 0, err
+    assert "00:0d:6f:00:00:00:bb:02" in meter.stdout
+    assert "kWh" in out
+    # the IHD in the hubsim process received reports from the meter process
+    last = [line for line in out.splitlines() if line.startswith("IHD saw")][-1]
+    reports = int(last.split(" reports")[0].rsplit(" ", 1)[-1])
+    assert reports > 0, out
+
+
+def test_sep_meter_ezsp_without_device_is_a_usage_error():
+    proc = subprocess.run([str(BIN / "sep"), "meter", "--radio", "ezsp"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--device" in proc.stderr
