@@ -20,6 +20,7 @@ _SUBCOMMAND_MODULES = (
     "sep.meter_cli",
     "sep.firmware.cli",
     "sep.store.cli",
+    "sep.ncp_cli",
 )
 
 
