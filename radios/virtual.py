@@ -259,6 +259,11 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
             )
         )
 
+    def _persist_coordinator_model_strings_in_db(self) -> None:
+        # zigpy assumes its own endpoint 1 exists; a node without one has nothing to persist.
+        if 1 in self._device.endpoints:
+            super()._persist_coordinator_model_strings_in_db()
+
     async def force_remove(self, dev: zigpy.device.Device) -> None:
         return None
 
