@@ -29,6 +29,8 @@ from sep.clock import ScaledClock
 
 LOGGER = logging.getLogger(__name__)
 
+DEMO_INITIAL_WH = 4_213_377  # a meter a few years into service: 4,213.377 kWh
+
 
 @dataclasses.dataclass
 class DemoOptions:
@@ -105,7 +107,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         await hub.start()
         if not opts.external_meter:
             meter = MeterApp(
-                MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5),
+                MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
+                              initial_wh=DEMO_INITIAL_WH),
                 clock=clock, air=air,
             )
             await meter.start()

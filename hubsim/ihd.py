@@ -223,7 +223,8 @@ class InHomeDisplay:
                 attrs.instantaneous_demand: ReportingConfig(self.report_min, self.report_max, 10),
             }
         )
-        self._note(f"reporting configured: {rsp}")
+        result = ", ".join(f"{a.name}: {getattr(st, 'name', st)}" for a, st in rsp.items())
+        self._note(f"reporting configured ({result})")
 
     # zigpy cluster events (reports, and cache updates from reads)
     def _on_report(self, event: AttributeReportedEvent | AttributeUpdatedEvent) -> None:

@@ -48,6 +48,7 @@ class MeterSettings:
     data_dir: Path | None = None
     seed: int = 1
     solar_peak_w: int = 0
+    initial_wh: int = 0  # the simulated meter's import register at start (a meter has history)
     tick_seconds: float = 1.0  # how often (wall time) metrology is read and reports go out
     baudrate: int = 115200
     flow_control: str | None = None
@@ -79,7 +80,8 @@ class MeterApp:
         self.settings = settings
         self.clock = clock or WallClock()
         self.metrology = metrology or SimulatedMetrology(
-            self.clock, seed=settings.seed, solar_peak_w=settings.solar_peak_w
+            self.clock, seed=settings.seed, solar_peak_w=settings.solar_peak_w,
+            initial_wh=settings.initial_wh,
         )
         self.ieee = load_identity(settings)
         self.basic = BasicServer(manufacturer=MANUFACTURER_NAME, model=MODEL,

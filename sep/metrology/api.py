@@ -66,10 +66,11 @@ class SimulatedMetrology:
     """In-process metrology over a simulated household load."""
 
     def __init__(self, clock: Clock, seed: int = 1, solar_peak_w: int = 0,
-                 start: float | None = None) -> None:
+                 start: float | None = None, initial_wh: int = 0) -> None:
         self.clock = clock
         self.registers = Registers(HouseholdLoad(seed, solar_peak_w),
-                                   clock.now() if start is None else start)
+                                   clock.now() if start is None else start,
+                                   delivered_j=initial_wh * 3600)
 
     async def read(self) -> Reading:
         return self.read_now()
