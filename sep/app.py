@@ -79,16 +79,17 @@ class MeterApp:
                  metrology: MetrologyReader | None = None, air: VirtualAir | None = None) -> None:
         self.settings = settings
         self.clock = clock or WallClock()
+        self.metering = MeteringServer()
         self.metrology = metrology or SimulatedMetrology(
             self.clock, seed=settings.seed, solar_peak_w=settings.solar_peak_w,
             initial_wh=settings.initial_wh,
+            supply_closed=lambda: self.metering.supply.relay.closed,
         )
         self.ieee = load_identity(settings)
         self.basic = BasicServer(manufacturer=MANUFACTURER_NAME, model=MODEL,
                                  sw_build_id=__version__)
         self.identify = IdentifyServer(self.clock)
         self.time = TimeServer(self.clock)
-        self.metering = MeteringServer()
         self.endpoint = SeEndpoint(settings.endpoint,
                                    [self.basic, self.identify, self.time, self.metering])
         self.controller: zigpy.application.ControllerApplication = make_controller(

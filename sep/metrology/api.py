@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 from typing import Protocol
 
 from sep.clock import Clock
@@ -36,17 +37,24 @@ class MetrologyReader(Protocol):
 
 
 class Registers:
-    """Energy registers integrated exactly in joules."""
+    """Energy registers integrated exactly in joules.
+
+    ``supply_closed`` tells whether the meter's relay lets the household draw power: it
+    is physics (the load behind an open relay draws nothing), not a command to metrology.
+    """
 
     def __init__(self, load: HouseholdLoad, start: float, delivered_j: int = 0,
-                 received_j: int = 0) -> None:
+                 received_j: int = 0, supply_closed: Callable[[], bool] | None = None) -> None:
         self.load = load
         self.t = int(start)
         self.delivered_j = delivered_j
         self.received_j = received_j
+        self.supply_closed = supply_closed or (lambda: True)
 
     def advance(self, now: float) -> None:
         end = int(now)
+        if end > self.t and not self.supply_closed():
+            self.t = end
         if end > self.t:
             imp, exp = self.load.energy_j(self.t, end)
             self.delivered_j += imp
@@ -58,7 +66,7 @@ class Registers:
             timestamp=float(self.t),
             delivered_wh=self.delivered_j // 3600,
             received_wh=self.received_j // 3600,
-            demand_w=self.load.power_w(self.t),
+            demand_w=self.load.power_w(self.t) if self.supply_closed() else 0,
         )
 
 
@@ -66,11 +74,12 @@ class SimulatedMetrology:
     """In-process metrology over a simulated household load."""
 
     def __init__(self, clock: Clock, seed: int = 1, solar_peak_w: int = 0,
-                 start: float | None = None, initial_wh: int = 0) -> None:
+                 start: float | None = None, initial_wh: int = 0,
+                 supply_closed: Callable[[], bool] | None = None) -> None:
         self.clock = clock
         self.registers = Registers(HouseholdLoad(seed, solar_peak_w),
                                    clock.now() if start is None else start,
-                                   delivered_j=initial_wh * 3600)
+                                   delivered_j=initial_wh * 3600, supply_closed=supply_closed)
 
     async def read(self) -> Reading:
         return self.read_now()
