@@ -113,7 +113,7 @@ class MeteringServer(ClusterServer):
         g[0x0000] = lambda: self._reading().delivered_wh
         g[0x0001] = lambda: self._reading().received_wh
         g[0x0400] = lambda: self._reading().demand_w
-        g[0x0200] = self._status
+        g[0x0200] = self._meter_status
         g[0x0014] = lambda: int(self.supply.status)
         g[0x0601] = lambda: self.supply.demand_limit_w or 0
         g[0x0605] = lambda: int(self._load_limit_state)
@@ -175,7 +175,7 @@ class MeteringServer(ClusterServer):
         self._reading()
         return value
 
-    def _status(self) -> int:
+    def _meter_status(self) -> int:
         status = self.extra_status
         if self.reading is None or self.reading.status != MetrologyStatus.OK:
             status |= STATUS_CHECK_METER

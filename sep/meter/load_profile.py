@@ -48,16 +48,19 @@ class LoadProfile:
         self.current_start: int | None = None
 
     def interval_end(self, t: float) -> int:
-        """End of the interval containing ``t`` (an interval is (end - period, end])."""
-        return (int(t) // self.period + 1) * self.period
+        """End of the interval containing ``t``: intervals are (end - period, end]."""
+        return -(-int(t) // self.period) * self.period
 
     def add(self, t: float, delivered_wh: int, received_wh: int) -> list[Interval]:
         """Energy that accrued up to time ``t``; returns the intervals this closed."""
         closed: list[Interval] = []
         end = self.interval_end(t)
         if self.current_end is None:
-            self.current_end = end
-            self.current_start = end - self.period
+            # The first reading starts the profile; a reading on a boundary belongs to the
+            # interval it ends, so the first whole interval starts there.
+            self.current_end = end if end > int(t) else end + self.period
+            self.current_start = self.current_end - self.period
+            return closed
         if end > self.current_end:
             for channel in CHANNELS:
                 closed.append(self._close(channel, self.current_end, self.current[channel]))
@@ -67,12 +70,19 @@ class LoadProfile:
                 for channel in CHANNELS:
                     closed.append(self._close(channel, gap, INVALID_INTERVAL))
                 gap += self.period
-            self.current_end = end
-            self.current_start = end - self.period
-            self.current = {c: 0 for c in CHANNELS}
+            self._start(end)
         self.current[CHANNEL_DELIVERED] += delivered_wh
         self.current[CHANNEL_RECEIVED] += received_wh
+        if int(t) == self.current_end:  # a reading on the boundary completes the interval
+            for channel in CHANNELS:
+                closed.append(self._close(channel, self.current_end, self.current[channel]))
+            self._start(self.current_end + self.period)
         return closed
+
+    def _start(self, end: int) -> None:
+        self.current_end = end
+        self.current_start = end - self.period
+        self.current = {c: 0 for c in CHANNELS}
 
     def _close(self, channel: int, end: int, value: int) -> Interval:
         self._ends[channel].append(end)
