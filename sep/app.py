@@ -25,6 +25,8 @@ import zigpy.types as t
 from radios.air import VirtualAir
 from radios.factory import make_controller
 from sep import __version__
+from sep.bridge.config import BridgeConfig
+from sep.bridge.payloads import MeterState
 from sep.clock import Clock, WallClock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
 from sep.clusters.metering import MeteringServer
@@ -52,6 +54,7 @@ class MeterSettings:
     tick_seconds: float = 1.0  # how often (wall time) metrology is read and reports go out
     baudrate: int = 115200
     flow_control: str | None = None
+    mqtt: BridgeConfig | None = None  # publish to an MQTT broker (sep/bridge)
 
 
 def load_identity(settings: MeterSettings) -> str:
@@ -109,6 +112,15 @@ class MeterApp:
         self.last_reading: Reading | None = None
         self.replies_sent = 0
         self.send_failures = 0
+        self.bridge: Any = None
+        self._bridge_task: asyncio.Task[None] | None = None
+        if settings.mqtt is not None:
+            from sep.bridge.client import MqttBridge
+
+            self.bridge = MqttBridge(settings.mqtt, ieee=self.ieee, model=MODEL,
+                                     manufacturer=MANUFACTURER_NAME, sw_version=__version__,
+                                     handlers=self.command_handlers(),
+                                     data_dir=settings.data_dir)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -118,12 +130,18 @@ class MeterApp:
         LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
                     self.endpoint.endpoint_id)
         self._loop_task = asyncio.create_task(self._periodic(), name="meter-periodic")
+        if self.bridge is not None:
+            await self.bridge.start()
+            self._bridge_task = asyncio.create_task(self._feed_bridge(), name="meter-bridge")
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for task in (self._loop_task, self._bridge_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.bridge is not None:
+            await self.bridge.stop()
         for task in list(self._send_tasks):
             task.cancel()
         await self.controller.shutdown()
@@ -155,6 +173,42 @@ class MeterApp:
             except Exception:  # noqa: BLE001 - keep serving; the watchdog sees repeats
                 LOGGER.exception("periodic meter work failed")
             await asyncio.sleep(self.settings.tick_seconds)
+
+    # -- MQTT bridge -------------------------------------------------------------------
+    def meter_state(self) -> MeterState:
+        """The values a dashboard sees, taken from the Metering server's registers."""
+        m = self.metering
+        r = self.last_reading
+        reg = m.registers
+        tiers = m.config.tiers_in_use
+        return MeterState(
+            ieee=self.ieee,
+            timestamp=r.timestamp if r else self.clock.now(),
+            summation_delivered=r.delivered_wh if r else 0,
+            summation_received=r.received_wh if r else 0,
+            demand=r.demand_w if r else 0,
+            multiplier=m.config.multiplier, divisor=m.config.divisor,
+            unit=m.config.unit_of_measure,
+            tiers_delivered=reg.tiers_delivered[:tiers],
+            tiers_received=reg.tiers_received[:tiers],
+            day_delivered=reg.day.current[0], week_delivered=reg.week.current[0],
+            month_delivered=reg.month.current[0], day_received=reg.day.current[1],
+            meter_status=m.read_value(0x0200), supply_status=int(m.supply.status),
+        )
+
+    def command_handlers(self) -> dict[str, Any]:
+        """MQTT commands this meter can carry out (more arrive with their clusters)."""
+        return {}
+
+    async def _feed_bridge(self) -> None:
+        assert self.bridge is not None
+        while True:
+            try:
+                if self.last_reading is not None:
+                    self.bridge.submit(self.meter_state())
+            except Exception:  # noqa: BLE001 - the HAN side must not suffer from the bridge
+                LOGGER.exception("bridge feed failed")
+            await asyncio.sleep(self.bridge.config.publish_interval)
 
     # -- packets ----------------------------------------------------------------------
     def _on_packet(self, packet: t.ZigbeePacket) -> None:

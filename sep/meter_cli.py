@@ -36,7 +36,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baudrate", type=int, default=115200, help="EZSP serial speed")
     p.add_argument("--flow-control", choices=("hardware", "software"), default=None)
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    add_mqtt_options(p)
     p.set_defaults(func=_run)
+
+
+def add_mqtt_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("MQTT bridge")
+    g.add_argument("--mqtt", metavar="URL",
+                   help="publish to a broker: mqtt://[user[:pass]@]host[:port] or mqtts://...")
+    g.add_argument("--mqtt-username", help="broker user name (overrides the URL's)")
+    g.add_argument("--mqtt-password", help="broker password (overrides the URL's)")
+    g.add_argument("--mqtt-client-id", help="MQTT client id (default sep-<eui64>)")
+    g.add_argument("--mqtt-base", default="sep", help="base topic (default sep)")
+    g.add_argument("--mqtt-ca", type=Path, help="CA certificate for mqtts://")
+    g.add_argument("--mqtt-cert", type=Path, help="client certificate for mqtts://")
+    g.add_argument("--mqtt-key", type=Path, help="client key for mqtts://")
+    g.add_argument("--mqtt-token", help="commands must carry this token")
+    g.add_argument("--mqtt-interval", type=float, default=10.0,
+                   help="seconds between published readings (default 10)")
+
+
+def mqtt_config(args: argparse.Namespace):
+    """A BridgeConfig from the --mqtt options, or None."""
+    if not args.mqtt:
+        return None
+    from sep.bridge.config import BridgeConfig
+
+    return BridgeConfig.from_url(
+        args.mqtt, username=args.mqtt_username, password=args.mqtt_password,
+        client_id=args.mqtt_client_id, base_topic=args.mqtt_base, ca_file=args.mqtt_ca,
+        cert_file=args.mqtt_cert, key_file=args.mqtt_key, command_token=args.mqtt_token,
+        publish_interval=args.mqtt_interval,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -51,9 +82,16 @@ def _run(args: argparse.Namespace) -> int:
     device = args.device
     if args.radio == "virtual" and device is None:
         device = "virtual://default"
+    from sep.bridge.config import BridgeConfigError
+
+    try:
+        mqtt = mqtt_config(args)
+    except BridgeConfigError as exc:
+        print(f"sep meter: {exc}", file=sys.stderr)
+        return 2
     settings = MeterSettings(radio=args.radio, device=device, ieee=args.ieee,
                              endpoint=endpoint, data_dir=args.data, seed=args.seed,
-                             baudrate=args.baudrate, flow_control=args.flow_control)
+                             baudrate=args.baudrate, flow_control=args.flow_control, mqtt=mqtt)
 
     async def main() -> int:
         app = MeterApp(settings, clock=ScaledClock(speed=args.speed))
