@@ -52,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
                       "--device udp://127.0.0.1:PORT` can join from another process")
     demo.add_argument("--external-meter", action="store_true",
                       help="start no meter here; wait for one to join over --air-port")
+    demo.add_argument("--meters", type=int, default=1, metavar="N",
+                      help="run N simulated meters on the air (default 1; the IHD shows the first)")
+    demo.add_argument("--mqtt", metavar="URL",
+                      help="every meter publishes to this broker (mqtt:// or mqtts://)")
+    demo.add_argument("--mqtt-username", help="broker user name")
+    demo.add_argument("--mqtt-password", help="broker password")
+    demo.add_argument("--mqtt-ca", type=Path, help="CA certificate for mqtts://")
+    demo.add_argument("--mqtt-base", default="sep", help="base topic (default sep)")
+    demo.add_argument("--mqtt-interval", type=float, default=10.0,
+                      help="seconds between published readings (default 10)")
     demo.add_argument("--no-live", action="store_true",
                       help="plain log lines instead of the live terminal view")
     demo.set_defaults(func=_demo)
@@ -64,9 +74,24 @@ def _demo(args: argparse.Namespace) -> int:
     if args.external_meter and args.air_port is None:
         print("hubsim demo: --external-meter needs --air-port", file=sys.stderr)
         return 2
+    if args.meters < 1:
+        print("hubsim demo: --meters must be at least 1", file=sys.stderr)
+        return 2
+    mqtt = None
+    if args.mqtt:
+        from sep.bridge.config import BridgeConfig, BridgeConfigError
+
+        try:
+            mqtt = BridgeConfig.from_url(args.mqtt, username=args.mqtt_username,
+                                         password=args.mqtt_password, ca_file=args.mqtt_ca,
+                                         base_topic=args.mqtt_base,
+                                         publish_interval=args.mqtt_interval)
+        except BridgeConfigError as exc:
+            print(f"hubsim demo: {exc}", file=sys.stderr)
+            return 2
     opts = DemoOptions(duration=args.duration, pcap=args.pcap, data_dir=args.data,
                        speed=args.speed, seed=args.seed, air_port=args.air_port,
-                       external_meter=args.external_meter,
+                       external_meter=args.external_meter, mqtt=mqtt, meters=args.meters,
                        live=False if args.no_live else None)
     try:
         result = asyncio.run(run_demo(opts))

@@ -43,6 +43,8 @@ class DemoOptions:
     external_meter: bool = False  # do not start a meter here: one joins over UDP
     live: bool | None = None  # None: when stdout is a terminal
     report_interval: int = 10  # seconds of simulated time between periodic reports
+    mqtt: Any = None  # a sep.bridge.config.BridgeConfig: every meter publishes there
+    meters: int = 1  # how many simulated meters share the air (the IHD shows the first)
 
 
 @dataclasses.dataclass
@@ -96,6 +98,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
 
     hub = CommsHub(air=air)
     meter: MeterApp | None = None
+    extra_meters: list[MeterApp] = []
     ihd = InHomeDisplay(air=air, report_max=opts.report_interval)
     readings: list[Any] = []
     stop = asyncio.Event()
@@ -108,12 +111,26 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         if not opts.external_meter:
             meter = MeterApp(
                 MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
-                              initial_wh=DEMO_INITIAL_WH),
+                              initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt),
                 clock=clock, air=air,
             )
             await meter.start()
             await hub.wait_interviewed(meter.ieee)
             ihd._note(f"hub interviewed meter {meter.ieee}")
+            for n in range(1, opts.meters):
+                # Fleet members: deterministic identities and seeds, data kept apart.
+                extra = MeterApp(
+                    MeterSettings(ieee=f"00:0d:6f:00:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}:5e:e9",
+                                  seed=opts.seed + n, tick_seconds=2.0,
+                                  initial_wh=DEMO_INITIAL_WH + 997 * n, mqtt=opts.mqtt,
+                                  data_dir=(opts.data_dir / f"meter-{n}")
+                                  if opts.data_dir else None),
+                    clock=clock, air=air,
+                )
+                await extra.start()
+                extra_meters.append(extra)
+            if extra_meters:
+                ihd._note(f"{len(extra_meters)} more meters on the air")
         await ihd.start()
         await ihd.connect(timeout=60 if opts.external_meter else 20)
 
@@ -147,9 +164,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     finally:
         with contextlib.suppress(Exception):
             await ihd.stop()
-        if meter is not None:
+        for m in [*extra_meters, *([meter] if meter is not None else [])]:
             with contextlib.suppress(Exception):
-                await meter.stop()
+                await m.stop()
         with contextlib.suppress(Exception):
             await hub.stop()
         if server is not None:

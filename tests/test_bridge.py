@@ -191,3 +191,27 @@ async def test_bad_commands_get_an_error_and_change_nothing(broker, name, payloa
         assert error in result["error"]
         assert app.meter_state() == before
         assert app.metering.supply.relay.closed
+
+
+async def test_hubsim_demo_bridges_n_meters(broker):
+    import sys
+    from pathlib import Path
+
+    online: set[str] = set()
+    async with aiomqtt.Client("127.0.0.1", broker.port) as sub:
+        await sub.subscribe("sep/+/availability", qos=1)
+        proc = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "hubsim"), "demo", "--duration", "6", "--no-live",
+            "--meters", "4", "--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--mqtt-interval",
+            "0.5", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+        async def listen() -> None:
+            async for msg in sub.messages:
+                if msg.payload == b"online":
+                    online.add(str(msg.topic).split("/")[1])
+
+        listener = asyncio.create_task(listen())
+        _out, err = await asyncio.wait_for(proc.communicate(), 120)
+        listener.cancel()
+    assert proc.returncode == 0, err.decode()
+    assert len(online) == 4, online
