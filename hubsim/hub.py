@@ -12,22 +12,34 @@ import logging
 import time
 
 import zigpy.application
+import zigpy.config as conf
 import zigpy.device
+import zigpy.zdo.types as zdo_t
 
+from hubsim.ota_server import HubOtaServer, OtaServerCore
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
 
 LOGGER = logging.getLogger(__name__)
+HUB_SE_ENDPOINT = 9
 
 
 class CommsHub:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:00:01", air: VirtualAir | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, ota: OtaServerCore | None = None) -> None:
         cfg = virtual_config(ieee, role="coordinator", air=air, path=device or "virtual://default",
                              default_endpoints=True)
+        # Besides zigpy's own endpoints, the hub's Smart Energy endpoint: where the HAN
+        # finds its OTA server (and, as they arrive, price and messaging).
+        cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [zdo_t.SimpleDescriptor(
+            endpoint=HUB_SE_ENDPOINT, profile=0x0109, device_type=0x0500, device_version=0,
+            input_clusters=[0x000A, 0x0019], output_clusters=[0x0702]).as_dict()]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
         install_se_profile_shim(self.app)
+        self.ota: HubOtaServer | None = None
+        if ota is not None:
+            self.ota = HubOtaServer(self.app, ota, endpoint=HUB_SE_ENDPOINT)
         self.joined: list[str] = []
         self.app.add_listener(self)
 

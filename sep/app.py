@@ -15,12 +15,15 @@ import json
 import logging
 import os
 import secrets
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import zigpy.application
 import zigpy.exceptions
 import zigpy.types as t
+import zigpy.zdo.types as zdo_t
 
 from radios.air import VirtualAir
 from radios.factory import make_controller
@@ -30,8 +33,10 @@ from sep.bridge.payloads import MeterState
 from sep.clock import Clock, WallClock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
 from sep.clusters.metering import MeteringServer
+from sep.clusters.ota_client import OtaClient
 from sep.endpoint import SeEndpoint
 from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
+from sep.ota_service import OtaService, Verifier
 from sep.zcl.frames import Reply
 
 LOGGER = logging.getLogger(__name__)
@@ -39,6 +44,10 @@ LOGGER = logging.getLogger(__name__)
 MANUFACTURER_NAME = "sep"
 MODEL = "SEP-ESME-1"
 MANUFACTURER_CODE = 0x1234
+IMAGE_TYPE_APPLICATION = 0x5E01  # OTA image type of this application
+IMAGE_TYPE_METROLOGY = 0x5E02  # the metrology firmware: never accepted over the air
+APP_FILE_VERSION = 0x00010000
+OTA_CLUSTER = 0x0019
 
 
 @dataclasses.dataclass
@@ -55,6 +64,8 @@ class MeterSettings:
     baudrate: int = 115200
     flow_control: str | None = None
     mqtt: BridgeConfig | None = None  # publish to an MQTT broker (sep/bridge)
+    file_version: int = APP_FILE_VERSION  # the firmware this meter runs
+    ota_query_interval: float = 24 * 3600  # seconds between QueryNextImage
 
 
 def load_identity(settings: MeterSettings) -> str:
@@ -94,7 +105,8 @@ class MeterApp:
         self.identify = IdentifyServer(self.clock)
         self.time = TimeServer(self.clock)
         self.endpoint = SeEndpoint(settings.endpoint,
-                                   [self.basic, self.identify, self.time, self.metering])
+                                   [self.basic, self.identify, self.time, self.metering],
+                                   output_clusters=(OTA_CLUSTER,))
         self.controller: zigpy.application.ControllerApplication = make_controller(
             settings.radio,
             ieee=self.ieee,
@@ -105,6 +117,8 @@ class MeterApp:
             flow_control=settings.flow_control,
             manufacturer_code=MANUFACTURER_CODE,
         )
+        self.ota: OtaService | None = None
+        self.update_log: list[dict[str, Any]] = []
         self._upstream_packet_received = self.controller.packet_received
         self.controller.packet_received = self._on_packet  # type: ignore[method-assign]
         self._loop_task: asyncio.Task[None] | None = None
@@ -130,6 +144,8 @@ class MeterApp:
         LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
                     self.endpoint.endpoint_id)
         self._loop_task = asyncio.create_task(self._periodic(), name="meter-periodic")
+        if self.ota is not None:
+            await self.ota.start()
         if self.bridge is not None:
             await self.bridge.start()
             self._bridge_task = asyncio.create_task(self._feed_bridge(), name="meter-bridge")
@@ -142,6 +158,8 @@ class MeterApp:
                     await task
         if self.bridge is not None:
             await self.bridge.stop()
+        if self.ota is not None:
+            await self.ota.stop()
         for task in list(self._send_tasks):
             task.cancel()
         await self.controller.shutdown()
@@ -211,8 +229,41 @@ class MeterApp:
             await asyncio.sleep(self.bridge.config.publish_interval)
 
     # -- packets ----------------------------------------------------------------------
+    # -- firmware update ---------------------------------------------------------------
+    def enable_ota(self, *, verifier: Verifier, on_apply: Callable[[Path, int], Any],
+                   staging_dir: Path | None = None, **client_options: Any) -> OtaService:
+        """Attach the OTA client (before :meth:`start`)."""
+        staging = staging_dir or (self.settings.data_dir or Path(tempfile.mkdtemp())) / "ota"
+
+        def client(sink: Any) -> OtaClient:
+            return OtaClient(manufacturer=MANUFACTURER_CODE, image_type=IMAGE_TYPE_APPLICATION,
+                             current_version=self.settings.file_version, sink=sink,
+                             query_interval=self.settings.ota_query_interval, **client_options)
+
+        self.ota = OtaService(self.controller, endpoint=self.endpoint.endpoint_id,
+                              client_factory=client, staging_dir=staging, verifier=verifier,
+                              on_apply=on_apply, on_log=self.update_log.append)
+        return self.ota
+
+    def _on_zdo(self, packet: t.ZigbeePacket) -> None:
+        if self.ota is None or int(packet.cluster_id) != zdo_t.ZDOCmd.Match_Desc_rsp:
+            return
+        data = bytes(packet.data.serialize())
+        try:
+            args, _ = t.deserialize(data[1:], zdo_t.CLUSTERS[zdo_t.ZDOCmd.Match_Desc_rsp][1])
+        except (ValueError, KeyError):
+            return
+        status, nwk, matches = args
+        if status == zdo_t.Status.SUCCESS and matches:
+            self.ota.on_match(int(nwk), [int(m) for m in matches])
+
     def _on_packet(self, packet: t.ZigbeePacket) -> None:
         dst_ep = int(packet.dst_ep or 0)
+        if dst_ep == 0 and int(packet.profile_id) == 0:
+            self._on_zdo(packet)
+        if self.ota is not None and self.ota.handles(packet):
+            self.ota.on_packet(packet)
+            return
         if dst_ep == 0 or not self.endpoint.accepts(dst_ep, int(packet.profile_id)):
             self._upstream_packet_received(packet)
             return

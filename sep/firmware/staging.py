@@ -1,0 +1,114 @@
+"""Staging a download on disk so that a power cut loses at most the unflushed tail.
+
+``DIR/download.bin`` holds the bytes, ``DIR/download.json`` the image identity and the
+*durable* offset. :meth:`FileSink.flush` fsyncs the data first, then replaces the JSON
+atomically (write, fsync, rename, fsync the directory), so the recorded offset never
+runs ahead of bytes that are really on disk. On resume the data file is cut back to the
+recorded offset: a torn tail is thrown away and fetched again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from sep.clusters.ota_client import DownloadState, ImageIdent
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class FileSink:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.data_path = self.dir / "download.bin"
+        self.state_path = self.dir / "download.json"
+        self._f = None
+        self._ident: ImageIdent | None = None
+        self._durable = 0
+
+    def state(self) -> DownloadState | None:
+        try:
+            doc = json.loads(self.state_path.read_text())
+            ident = ImageIdent(**doc["ident"])
+            offset = int(doc["offset"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not self.data_path.exists() or self.data_path.stat().st_size < offset:
+            return None  # the bytes the record promises are not there: start again
+        self._open(ident, offset)
+        return DownloadState(ident, offset)
+
+    def _open(self, ident: ImageIdent, offset: int) -> None:
+        if self._f is not None:
+            self._f.close()
+        self._f = open(self.data_path, "r+b" if self.data_path.exists() else "w+b")  # noqa: SIM115
+        self._f.truncate(offset)
+        self._f.seek(offset)
+        self._ident = ident
+        self._durable = offset
+
+    def begin(self, ident: ImageIdent) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.data_path.unlink()
+        self._open(ident, 0)
+        self._record(0)
+
+    def write(self, offset: int, data: bytes) -> None:
+        assert self._f is not None, "begin() or state() first"
+        if self._f.tell() != offset:
+            self._f.seek(offset)
+        self._f.write(data)
+
+    def flush(self) -> int:
+        assert self._f is not None and self._ident is not None
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        offset = self._f.tell()
+        self._record(offset)
+        return offset
+
+    def _record(self, offset: int) -> None:
+        assert self._ident is not None
+        doc = {"ident": dataclasses.asdict(self._ident), "offset": offset}
+        atomic_write(self.state_path, json.dumps(doc).encode())
+        self._durable = offset
+
+    @property
+    def durable_offset(self) -> int:
+        return self._durable
+
+    def read(self) -> bytes:
+        return self.data_path.read_bytes()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def discard(self) -> None:
+        self.close()
+        for path in (self.data_path, self.state_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self._ident = None
+        self._durable = 0
