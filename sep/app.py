@@ -35,6 +35,7 @@ from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
 from sep.clusters.metering import MeteringServer
 from sep.clusters.ota_client import OtaClient
 from sep.endpoint import SeEndpoint
+from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
 from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
 from sep.ota_service import OtaService, Verifier
 from sep.zcl.frames import Reply
@@ -44,8 +45,8 @@ LOGGER = logging.getLogger(__name__)
 MANUFACTURER_NAME = "sep"
 MODEL = "SEP-ESME-1"
 MANUFACTURER_CODE = 0x1234
-IMAGE_TYPE_APPLICATION = 0x5E01  # OTA image type of this application
-IMAGE_TYPE_METROLOGY = 0x5E02  # the metrology firmware: never accepted over the air
+IMAGE_TYPE_APPLICATION = APPLICATION_IMAGE_TYPE  # OTA image type of this application
+IMAGE_TYPE_METROLOGY = METROLOGY_IMAGE_TYPE  # never accepted over the air
 APP_FILE_VERSION = 0x00010000
 OTA_CLUSTER = 0x0019
 

@@ -36,8 +36,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baudrate", type=int, default=115200, help="EZSP serial speed")
     p.add_argument("--flow-control", choices=("hardware", "software"), default=None)
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    g = p.add_argument_group("firmware update")
+    g.add_argument("--trust", type=Path, metavar="DIR",
+                   help="trust directory (ca.pub, allowed_signers.txt) for OTA images; "
+                   "without it every image is refused")
+    g.add_argument("--no-ota", action="store_true", help="do not look for firmware updates")
+    g.add_argument("--ota-query-interval", type=float, default=24 * 3600, metavar="SECONDS",
+                   help="how often to ask the OTA server for a new image (default one day)")
+    g.add_argument("--file-version", type=lambda v: int(v, 0), default=None,
+                   help="the firmware version this process is (set by the supervisor)")
+    g.add_argument("--slot", default=None, help=argparse.SUPPRESS)
+    g.add_argument("--hardware-version", type=lambda v: int(v, 0), default=1)
     add_mqtt_options(p)
     p.set_defaults(func=_run)
+
+    sv = sub.add_parser(
+        "supervise", help="run `sep meter` under the A/B slot supervisor",
+        description="Start the active firmware slot's meter with the given meter options, "
+        "boot a newly activated slot on trial, and revert it unless it confirms after its "
+        "health check. Example: sep supervise --data DIR -- --device udp://127.0.0.1:47000",
+    )
+    sv.add_argument("--data", type=Path, required=True, metavar="DIR")
+    sv.add_argument("--trial-timeout", type=float, default=120.0,
+                    help="seconds a trial slot has to confirm (default 120)")
+    sv.add_argument("meter_args", nargs=argparse.REMAINDER,
+                    help="options passed to `sep meter` (after --)")
+    sv.set_defaults(func=_supervise)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    from sep.supervisor import supervise
+
+    meter_args = args.meter_args[1:] if args.meter_args[:1] == ["--"] else args.meter_args
+    return supervise(args.data, meter_args, trial_timeout=args.trial_timeout)
 
 
 def add_mqtt_options(p: argparse.ArgumentParser) -> None:
@@ -70,6 +101,37 @@ def mqtt_config(args: argparse.Namespace):
     )
 
 
+def _attach_updater(app, args: argparse.Namespace, request_exit):
+    """OTA client + A/B slots + the verification gate, for a meter with a data dir."""
+    import json
+    import time
+
+    from sep.app import IMAGE_TYPE_APPLICATION, MANUFACTURER_CODE
+    from sep.firmware.policy import DeviceIdentity
+    from sep.firmware.slots import SlotManager
+    from sep.firmware_gate import make_gate
+    from sep.updater import Updater
+
+    slots = SlotManager(args.data)
+    device = DeviceIdentity(manufacturer_code=MANUFACTURER_CODE,
+                            image_type=IMAGE_TYPE_APPLICATION,
+                            current_file_version=app.settings.file_version,
+                            hardware_version=args.hardware_version)
+    verify, precheck = make_gate(args.trust, device)
+    log_path = args.data / "update-log.jsonl"
+
+    def log(entry: dict) -> None:
+        entry = {"time": time.time(), "slot": args.slot or "factory", **entry}
+        with open(log_path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        app.update_log.append(entry)
+
+    updater = Updater(app, slots, verify=verify, request_exit=request_exit, log=log)
+    ota = app.enable_ota(verifier=verify, on_apply=updater.apply, precheck=precheck)
+    ota.on_log = log
+    return updater
+
+
 def _run(args: argparse.Namespace) -> int:
     from radios.ezsp import EZSP_SE_ENDPOINT
     from sep.app import MeterApp, MeterSettings
@@ -89,27 +151,43 @@ def _run(args: argparse.Namespace) -> int:
     except BridgeConfigError as exc:
         print(f"sep meter: {exc}", file=sys.stderr)
         return 2
+    from sep.app import APP_FILE_VERSION
+
     settings = MeterSettings(radio=args.radio, device=device, ieee=args.ieee,
                              endpoint=endpoint, data_dir=args.data, seed=args.seed,
-                             baudrate=args.baudrate, flow_control=args.flow_control, mqtt=mqtt)
+                             baudrate=args.baudrate, flow_control=args.flow_control, mqtt=mqtt,
+                             file_version=args.file_version or APP_FILE_VERSION,
+                             ota_query_interval=args.ota_query_interval)
 
     async def main() -> int:
         app = MeterApp(settings, clock=ScaledClock(speed=args.speed))
         stop = asyncio.Event()
+        exit_code = 0
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+
+        def request_exit(code: int) -> None:
+            nonlocal exit_code
+            exit_code = code
+            stop.set()
+
+        updater = None
+        if args.data is not None and not args.no_ota:
+            updater = _attach_updater(app, args, request_exit)
         await app.start()
-        print(f"meter {app.ieee} serving SE endpoint {endpoint} on {args.radio} "
-              f"({device}); Ctrl-C stops", flush=True)
+        print(f"meter {app.ieee} version 0x{settings.file_version:08X} serving SE endpoint "
+              f"{endpoint} on {args.radio} ({device}); Ctrl-C stops", flush=True)
         try:
+            if updater is not None and not await updater.confirm_if_healthy():
+                return 1  # a trial slot that is not healthy: the supervisor reverts
             await asyncio.wait_for(stop.wait(), args.duration)
         except TimeoutError:
             pass
         finally:
             await app.stop()
-        return 0
+        return exit_code
 
     try:
         return asyncio.run(main())

@@ -1,0 +1,110 @@
+"""The small supervisor `sep meter` runs under: start the active slot, trial, revert.
+
+``sep supervise --data DIR [meter options]`` loops:
+
+1. :meth:`SlotManager.choose_boot` picks the slot (reverting an unconfirmed trial, skipping
+   corrupt slots, falling back to the factory image = the installed package);
+2. runs ``python SLOT/app.pyz meter ... --file-version V --slot S`` (or the installed
+   ``sep meter`` for the factory image);
+3. on exit code :data:`EXIT_ACTIVATE` the meter has activated a new slot: boot again;
+   on 0 it was asked to stop: stop; any other exit during a trial: revert and boot again;
+   any other exit otherwise: the watchdog's last resort, restart after a pause.
+
+On a real device the same roles are a bootloader (MCUboot) with two flash banks, the
+application confirming the image after its self-test, and a hardware watchdog.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sep.firmware.slots import FACTORY, SlotManager
+
+LOGGER = logging.getLogger(__name__)
+
+EXIT_ACTIVATE = 75  # "a new slot is active: boot it"
+MAX_CRASHES = 5  # crashes in a row (outside trials) before the supervisor gives up
+
+
+def slot_command(data_dir: Path, slot: str, file_version: int | None,
+                 meter_args: list[str], python: str = sys.executable) -> list[str]:
+    if slot == FACTORY:
+        cmd = [python, "-m", "sep.cli", "meter"]
+    else:
+        cmd = [python, str(data_dir / "slots" / slot / "app.pyz"), "meter"]
+    cmd += [*meter_args, "--data", str(data_dir), "--slot", slot]
+    if file_version is not None:
+        cmd += ["--file-version", str(file_version)]
+    return cmd
+
+
+def _wait(child: subprocess.Popen[bytes], slots: SlotManager, trial_timeout: float) -> int | None:
+    """Wait for the child; None when a trial was not confirmed in time (child killed)."""
+    deadline = time.monotonic() + trial_timeout
+    while True:
+        try:
+            return child.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        if slots.boot_state().trial and time.monotonic() > deadline:
+            child.terminate()
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            return None
+
+
+def supervise(data_dir: Path, meter_args: list[str], *, log=print,
+              trial_timeout: float = 120.0) -> int:
+    slots = SlotManager(data_dir)
+    crashes = 0
+    child: subprocess.Popen[bytes] | None = None
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    while True:
+        slot, info, events = slots.choose_boot()
+        for event in events:
+            log(f"supervisor: {event}")
+        version = info.file_version if info else None
+        cmd = slot_command(data_dir, slot, version, meter_args)
+        state = slots.boot_state()
+        log(f"supervisor: starting slot {slot}"
+            + (f" (version 0x{version:08X})" if version is not None else " (factory)")
+            + (" on trial" if state.trial else ""))
+        child = subprocess.Popen(cmd)
+        rc = _wait(child, slots, trial_timeout)
+        if rc is None:
+            slots.revert("trial slot did not confirm in time")
+            log(f"supervisor: slot {slot} did not confirm within {trial_timeout:.0f} s: reverted")
+            continue
+        if stopping or rc == 0:
+            return 0 if rc in (0, -signal.SIGINT, -signal.SIGTERM) else rc
+        if rc == EXIT_ACTIVATE:
+            crashes = 0
+            continue
+        state = slots.boot_state()
+        if state.trial:
+            slots.revert(f"trial slot exited with {rc}")
+            log(f"supervisor: slot {slot} failed its trial (exit {rc}): reverted")
+            continue
+        crashes += 1
+        log(f"supervisor: meter exited with {rc} ({crashes} in a row)")
+        if crashes >= MAX_CRASHES:
+            log("supervisor: giving up")
+            return 1
+        time.sleep(min(2 ** crashes, 30))
