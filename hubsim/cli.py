@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mqtt-base", default="sep", help="base topic (default sep)")
     demo.add_argument("--mqtt-interval", type=float, default=10.0,
                       help="seconds between published readings (default 10)")
+    demo.add_argument("--ota", type=Path, metavar="FILE",
+                      help="upgrade the demo meter with this OTA file (the meter then runs in "
+                      "its own process under the A/B supervisor); exit 0 only when it runs "
+                      "the new version, confirmed")
+    demo.add_argument("--trust", type=Path, metavar="DIR",
+                      help="the meter's trust directory for --ota (ca.pub, allowed_signers.txt)")
     demo.add_argument("--no-live", action="store_true",
                       help="plain log lines instead of the live terminal view")
     demo.set_defaults(func=_demo)
@@ -71,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _demo(args: argparse.Namespace) -> int:
     from hubsim.demo import DemoOptions, run_demo
 
+    if args.ota is not None:
+        if args.trust is None:
+            print("hubsim demo: --ota needs --trust DIR", file=sys.stderr)
+            return 2
+        from hubsim.ota_demo import run_ota_demo
+
+        code, why = asyncio.run(run_ota_demo(args.ota, args.trust, data_dir=args.data,
+                                             timeout=args.duration or 600.0))
+        print(f"hubsim demo: {'upgrade succeeded' if code == 0 else 'upgrade failed'}: {why}",
+              file=sys.stdout if code == 0 else sys.stderr)
+        return code
     if args.external_meter and args.air_port is None:
         print("hubsim demo: --external-meter needs --air-port", file=sys.stderr)
         return 2

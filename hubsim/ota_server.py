@@ -85,6 +85,7 @@ class OtaServerCore:
         self.blocks_sent = 0
         self.bytes_sent = 0
         self.upgrade_end: list[int] = []  # statuses the clients reported
+        self.highest_offset = 0  # how far into the image any client has been served
         self._waits_left = self.faults.wait_for_data_times
         self._corrupted = False
 
@@ -197,6 +198,7 @@ class OtaServerCore:
             self.blocks_sent += 1
             self.bytes_sent += len(chunk)
             offset += len(chunk)
+            self.highest_offset = max(self.highest_offset, offset)
             delay = spacing
         return out
 

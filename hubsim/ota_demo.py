@@ -1,0 +1,123 @@
+"""`hubsim demo --ota FILE --trust DIR`: upgrade the demo meter over the virtual air.
+
+The meter runs as it would on a device: in its own process under the A/B supervisor
+(``sep supervise``), joined to this process's air over loopback UDP. The hub serves FILE;
+the meter finds the server, downloads, verifies, stages, activates on trial, restarts and
+confirms after its health check. Success is the meter running the new version with the
+trial confirmed; anything else exits 1 with the reason from the meter's update log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from hubsim.hub import CommsHub
+from hubsim.ota_server import OtaServerCore, load_image
+from radios.air import VirtualAir
+from radios.udp import serve_udp
+
+FAIL_STEPS = ("refused", "rejected", "apply failed", "aborted", "health check failed")
+
+
+def read_log(data: Path) -> list[dict]:
+    try:
+        return [json.loads(line) for line in (data / "update-log.jsonl").read_text().splitlines()
+                if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def boot_state(data: Path) -> dict:
+    try:
+        return json.loads((data / "slots" / "boot.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def slot_version(data: Path, slot: str) -> int | None:
+    try:
+        return int(json.loads((data / "slots" / slot / "meta.json").read_text())["file_version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+async def run_ota_demo(image_path: Path, trust: Path, *, data_dir: Path | None = None,
+                       timeout: float = 600.0, console: Console | None = None) -> tuple[int, str]:
+    console = console or Console(stderr=True)
+    try:
+        image = load_image(image_path)
+    except (OSError, ValueError) as exc:
+        return 2, f"cannot read {image_path}: {exc}"
+    data = data_dir or Path(tempfile.mkdtemp(prefix="sep-ota-demo-"))
+    data.mkdir(parents=True, exist_ok=True)
+    air = VirtualAir()
+    core = OtaServerCore([image], upgrade_delay=0)
+    hub = CommsHub(air=air, ota=core)
+    server = await serve_udp(air, "127.0.0.1", 0)
+    await hub.start()
+    cmd = [sys.executable, "-m", "sep.cli", "supervise", "--data", str(data), "--trial-timeout",
+           "60", "--", "--device", f"udp://127.0.0.1:{server.port}", "--trust", str(trust),
+           "--ota-query-interval", "5", "--ieee", "00:0d:6f:00:00:00:07:a1"]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    lines: list[str] = []
+
+    async def pump() -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            lines.append(raw.decode(errors="replace").rstrip())
+
+    pumper = asyncio.create_task(pump())
+    size = len(image.data)
+    started = time.monotonic()
+    result: tuple[int, str] = (1, "timed out")
+    progress = Progress(TextColumn("[cyan]OTA"), BarColumn(), DownloadColumn(),
+                        TimeRemainingColumn(), console=console, transient=True)
+    try:
+        with progress:
+            task = progress.add_task("download", total=size)
+            while time.monotonic() - started < timeout:
+                progress.update(task, completed=min(core.highest_offset, size))
+                log = read_log(data)
+                failed = [e for e in log if e.get("step") in FAIL_STEPS]
+                if failed:
+                    e = failed[-1]
+                    result = (1, f"{e['step']}: {e.get('reason') or e.get('detail') or ''}".strip())
+                    break
+                if any("reverted" in line for line in lines):
+                    why = [e for e in log if e.get("step") == "health check failed"]
+                    result = (1, "reverted after a failed trial boot"
+                              + (f" ({why[-1].get('detail')})" if why else ""))
+                    break
+                state = boot_state(data)
+                active = state.get("active")
+                if (active and not state.get("trial") and active != "factory"
+                        and slot_version(data, active) == image.file_version
+                        and any(e.get("step") == "confirmed" for e in log)):
+                    result = (0, f"meter runs version 0x{image.file_version:08X} (slot {active}), "
+                                 "confirmed after its health check")
+                    break
+                if proc.returncode is not None:
+                    result = (1, f"meter supervisor exited with {proc.returncode}")
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 15)
+            if proc.returncode is None:
+                proc.kill()
+        pumper.cancel()
+        await hub.stop()
+        server.close()
+    return result
