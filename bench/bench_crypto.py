@@ -35,8 +35,8 @@ def main() -> None:
         Q = ecdsa.public_key(curve, d)
         digest = os.urandom(16)
         r, sig_s = ecdsa.sign(curve, d, digest)
-        sign = timed(lambda curve=curve, d=d: ecdsa.sign(curve, d, digest), 5)
-        verify = timed(lambda curve=curve, Q=Q, r=r, sig_s=sig_s: ecdsa.verify(
+        sign = timed(lambda curve=curve, d=d, digest=digest: ecdsa.sign(curve, d, digest), 5)
+        verify = timed(lambda curve=curve, Q=Q, r=r, sig_s=sig_s, digest=digest: ecdsa.verify(
             curve, Q, digest, r, sig_s), 5)
         print(f"{curve.name}: scalar mult {s * 1000:6.1f} ms ({1 / s:6.1f}/s), "
               f"ECDSA sign {sign * 1000:6.1f} ms, verify {verify * 1000:6.1f} ms")
