@@ -1,0 +1,375 @@
+"""Integrity-checked non-volatile storage on SQLite (WAL, synchronous FULL).
+
+Every row carries a CRC-32 of a canonical encoding of its table, key and values: that
+catches rot (a flipped bit on the medium, a torn page). Every row also carries an
+HMAC-SHA256 under a per-meter secret
+(``DIR/store.key``, mode 0600): an attacker with plain SQL access can edit a value *and*
+recompute its CRC, but cannot forge the MAC without the key. The event log is in addition
+a hash chain (each MAC covers the previous one, sequence numbers are contiguous, and a
+chain head is kept in two MACed copies), so deleting, reordering or editing events — even
+the last ones — is detected. On a real meter the key lives in the secure element; here it
+is a file the application owns (the threat model is a database edited behind the
+meter's back, not an attacker with the meter's own key).
+
+Corrupt data is never used: a row that fails its checks is moved to ``quarantine``, an
+INTEGRITY_FAILURE event is logged, the fault is listed in :attr:`Store.faults` (the meter
+shows it in its Metering status), and reads skip it or raise :class:`CorruptRecord`.
+Configuration and calibration keep two copies; one bad copy is repaired from the other
+(INTEGRITY_RECOVERED).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (kind TEXT, key TEXT, copy INTEGER, value TEXT,
+    crc INTEGER, mac BLOB, PRIMARY KEY (kind, key, copy));
+CREATE TABLE IF NOT EXISTS intervals (channel INTEGER, end_time INTEGER, value INTEGER,
+    crc INTEGER, mac BLOB, PRIMARY KEY (channel, end_time));
+CREATE TABLE IF NOT EXISTS billing (period_start INTEGER, tier INTEGER, delivered_wh INTEGER,
+    received_wh INTEGER, cost INTEGER, crc INTEGER, mac BLOB, PRIMARY KEY (period_start, tier));
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, time REAL, kind TEXT,
+    details TEXT, crc INTEGER, mac BLOB);
+CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, time REAL, tbl TEXT, key TEXT,
+    reason TEXT, raw TEXT);
+"""
+
+REDUNDANT = ("config", "calibration", "chain")  # kinds kept in two copies
+EVENT_KINDS = ("POWER_UP", "INTEGRITY_FAILURE", "INTEGRITY_RECOVERED", "WATCHDOG_RESET",
+               "METROLOGY_FAULT", "CONFIG_CHANGE", "FIRMWARE_UPDATE", "SUPPLY_CHANGE")
+
+
+class CorruptRecord(Exception):
+    def __init__(self, table: str, key: str, reason: str) -> None:
+        super().__init__(f"{table}[{key}]: {reason}")
+        self.table, self.key, self.reason = table, key, reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    seq: int
+    time: float
+    kind: str
+    details: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    table: str
+    key: str
+    reason: str
+
+
+@dataclasses.dataclass
+class CheckReport:
+    rows_checked: int = 0
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+
+def canonical(table: str, key: str, values: list[Any]) -> bytes:
+    return json.dumps([table, key, values], separators=(",", ":"), sort_keys=True).encode()
+
+
+def crc(data: bytes) -> int:
+    return zlib.crc32(data)
+
+
+class Store:
+    def __init__(self, path: Path, key: bytes) -> None:
+        self.path = path
+        self._key = key
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        self.faults: set[tuple[str, str]] = set()
+
+    # -- opening ----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, data_dir: Path, *, create: bool = True) -> Store:
+        data_dir = Path(data_dir)
+        db_path = data_dir / "meter.db"
+        key_path = data_dir / "store.key"
+        if not create and not db_path.exists():
+            raise FileNotFoundError(f"no meter data in {data_dir}")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not key_path.exists():
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+                f.flush()
+                os.fsync(f.fileno())
+        return cls(db_path, key_path.read_bytes())
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _mac(self, data: bytes) -> bytes:
+        return hmac.new(self._key, data, hashlib.sha256).digest()
+
+    # -- quarantine and faults -----------------------------------------------------------------
+    def _quarantine(self, table: str, key: str, reason: str, raw: Any, where: str,
+                    params: tuple) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT INTO quarantine (time, tbl, key, reason, raw) VALUES (?,?,?,?,?)",
+                            (time.time(), table, key, reason, json.dumps(raw, default=str)))
+            self.db.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608
+        self.faults.add((table, key))
+        if table != "events":
+            self.append_event("INTEGRITY_FAILURE", table=table, key=key, reason=reason)
+
+    # -- generic records (config, calibration, tariff, ota) ----------------------------------
+    def _put_record(self, kind: str, key: str, value: Any) -> None:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        copies = 2 if kind in REDUNDANT else 1
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for copy in range(copies):
+                data = canonical(kind, f"{key}#{copy}", [text])
+                self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
+                                (kind, key, copy, text, crc(data), self._mac(data)))
+        self.faults.discard((kind, key))
+
+    def _check_record(self, kind: str, key: str, copy: int, text: str, c: int,
+                      mac: bytes | None) -> str | None:
+        data = canonical(kind, f"{key}#{copy}", [text])
+        if crc(data) != c:
+            return "checksum mismatch"
+        if mac is None or not hmac.compare_digest(self._mac(data), mac):
+            return "MAC mismatch (altered)"
+        return None
+
+    def _get_record(self, kind: str, key: str) -> Any:
+        rows = self.db.execute("SELECT copy, value, crc, mac FROM records WHERE kind=? AND key=? "
+                               "ORDER BY copy", (kind, key)).fetchall()
+        expected = 2 if kind in REDUNDANT else 1
+        good: list[str] = []
+        bad: list[int] = []
+        for copy, text, c, mac in rows:
+            why = self._check_record(kind, key, copy, text, c, mac)
+            if why is None:
+                good.append(text)
+            else:
+                bad.append(copy)
+                self._quarantine("records", f"{kind}/{key}#{copy}", why, text,
+                                 "kind=? AND key=? AND copy=?", (kind, key, copy))
+        if not rows:
+            raise KeyError(f"{kind}/{key}")
+        if not good:
+            self.faults.add((kind, key))
+            raise CorruptRecord(kind, key, "no intact copy")
+        if len(good) < expected:
+            self._put_record(kind, key, json.loads(good[0]))
+            self.append_event("INTEGRITY_RECOVERED", table=kind, key=key,
+                              copies_repaired=expected - len(good))
+        return json.loads(good[0])
+
+    def set_config(self, key: str, value: Any) -> None:
+        self._put_record("config", key, value)
+        self.append_event("CONFIG_CHANGE", key=key)
+
+    def get_config(self, key: str, default: Any = None) -> Any:
+        try:
+            return self._get_record("config", key)
+        except KeyError:
+            return default
+
+    def set_calibration(self, values: dict[str, Any]) -> None:
+        self._put_record("calibration", "main", values)
+
+    def get_calibration(self) -> dict[str, Any]:
+        return self._get_record("calibration", "main")
+
+    def set_tariff(self, doc: dict[str, Any]) -> None:
+        self._put_record("tariff", "current", doc)
+
+    def get_tariff(self) -> dict[str, Any] | None:
+        try:
+            return self._get_record("tariff", "current")
+        except KeyError:
+            return None
+
+    def set_ota_state(self, state: dict[str, Any]) -> None:
+        self._put_record("ota", "download", state)
+
+    def ota_state(self) -> dict[str, Any] | None:
+        try:
+            return self._get_record("ota", "download")
+        except KeyError:
+            return None
+
+    # -- load profile ---------------------------------------------------------------------------
+    def put_intervals(self, rows: list[tuple[int, int, int]]) -> None:
+        """(channel, end_time, value) rows, in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            out = []
+            for ch, end, v in rows:
+                data = canonical("intervals", f"{ch}/{end}", [v])
+                out.append((ch, end, v, crc(data), self._mac(data)))
+            self.db.executemany("INSERT OR REPLACE INTO intervals VALUES (?,?,?,?,?)", out)
+
+    def put_interval(self, channel: int, end_time: int, value: int) -> None:
+        self.put_intervals([(channel, end_time, value)])
+
+    def intervals(self, channel: int, start: int = 0, end: int = 2**62) -> list[tuple[int, int]]:
+        """Intact (end_time, value) rows of a channel; corrupt ones are quarantined."""
+        out = []
+        for ch, e, v, c, mac in self.db.execute(
+                "SELECT channel, end_time, value, crc, mac FROM intervals WHERE channel=? AND "
+                "end_time BETWEEN ? AND ? ORDER BY end_time", (channel, start, end)).fetchall():
+            why = self._check_interval(ch, e, v, c, mac)
+            if why:
+                self._quarantine("intervals", f"{ch}/{e}", why, v,
+                                 "channel=? AND end_time=?", (ch, e))
+                continue
+            out.append((e, v))
+        return out
+
+    def _check_interval(self, ch, e, v, c, mac) -> str | None:
+        data = canonical("intervals", f"{ch}/{e}", [v])
+        if crc(data) != c:
+            return "checksum mismatch"
+        if mac is None or not hmac.compare_digest(self._mac(data), mac):
+            return "MAC mismatch (altered)"
+        return None
+
+    # -- billing ------------------------------------------------------------------------------
+    def put_billing(self, period_start: int, tier: int, delivered_wh: int, received_wh: int,
+                    cost: int) -> None:
+        data = canonical("billing", f"{period_start}/{tier}", [delivered_wh, received_wh, cost])
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR REPLACE INTO billing VALUES (?,?,?,?,?,?,?)",
+                            (period_start, tier, delivered_wh, received_wh, cost, crc(data),
+                             self._mac(data)))
+
+    def billing(self, period_start: int | None = None) -> list[tuple[int, int, int, int, int]]:
+        sql = "SELECT period_start, tier, delivered_wh, received_wh, cost, crc, mac FROM billing"
+        params: tuple = ()
+        if period_start is not None:
+            sql += " WHERE period_start=?"
+            params = (period_start,)
+        out = []
+        for p, tier, d, r, cost, c, mac in self.db.execute(sql + " ORDER BY period_start, tier",
+                                                          params).fetchall():
+            why = self._check_billing(p, tier, d, r, cost, c, mac)
+            if why:
+                self._quarantine("billing", f"{p}/{tier}", why, [d, r, cost],
+                                 "period_start=? AND tier=?", (p, tier))
+                continue
+            out.append((p, tier, d, r, cost))
+        return out
+
+    def _check_billing(self, p, tier, d, r, cost, c, mac) -> str | None:
+        data = canonical("billing", f"{p}/{tier}", [d, r, cost])
+        if crc(data) != c:
+            return "checksum mismatch"
+        if mac is None or not hmac.compare_digest(self._mac(data), mac):
+            return "MAC mismatch (altered)"
+        return None
+
+    # -- event log ---------------------------------------------------------------------------------
+    def _head(self) -> tuple[int, bytes]:
+        try:
+            head = self._get_record("chain", "head")
+            return int(head["seq"]), bytes.fromhex(head["mac"])
+        except KeyError:
+            return 0, bytes(32)
+
+    def append_event(self, kind: str, **details: Any) -> int:
+        seq, prev = self._head()
+        seq += 1
+        t = time.time()
+        text = json.dumps(details, sort_keys=True, default=str)
+        data = canonical("events", str(seq), [t, kind, text])
+        mac = self._mac(prev + data)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT INTO events VALUES (?,?,?,?,?,?)",
+                            (seq, t, kind, text, crc(data), mac))
+            head_text = json.dumps({"mac": mac.hex(), "seq": seq}, sort_keys=True,
+                                   separators=(",", ":"))
+            for copy in range(2):
+                hd = canonical("chain", f"head#{copy}", [head_text])
+                self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
+                                ("chain", "head", copy, head_text, crc(hd), self._mac(hd)))
+        return seq
+
+    def events(self, since: int = 0) -> list[Event]:
+        rows = self.db.execute("SELECT seq, time, kind, details FROM events WHERE seq > ? "
+                               "ORDER BY seq", (since,)).fetchall()
+        return [Event(s, t, k, json.loads(d)) for s, t, k, d in rows]
+
+    def _check_events(self, report: CheckReport) -> None:
+        prev = bytes(32)
+        expected = 1
+        rows = self.db.execute("SELECT seq, time, kind, details, crc, mac FROM events "
+                               "ORDER BY seq").fetchall()
+        for seq, t, kind, text, c, mac in rows:
+            report.rows_checked += 1
+            data = canonical("events", str(seq), [t, kind, text])
+            if seq != expected:
+                report.problems.append(Problem("events", str(expected),
+                                               f"missing events {expected}..{seq - 1}"))
+            if crc(data) != c:
+                report.problems.append(Problem("events", str(seq), "checksum mismatch"))
+            elif mac is None or not hmac.compare_digest(self._mac(prev + data), mac):
+                report.problems.append(Problem("events", str(seq),
+                                               "chain/MAC mismatch (altered, removed or reordered)"))
+            prev = mac or bytes(32)
+            expected = seq + 1
+        try:
+            head_seq, head_mac = self._head()
+        except CorruptRecord:
+            report.problems.append(Problem("events", "head", "chain head corrupt"))
+            return
+        if head_seq != expected - 1 or (rows and head_mac != prev):
+            report.problems.append(Problem("events", str(head_seq),
+                                           f"log ends at {expected - 1} but the chain head says "
+                                           f"{head_seq}: events removed"))
+
+    # -- full check ------------------------------------------------------------------------------
+    def check(self) -> CheckReport:
+        """Verify every stored record (start-up, `sep check`). Reports; changes nothing."""
+        start = time.perf_counter()
+        report = CheckReport()
+        for kind, key, copy, text, c, mac in self.db.execute(
+                "SELECT kind, key, copy, value, crc, mac FROM records").fetchall():
+            report.rows_checked += 1
+            why = self._check_record(kind, key, copy, text, c, mac)
+            if why:
+                report.problems.append(Problem(kind, f"{key}#{copy}", why))
+        for row in self.db.execute("SELECT channel, end_time, value, crc, mac FROM intervals"):
+            report.rows_checked += 1
+            why = self._check_interval(*row)
+            if why:
+                report.problems.append(Problem("intervals", f"{row[0]}/{row[1]}", why))
+        for row in self.db.execute("SELECT period_start, tier, delivered_wh, received_wh, cost, "
+                                   "crc, mac FROM billing"):
+            report.rows_checked += 1
+            why = self._check_billing(*row)
+            if why:
+                report.problems.append(Problem("billing", f"{row[0]}/{row[1]}", why))
+        self._check_events(report)
+        for tbl, key, reason in self.db.execute("SELECT tbl, key, reason FROM quarantine"):
+            report.problems.append(Problem(tbl, key, f"quarantined earlier: {reason}"))
+        report.seconds = time.perf_counter() - start
+        return report
