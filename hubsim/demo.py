@@ -26,6 +26,7 @@ from hubsim.ihd import IhdView, InHomeDisplay
 from radios.air import VirtualAir
 from sep.app import MeterApp, MeterSettings
 from sep.clock import ScaledClock
+from sep.persistence import stored_sim_time
 
 LOGGER = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     console = console or Console(stderr=False)
     live_view = console.is_terminal if opts.live is None else opts.live
     air = VirtualAir()
-    clock = ScaledClock(speed=opts.speed)
+    saved = stored_sim_time(opts.data_dir)  # simulated time never runs backwards
+    clock = ScaledClock(start=max(time.time(), saved) if saved else None, speed=opts.speed)
     started = time.monotonic()
     writer = None
     if opts.pcap is not None:

@@ -38,6 +38,8 @@ from sep.endpoint import SeEndpoint
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
 from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
 from sep.ota_service import OtaService, Verifier
+from sep.persistence import MeterPersistence
+from sep.store import Store
 from sep.zcl.frames import Reply
 
 LOGGER = logging.getLogger(__name__)
@@ -120,6 +122,12 @@ class MeterApp:
         )
         self.ota: OtaService | None = None
         self.update_log: list[dict[str, Any]] = []
+        self.store: Store | None = None
+        self.persistence: MeterPersistence | None = None
+        if settings.data_dir is not None:
+            self.store = Store.open(settings.data_dir)
+            self.persistence = MeterPersistence(self.store, self)
+            self.persistence.restore()
         self._upstream_packet_received = self.controller.packet_received
         self.controller.packet_received = self._on_packet  # type: ignore[method-assign]
         self._loop_task: asyncio.Task[None] | None = None
@@ -139,6 +147,9 @@ class MeterApp:
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
+        if self.persistence is not None:
+            # the full integrity check of everything stored, before serving anything
+            await asyncio.get_running_loop().run_in_executor(None, self.persistence.startup_check)
         await self.poll_metrology()
         await self.controller.startup(auto_form=True)
         ni = self.controller.state.node_info
@@ -164,6 +175,9 @@ class MeterApp:
         for task in list(self._send_tasks):
             task.cancel()
         await self.controller.shutdown()
+        if self.persistence is not None:
+            self.persistence.close()
+            self.persistence = None
 
     async def __aenter__(self) -> MeterApp:
         await self.start()
@@ -181,6 +195,8 @@ class MeterApp:
         reading = await self.metrology.read()
         self.last_reading = reading
         self.metering.update(reading)
+        if self.persistence is not None:
+            self.persistence.tick(reading.timestamp)
         return reading
 
     async def _periodic(self) -> None:
@@ -243,8 +259,14 @@ class MeterApp:
 
         self.ota = OtaService(self.controller, endpoint=self.endpoint.endpoint_id,
                               client_factory=client, staging_dir=staging, verifier=verifier,
-                              on_apply=on_apply, on_log=self.update_log.append)
+                              on_apply=on_apply, on_log=self.log_update)
         return self.ota
+
+    def log_update(self, entry: dict[str, Any]) -> None:
+        """A firmware update step: kept in memory and, with a data dir, in the event log."""
+        self.update_log.append(entry)
+        if self.persistence is not None:
+            self.persistence.update_step(entry)
 
     def _on_zdo(self, packet: t.ZigbeePacket) -> None:
         if self.ota is None or int(packet.cluster_id) != zdo_t.ZDOCmd.Match_Desc_rsp:

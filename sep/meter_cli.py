@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 from radios.factory import RADIO_KINDS
@@ -124,7 +125,7 @@ def _attach_updater(app, args: argparse.Namespace, request_exit):
         entry = {"time": time.time(), "slot": args.slot or "factory", **entry}
         with open(log_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
-        app.update_log.append(entry)
+        app.log_update(entry)
 
     updater = Updater(app, slots, verify=verify, request_exit=request_exit, log=log)
     ota = app.enable_ota(verifier=verify, on_apply=updater.apply, precheck=precheck)
@@ -160,7 +161,11 @@ def _run(args: argparse.Namespace) -> int:
                              ota_query_interval=args.ota_query_interval)
 
     async def main() -> int:
-        app = MeterApp(settings, clock=ScaledClock(speed=args.speed))
+        from sep.persistence import stored_sim_time
+
+        saved = stored_sim_time(args.data) if args.speed != 1.0 else None
+        start = max(time.time(), saved) if saved else None
+        app = MeterApp(settings, clock=ScaledClock(start=start, speed=args.speed))
         stop = asyncio.Event()
         exit_code = 0
         loop = asyncio.get_running_loop()

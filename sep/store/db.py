@@ -181,6 +181,17 @@ class Store:
                               copies_repaired=expected - len(good))
         return json.loads(good[0])
 
+    def put_record(self, kind: str, key: str, value: Any) -> None:
+        """A checked record of any other kind (e.g. saved register state)."""
+        self._put_record(kind, key, value)
+
+    def get_record(self, kind: str, key: str) -> Any:
+        """The record, None when absent; CorruptRecord when no intact copy exists."""
+        try:
+            return self._get_record(kind, key)
+        except KeyError:
+            return None
+
     def set_config(self, key: str, value: Any) -> None:
         self._put_record("config", key, value)
         self.append_event("CONFIG_CHANGE", key=key)

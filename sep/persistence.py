@@ -1,0 +1,124 @@
+"""What the meter keeps in its integrity-checked store, and how it comes back after a restart.
+
+- the load profile: every closed interval, both channels;
+- billing: at each UTC day boundary the cumulative tier registers for the day that ended;
+- the simulated metrology's registers and the simulated clock (so ``hubsim demo --data DIR
+  --speed N`` picks up where the last run stopped, and time never runs backwards);
+- the event log: power-up, integrity faults, supply switches, firmware update steps.
+
+A fault found by the start-up check or on any read sets the Metering status's Check Meter
+bit; the corrupt data itself is never used (the store quarantines it).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sep.meter.load_profile import Interval
+from sep.store import CorruptRecord, Store
+
+LOGGER = logging.getLogger(__name__)
+STATUS_CHECK_METER = 0x01
+
+
+def stored_sim_time(data_dir: Path | None) -> float | None:
+    """Simulated time the meter last saved (for a clock that must not run backwards)."""
+    if data_dir is None or not (data_dir / "meter.db").exists():
+        return None
+    store = Store.open(data_dir)
+    try:
+        state = store.get_record("sim", "registers")
+        return float(state["t"]) if state else None
+    except CorruptRecord:
+        return None
+    finally:
+        store.close()
+
+
+class MeterPersistence:
+    def __init__(self, store: Store, app: Any) -> None:
+        self.store = store
+        self.app = app
+        self._pending: list[tuple[int, int, int]] = []
+        self._day: int | None = None
+        self._ticks = 0
+
+    # -- start-up --------------------------------------------------------------------------
+    def restore(self) -> None:
+        app = self.app
+        regs = getattr(app.metrology, "registers", None)
+        try:
+            state = self.store.get_record("sim", "registers")
+        except CorruptRecord:
+            state = None
+            LOGGER.error("stored registers are corrupt: not used")
+        if regs is not None and state:
+            # The household drew nothing the meter did not measure: continue from the
+            # stored totals at the current time.
+            regs.delivered_j = int(state["delivered_j"])
+            regs.received_j = int(state["received_j"])
+        profile = app.metering.profile
+        rows = []
+        for channel in (0, 1):
+            rows += [Interval(channel, end, v) for end, v in self.store.intervals(channel)]
+        profile.load(rows)
+        profile.on_closed = self._on_closed
+        app.metering.supply.events = self.event
+        self.refresh_faults()
+
+    def startup_check(self) -> None:
+        report = self.store.check()
+        for p in report.problems:
+            self.store.faults.add((p.table, p.key))
+        self.event("POWER_UP", records_checked=report.rows_checked,
+                   problems=len(report.problems), seconds=round(report.seconds, 3))
+        self.refresh_faults()
+
+    def refresh_faults(self) -> None:
+        metering = self.app.metering
+        if self.store.faults:
+            metering.extra_status |= STATUS_CHECK_METER
+        else:
+            metering.extra_status &= ~STATUS_CHECK_METER
+
+    # -- running ----------------------------------------------------------------------------
+    def event(self, kind: str, details: dict[str, Any] | None = None, **kw: Any) -> None:
+        self.store.append_event(kind, **(details or {}), **kw)
+
+    def update_step(self, entry: dict[str, Any]) -> None:
+        self.event("FIRMWARE_UPDATE", {k: v for k, v in entry.items() if k != "time"})
+
+    def _on_closed(self, interval: Interval) -> None:
+        # Invalid intervals (no readings: power was off) are stored as the SE marker.
+        self._pending.append((interval.channel, interval.end, interval.value_wh))
+
+    def close(self) -> None:
+        m = getattr(self.app.metrology, "registers", None)
+        if self._pending:
+            self.store.put_intervals(self._pending)
+            self._pending = []
+        if m is not None:
+            self.store.put_record("sim", "registers", {"t": m.t, "delivered_j": m.delivered_j,
+                                                       "received_j": m.received_j})
+        self.store.close()
+
+    def tick(self, t: float) -> None:
+        """After each reading: flush closed intervals, close billing days, save registers."""
+        if self._pending:
+            rows, self._pending = self._pending, []
+            self.store.put_intervals(rows)
+        day = int(t) // 86400 * 86400
+        regs = self.app.metering.registers
+        if self._day is not None and day != self._day:
+            for tier in range(self.app.metering.config.tiers_in_use):
+                self.store.put_billing(self._day, tier + 1, regs.tiers_delivered[tier],
+                                       regs.tiers_received[tier], 0)
+        self._day = day
+        self._ticks += 1
+        m = getattr(self.app.metrology, "registers", None)
+        if m is not None and self._ticks % 10 == 1:
+            self.store.put_record("sim", "registers", {"t": m.t, "delivered_j": m.delivered_j,
+                                                       "received_j": m.received_j})
+        self.refresh_faults()
