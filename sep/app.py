@@ -40,6 +40,7 @@ from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
 from sep.ota_service import OtaService, Verifier
 from sep.persistence import MeterPersistence
 from sep.store import Store
+from sep.watchdog import Watchdog
 from sep.zcl.frames import Reply
 
 LOGGER = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class MeterSettings:
     flow_control: str | None = None
     mqtt: BridgeConfig | None = None  # publish to an MQTT broker (sep/bridge)
     file_version: int = APP_FILE_VERSION  # the firmware this meter runs
+    watchdog_timeout: float = 30.0  # seconds a watched task may go without a heartbeat
     ota_query_interval: float = 24 * 3600  # seconds between QueryNextImage
 
 
@@ -122,6 +124,9 @@ class MeterApp:
         )
         self.ota: OtaService | None = None
         self.update_log: list[dict[str, Any]] = []
+        self.on_fatal: Callable[[str], None] = lambda why: LOGGER.critical("fatal: %s", why)
+        self.watchdog = Watchdog(on_event=self._watchdog_event,
+                                 on_escalate=lambda name: self.on_fatal(f"task {name} keeps hanging"))
         self.store: Store | None = None
         self.persistence: MeterPersistence | None = None
         if settings.data_dir is not None:
@@ -155,7 +160,8 @@ class MeterApp:
         ni = self.controller.state.node_info
         LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
                     self.endpoint.endpoint_id)
-        self._loop_task = asyncio.create_task(self._periodic(), name="meter-periodic")
+        self.watchdog.register("meter-periodic", self.settings.watchdog_timeout, self._periodic)
+        await self.watchdog.start()
         if self.ota is not None:
             await self.ota.start()
         if self.bridge is not None:
@@ -163,6 +169,7 @@ class MeterApp:
             self._bridge_task = asyncio.create_task(self._feed_bridge(), name="meter-bridge")
 
     async def stop(self) -> None:
+        await self.watchdog.stop()
         for task in (self._loop_task, self._bridge_task):
             if task is not None:
                 task.cancel()
@@ -199,8 +206,9 @@ class MeterApp:
             self.persistence.tick(reading.timestamp)
         return reading
 
-    async def _periodic(self) -> None:
+    async def _periodic(self, beat: Callable[[], None] = lambda: None) -> None:
         while True:
+            beat()
             try:
                 await self.poll_metrology()
                 for reply in self.endpoint.reports(self.clock.now()):
@@ -261,6 +269,10 @@ class MeterApp:
                               client_factory=client, staging_dir=staging, verifier=verifier,
                               on_apply=on_apply, on_log=self.log_update)
         return self.ota
+
+    def _watchdog_event(self, kind: str, details: dict[str, Any]) -> None:
+        if self.persistence is not None:
+            self.persistence.event(kind, details)
 
     def log_update(self, entry: dict[str, Any]) -> None:
         """A firmware update step: kept in memory and, with a data dir, in the event log."""

@@ -178,6 +178,7 @@ def _run(args: argparse.Namespace) -> int:
             exit_code = code
             stop.set()
 
+        app.on_fatal = lambda why: request_exit(3)  # the supervisor restarts the process
         updater = None
         if args.data is not None and not args.no_ota:
             updater = _attach_updater(app, args, request_exit)
