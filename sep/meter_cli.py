@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baudrate", type=int, default=115200, help="EZSP serial speed")
     p.add_argument("--flow-control", choices=("hardware", "software"), default=None)
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--isolated-metrology", action="store_true",
+                   help="run metrology in its own process (needs --data); the meter reads it "
+                   "through the read-only socket protocol")
     g = p.add_argument_group("firmware update")
     g.add_argument("--trust", type=Path, metavar="DIR",
                    help="trust directory (ca.pub, allowed_signers.txt) for OTA images; "
@@ -165,7 +168,24 @@ def _run(args: argparse.Namespace) -> int:
 
         saved = stored_sim_time(args.data) if args.speed != 1.0 else None
         start = max(time.time(), saved) if saved else None
-        app = MeterApp(settings, clock=ScaledClock(start=start, speed=args.speed))
+        clock = ScaledClock(start=start, speed=args.speed)
+        metrology = None
+        metro_proc = None
+        if args.isolated_metrology:
+            if args.data is None:
+                print("sep meter: --isolated-metrology needs --data", file=sys.stderr)
+                return 2
+            from sep.metrology.client import MetrologyClient
+
+            sock = args.data / "metrology.sock"
+            metro_proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "sep.metrology.process", "--data", str(args.data),
+                "--socket", str(sock), "--seed", str(args.seed), "--speed", str(args.speed),
+                "--start", str(clock.now()), stdout=asyncio.subprocess.PIPE)
+            assert metro_proc.stdout is not None
+            await metro_proc.stdout.readline()  # "metrology serving on ..."
+            metrology = MetrologyClient(str(sock))
+        app = MeterApp(settings, clock=clock, metrology=metrology)
         stop = asyncio.Event()
         exit_code = 0
         loop = asyncio.get_running_loop()
@@ -193,6 +213,11 @@ def _run(args: argparse.Namespace) -> int:
             pass
         finally:
             await app.stop()
+            if metro_proc is not None:
+                metrology.close()  # hang up first, so the process stops cleanly
+                await asyncio.sleep(0.05)
+                metro_proc.terminate()
+                await metro_proc.wait()
         return exit_code
 
     try:

@@ -151,8 +151,9 @@ class MeteringServer(ClusterServer):
     # -- readings ---------------------------------------------------------------------------
     def update(self, reading: Reading) -> None:
         self.reading = reading
-        if reading.status & (MetrologyStatus.CALIBRATION_FAULT | MetrologyStatus.MEASUREMENT_FAULT):
-            return  # untrusted energy is not booked anywhere
+        if reading.status & (MetrologyStatus.CALIBRATION_FAULT | MetrologyStatus.MEASUREMENT_FAULT
+                             | MetrologyStatus.LINK_DOWN):
+            return  # untrusted or stale energy is not booked anywhere
         d, r = self.registers.update(reading.timestamp, reading.delivered_wh, reading.received_wh)
         self.profile.add(reading.timestamp, d, r)
         self.supply.tick(reading.timestamp, reading.demand_w)
@@ -166,6 +167,7 @@ class MeteringServer(ClusterServer):
             raise LookupError("no reading from metrology yet")
         if self.reading.status & (
             MetrologyStatus.CALIBRATION_FAULT | MetrologyStatus.MEASUREMENT_FAULT
+            | MetrologyStatus.LINK_DOWN
         ):
             # Never serve energy we do not trust (WELMEC 7.2): the read fails instead.
             raise LookupError(f"metrology fault: {self.reading.status!r}")
