@@ -35,6 +35,7 @@ from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
 from sep.clusters.metering import MeteringServer
 from sep.clusters.ota_client import OtaClient
 from sep.endpoint import SeEndpoint
+from sep.firmware.appimage import APP_MANUFACTURER_CODE
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
 from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
 from sep.ota_service import OtaService, Verifier
@@ -47,7 +48,7 @@ LOGGER = logging.getLogger(__name__)
 
 MANUFACTURER_NAME = "sep"
 MODEL = "SEP-ESME-1"
-MANUFACTURER_CODE = 0x1234
+MANUFACTURER_CODE = APP_MANUFACTURER_CODE
 IMAGE_TYPE_APPLICATION = APPLICATION_IMAGE_TYPE  # OTA image type of this application
 IMAGE_TYPE_METROLOGY = METROLOGY_IMAGE_TYPE  # never accepted over the air
 APP_FILE_VERSION = 0x00010000

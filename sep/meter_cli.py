@@ -54,6 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_mqtt_options(p)
     p.set_defaults(func=_run)
 
+    ver = sub.add_parser("version", help="what the meter runs",
+                         description="Manufacturer code, image type, file version, hardware "
+                         "version, IEEE address and active firmware slot.")
+    ver.add_argument("--data", type=Path, metavar="DIR")
+    ver.add_argument("--json", action="store_true")
+    ver.add_argument("--hardware-version", type=lambda v: int(v, 0), default=1)
+    ver.set_defaults(func=_version)
+
     sv = sub.add_parser(
         "supervise", help="run `sep meter` under the A/B slot supervisor",
         description="Start the active firmware slot's meter with the given meter options, "
@@ -66,6 +74,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("meter_args", nargs=argparse.REMAINDER,
                     help="options passed to `sep meter` (after --)")
     sv.set_defaults(func=_supervise)
+
+
+def _version(args: argparse.Namespace) -> int:
+    import json
+
+    from sep import __version__
+    from sep.app import APP_FILE_VERSION, IMAGE_TYPE_APPLICATION, MANUFACTURER_CODE
+    from sep.firmware.slots import FACTORY, SlotManager
+
+    info = {"manufacturer": MANUFACTURER_CODE, "image_type": IMAGE_TYPE_APPLICATION,
+            "file_version": APP_FILE_VERSION, "hardware_version": args.hardware_version,
+            "ieee": None, "active_slot": FACTORY, "trial": False, "software": __version__}
+    if args.data is not None and args.data.exists():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            info["ieee"] = json.loads((args.data / "identity.json").read_text())["ieee"]
+        if (args.data / "slots").exists():
+            slots = SlotManager(args.data)
+            state = slots.boot_state()
+            slot_info = slots.info(state.active)
+            info["active_slot"] = state.active if slot_info else FACTORY
+            info["trial"] = state.trial
+            if slot_info:
+                info["file_version"] = slot_info.file_version
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"manufacturer 0x{info['manufacturer']:04X}, image type 0x{info['image_type']:04X}, "
+              f"file version 0x{info['file_version']:08X}, hardware {info['hardware_version']}, "
+              f"IEEE {info['ieee'] or 'not yet assigned'}, slot {info['active_slot']}"
+              + (" (on trial)" if info["trial"] else ""))
+    return 0
 
 
 def _supervise(args: argparse.Namespace) -> int:

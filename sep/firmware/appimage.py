@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 PACKAGES = ("sep", "radios", "hubsim")
+APP_MANUFACTURER_CODE = 0x1234  # the manufacturer code this meter application uses
 MAIN = "import sys\nfrom sep.cli import main\nsys.exit(main())\n"
 _EPOCH = (2000, 1, 1, 0, 0, 0)
 

@@ -83,12 +83,19 @@ def _payload_from_file(args: argparse.Namespace) -> bytes:
     return Path(args.payload).read_bytes()
 
 
-PAYLOAD_PROVIDERS: dict[str, PayloadProvider] = {"payload": _payload_from_file}
+def _payload_from_app(args: argparse.Namespace) -> bytes:
+    from sep.firmware.appimage import build_app_payload
+
+    return build_app_payload()
+
+
+PAYLOAD_PROVIDERS: dict[str, PayloadProvider] = {"payload": _payload_from_file,
+                                                 "app": _payload_from_app}
 
 
 def resolve_payload(args: argparse.Namespace) -> bytes:
     for dest, provider in PAYLOAD_PROVIDERS.items():
-        if getattr(args, dest, None) is not None:
+        if getattr(args, dest, None) not in (None, False):
             return provider(args)
     raise ValueError("no payload source given")
 
@@ -135,7 +142,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
                 print(f"sep ota keygen: the CA in {args.ca} is suite {ca.suite}", file=sys.stderr)
                 return 2
         else:
-            ca = keys.generate_ca(args.suite or 1, issuer=args.ca_issuer)
+            ca = keys.generate_ca(args.suite or 2, issuer=args.ca_issuer)
         signer = keys.issue_signer(ca, args.signer_ieee)
         written = keys.write_key_dir(
             directory, ca, signer, force=args.force, write_ca_key=args.ca is None
@@ -165,6 +172,17 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     if (args.hw_min is None) != (args.hw_max is None):
         print("sep ota build: give both --hw-min and --hw-max, or neither", file=sys.stderr)
+        return 2
+    if args.app:
+        from sep.firmware.appimage import APP_MANUFACTURER_CODE
+        from sep.firmware.policy import APPLICATION_IMAGE_TYPE
+
+        if args.manufacturer is None:
+            args.manufacturer = APP_MANUFACTURER_CODE
+        if args.image_type is None:
+            args.image_type = APPLICATION_IMAGE_TYPE
+    elif args.manufacturer is None or args.image_type is None:
+        print("sep ota build: --payload needs --manufacturer and --image-type", file=sys.stderr)
         return 2
     hw = None if args.hw_min is None else (args.hw_min, args.hw_max)
     if hw is not None and hw[0] > hw[1]:
@@ -389,7 +407,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("keygen", help="write a test CA and a signer into DIR")
     p.add_argument("dir", metavar="DIR")
     p.add_argument(
-        "--suite", type=int, choices=(1, 2), default=None, help="crypto suite (default 1)"
+        "--suite", type=int, choices=(1, 2), default=None, help="crypto suite (default 2: sect283k1)"
     )
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
     p.add_argument("--ca", metavar="CA_DIR", help="issue the signer from the CA in CA_DIR")
@@ -400,8 +418,13 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("build", help="build a signed OTA file")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--payload", metavar="FILE", help="the upgrade image payload")
-    p.add_argument("--manufacturer", type=u16, required=True, metavar="N")
-    p.add_argument("--image-type", type=u16, required=True, metavar="N")
+    src.add_argument("--app", action="store_true",
+                     help="package this application itself (a zipapp) as the payload, with "
+                     "the manufacturer code and image type the meter expects")
+    p.add_argument("--manufacturer", type=u16, default=None, metavar="N",
+                   help="manufacturer code (required with --payload)")
+    p.add_argument("--image-type", type=u16, default=None, metavar="N",
+                   help="image type (required with --payload)")
     p.add_argument("--file-version", type=u32, required=True, metavar="N")
     p.add_argument("--signer", required=True, metavar="DIR", help="key directory of the signer")
     p.add_argument("--out", required=True, metavar="FILE")
