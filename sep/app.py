@@ -161,7 +161,9 @@ class MeterApp:
         ni = self.controller.state.node_info
         LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
                     self.endpoint.endpoint_id)
-        self.watchdog.register("meter-periodic", self.settings.watchdog_timeout, self._periodic)
+        # the loop beats once per tick: allow three missed ticks before calling it hung
+        timeout = max(self.settings.watchdog_timeout, 3 * self.settings.tick_seconds)
+        self.watchdog.register("meter-periodic", timeout, self._periodic)
         await self.watchdog.start()
         if self.ota is not None:
             await self.ota.start()
