@@ -21,6 +21,7 @@ import zigpy.types as t
 import zigpy.zdo
 import zigpy.zdo.types as zdo_t
 from zigpy.zcl import foundation
+from zigpy.zcl.clusters.general import Ota
 
 from sep.clusters.ota_client import Effect, Frame, OtaClient
 from sep.firmware.staging import FileSink
@@ -79,9 +80,13 @@ class OtaService:
             hdr, payload = foundation.ZCLHeader.deserialize(data)
         except (ValueError, KeyError):
             return
-        if not hdr.frame_control.is_cluster or hdr.direction != foundation.Direction.Server_to_Client:
-            return
         src = (int(packet.src.address), int(packet.src_ep or 0))
+        if hdr.frame_control.is_general:
+            if hdr.command_id == foundation.GeneralCommand.Read_Attributes:
+                self._spawn(self._read_attributes(src, hdr, payload))
+            return
+        if hdr.direction != foundation.Direction.Server_to_Client:
+            return
         broadcast = packet.dst is not None and packet.dst.addr_mode == t.AddrMode.Broadcast
         try:
             outs = self.client.on_command(int(hdr.command_id), payload, time.monotonic(),
@@ -92,6 +97,25 @@ class OtaService:
                 self._spawn(self._send_default(src, hdr, foundation.Status.MALFORMED_COMMAND))
             return
         self._spawn(self._do(outs))
+
+    async def _read_attributes(self, dst: tuple[int, int], hdr: Any, payload: bytes) -> None:
+        """Serve the OTA client attributes (ZHA reads CurrentFileVersion after an update)."""
+        values = self.client.attributes()
+        out = b""
+        for i in range(0, len(payload) - len(payload) % 2, 2):
+            attr_id = int.from_bytes(payload[i:i + 2], "little")
+            attr = Ota.attributes.get(attr_id)
+            if attr is None or attr_id not in values:
+                out += foundation.ReadAttributeRecord(
+                    attr_id, foundation.Status.UNSUPPORTED_ATTRIBUTE).serialize()
+                continue
+            tv = foundation.TypeValue(type=attr.zcl_type, value=attr.type(values[attr_id]))
+            out += foundation.ReadAttributeRecord(attr_id, foundation.Status.SUCCESS, tv).serialize()
+        rsp = foundation.ZCLHeader.general(
+            hdr.tsn, foundation.GeneralCommand.Read_Attributes_rsp,
+            direction=foundation.Direction.Client_to_Server)
+        rsp.frame_control = rsp.frame_control.replace(disable_default_response=1)
+        await self._send(dst, rsp.serialize() + out)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -267,7 +267,7 @@ class OtaClient:
         args, _rest = schema.deserialize(payload)
         if command_id == RSP_IMAGE_NOTIFY:
             return self._on_notify(args, now, src, broadcast)
-        if self.server is not None and src is not None and src != self.server:
+        if self.server is not None and src is not None and src[0] != self.server[0]:
             LOGGER.info("OTA command from 0x%04X ignored: not our server", src[0])
             return []
         if command_id == RSP_QUERY_NEXT_IMAGE:
@@ -295,8 +295,8 @@ class OtaClient:
             return []
         if self.status != UpgradeStatus.NORMAL:
             return []
-        if self.server is None and src is not None:
-            self.server = src
+        if src is not None and (self.server is None or not broadcast):
+            self.server = src  # the server that tells us, at the endpoint it uses
         # Spread the HAN's queries a little, as the jitter intends.
         self.next_query_at = now + (self.rng.uniform(0, 1.0) if broadcast else 0)
         return self.tick(now)
