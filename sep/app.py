@@ -244,7 +244,15 @@ class MeterApp:
 
     def command_handlers(self) -> dict[str, Any]:
         """MQTT commands this meter can carry out (more arrive with their clusters)."""
-        return {}
+
+        async def image_notify(cmd: Any) -> dict[str, Any]:
+            # The meter-side meaning of an image notify: ask the OTA server now.
+            if self.ota is None:
+                raise LookupError("firmware update is not enabled on this meter")
+            await self.ota.query_now()
+            return {"queried": self.ota.client.server is not None}
+
+        return {"image_notify": image_notify}
 
     async def _feed_bridge(self) -> None:
         assert self.bridge is not None

@@ -162,6 +162,9 @@ class OtaService:
         except Exception as exc:  # noqa: BLE001
             LOGGER.info("OTA server discovery not sent: %s", exc)
 
+    async def query_now(self) -> None:
+        await self._do(self.client.query_now(time.monotonic()))
+
     def on_match(self, nwk: int, endpoints: list[int]) -> None:
         """A Match_Desc_rsp for our OTA query arrived."""
         if self.client.server is None and endpoints:

@@ -173,7 +173,7 @@ async def test_tls_with_a_test_ca(tmp_path):
     ("display_message", b'{"text": "' + b"x" * 5000 + b'"}', "limit"),
     ("publish_price", b'{"tier": 0, "unit_rate": 0.2, "token": "t0k"}', "invalid tier"),
     ("self_destruct", b'{"token": "t0k"}', "unknown command"),
-    ("image_notify", b'{"token": "t0k"}', "not available"),
+    ("image_notify", b'{"token": "t0k"}', "not enabled"),
 ])
 async def test_bad_commands_get_an_error_and_change_nothing(broker, name, payload, error):
     cfg = BridgeConfig(host="127.0.0.1", port=broker.port, publish_interval=0.1,
