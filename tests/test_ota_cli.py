@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A key directory (suite 1), a payload and a built image, shared by the module."""
     d = tmp_path_factory.mktemp("ota")
-    assert main(["ota", "keygen", str(d / "keys")]) == 0
+    assert main(["ota", "keygen", str(d / "keys"), "--suite", "1"]) == 0
     (d / "payload.bin").write_bytes(bytes(range(256)) * 40)
     assert (
         main(
@@ -257,7 +257,7 @@ def test_image_from_another_ca_is_rejected(
 ) -> None:
     rogue = tmp_path / "rogue"
     signer = json.loads((work / "keys" / SIGNER_JSON).read_text())["ieee"]
-    assert run(capsys, "ota", "keygen", str(rogue), "--signer-ieee", signer)[0] == 0
+    assert run(capsys, "ota", "keygen", str(rogue), "--signer-ieee", signer, "--suite", "1")[0] == 0
     out_file = tmp_path / "rogue.ota"
     code, _, _ = run(
         capsys, "ota", "build", "--payload", str(work / "payload.bin"), "--manufacturer", "0x1234",
@@ -348,11 +348,11 @@ def test_semantic_usage_errors_exit_2(
 
 
 def test_payload_sources_are_pluggable() -> None:
-    """The --payload option is one entry of a provider table (``--app`` will be another)."""
-    assert set(ota_cli.PAYLOAD_PROVIDERS) == {"payload"}
+    """--payload and --app are entries of one provider table."""
+    assert set(ota_cli.PAYLOAD_PROVIDERS) == {"payload", "app"}
     import argparse
 
-    ns = argparse.Namespace(payload=None)
+    ns = argparse.Namespace(payload=None, app=False)
     with pytest.raises(ValueError):
         ota_cli.resolve_payload(ns)
 
@@ -412,3 +412,9 @@ def test_as_a_subprocess(work: Path, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "BAD_MAGIC" in bad.stdout
     usage = sep("ota", "verify", str(out_file))
     assert usage.returncode == 2
+
+
+def test_keygen_defaults_to_suite_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "ota", "keygen", str(tmp_path / "k"))
+    assert code == 0 and "suite 2" in out
+    assert len((tmp_path / "k" / "signer.cert").read_bytes()) == 74

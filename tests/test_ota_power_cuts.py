@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import sys
+from pathlib import Path
 
 from hubsim.hub import CommsHub
 from hubsim.ota_server import Faults, OtaServerCore, load_image
@@ -18,6 +19,13 @@ from sep.cli import main
 from sep.firmware.slots import SlotManager
 
 CUTS = 6
+
+
+def durable_offset(data: Path) -> int:
+    try:
+        return int(json.loads((data / "ota" / "download.json").read_text())["offset"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 async def test_sigkill_during_download_resumes_and_completes(tmp_path):
@@ -36,7 +44,7 @@ async def test_sigkill_during_download_resumes_and_completes(tmp_path):
     server = await serve_udp(air, "127.0.0.1", 0)
     await hub.start()
     data = tmp_path / "data"
-    cmd = [sys.executable, "-m", "sep.cli", "meter", "--data", str(data), "--trust", str(keys),
+    cmd = [sys.executable, "-m", "sep.cli", "-v", "meter", "--data", str(data), "--trust", str(keys),
            "--device", f"udp://127.0.0.1:{server.port}", "--ota-query-interval", "1",
            "--ieee", "00:0d:6f:00:00:00:c0:75"]
     rng = random.Random(7)
@@ -44,8 +52,14 @@ async def test_sigkill_during_download_resumes_and_completes(tmp_path):
     try:
         for _cut in range(CUTS):
             proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
-                                                        stderr=asyncio.subprocess.DEVNULL)
-            await asyncio.sleep(rng.uniform(1.2, 2.0))
+                                                        stderr=open(tmp_path / "meter.log", "ab"))
+            # cut once this run has made some durable progress, at a random moment after
+            last = offsets[-1] if offsets else 0
+            for _ in range(1200):
+                if durable_offset(data) > last + 4096:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(rng.uniform(0.0, 0.4))
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
             state = json.loads((data / "ota" / "download.json").read_text())

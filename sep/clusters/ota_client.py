@@ -271,7 +271,7 @@ class OtaClient:
             LOGGER.info("OTA command from 0x%04X ignored: not our server", src[0])
             return []
         if command_id == RSP_QUERY_NEXT_IMAGE:
-            return self._on_query_response(args, now)
+            return self._on_query_response(args, now, src)
         if command_id == RSP_IMAGE_BLOCK:
             return self._on_block(args, now)
         if command_id == RSP_UPGRADE_END:
@@ -295,18 +295,23 @@ class OtaClient:
             return []
         if self.status != UpgradeStatus.NORMAL:
             return []
-        if src is not None and (self.server is None or not broadcast):
-            self.server = src  # the server that tells us, at the endpoint it uses
+        if src is not None and self.server is None:
+            self.server = src
         # Spread the HAN's queries a little, as the jitter intends.
         self.next_query_at = now + (self.rng.uniform(0, 1.0) if broadcast else 0)
         return self.tick(now)
 
-    def _on_query_response(self, args: Any, now: float) -> list[Output]:
+    def _on_query_response(self, args: Any, now: float,
+                           src: tuple[int, int] | None = None) -> list[Output]:
         self.deadline = None
         if self.status != UpgradeStatus.NORMAL:
             return []
         if args.status != Status.SUCCESS:
             return []  # NO_IMAGE_AVAILABLE / NOT_AUTHORIZED: ask again next interval
+        if src is not None:
+            # Download from the endpoint that offered the image (a node may answer from
+            # another endpoint than the one discovery found, as zigpy does).
+            self.server = src
         ident = ImageIdent(int(args.manufacturer_code), int(args.image_type),
                            int(args.file_version), int(args.image_size))
         why = None
