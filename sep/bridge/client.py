@@ -79,8 +79,12 @@ class MqttBridge:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # aiomqtt can swallow a cancellation in the middle of a (TLS) connect: never
+            # let stopping the bridge hang the meter.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), 5)
+            if not self._task.done():
+                LOGGER.warning("MQTT bridge did not stop within 5 s; abandoning it")
         self.outbox.close()
 
     async def _run(self) -> None:
