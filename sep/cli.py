@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from sep import __version__
+from sep.cli_run import run
 
 # Modules that contribute sub-commands. Each is imported lazily so that a broken or
 # heavy area does not slow down or break the others' commands.
@@ -46,17 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        return 130
+    return run(build_parser(), argv, quiet_loggers=())
 
 
 if __name__ == "__main__":
