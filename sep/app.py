@@ -151,8 +151,15 @@ class MeterApp:
                                      handlers=self.command_handlers(),
                                      data_dir=settings.data_dir)
 
+
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
+        if self.persistence is not None and self.bridge is not None:
+            loop = asyncio.get_running_loop()
+            bridge = self.bridge
+            # events can be raised from executor threads (the start-up check)
+            self.persistence.on_event = lambda kind, details: loop.call_soon_threadsafe(
+                bridge.publish_event, kind, details)
         if self.persistence is not None:
             # the full integrity check of everything stored, before serving anything
             await asyncio.get_running_loop().run_in_executor(None, self.persistence.startup_check)
@@ -240,7 +247,21 @@ class MeterApp:
             day_delivered=reg.day.current[0], week_delivered=reg.week.current[0],
             month_delivered=reg.month.current[0], day_received=reg.day.current[1],
             meter_status=m.read_value(0x0200), supply_status=int(m.supply.status),
+            ota=self._ota_state(),
+            faults=sorted(f"{table}/{key}" for table, key in (
+                self.store.faults if self.store is not None else ())),
         )
+
+    def _ota_state(self) -> dict[str, Any] | None:
+        if self.ota is None:
+            return None
+        c = self.ota.client
+        size = c.ident.size if c.ident else None
+        return {"status": c.status.name.lower(), "current_version": c.current_version,
+                "downloading_version": c.ident.file_version if c.ident else None,
+                "offset": c.offset if c.ident else None, "size": size,
+                "progress": round(100 * c.offset / size, 1) if size else None,
+                "refused": c.refused}
 
     def command_handlers(self) -> dict[str, Any]:
         """MQTT commands this meter can carry out (more arrive with their clusters)."""

@@ -44,6 +44,7 @@ class MeterPersistence:
         self._pending: list[tuple[int, int, int]] = []
         self._day: int | None = None
         self._ticks = 0
+        self.on_event: Any = None  # also tell someone (the MQTT bridge)
 
     # -- start-up --------------------------------------------------------------------------
     def restore(self) -> None:
@@ -85,7 +86,10 @@ class MeterPersistence:
 
     # -- running ----------------------------------------------------------------------------
     def event(self, kind: str, details: dict[str, Any] | None = None, **kw: Any) -> None:
-        self.store.append_event(kind, **(details or {}), **kw)
+        merged = {**(details or {}), **kw}
+        seq = self.store.append_event(kind, **merged)
+        if self.on_event is not None:
+            self.on_event(kind, {"event_seq": seq, **merged})
 
     def update_step(self, entry: dict[str, Any]) -> None:
         self.event("FIRMWARE_UPDATE", {k: v for k, v in entry.items() if k != "time"})

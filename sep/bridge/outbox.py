@@ -22,6 +22,8 @@ class Outbox:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, "
                         "topic TEXT NOT NULL, payload TEXT NOT NULL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS counters (topic TEXT PRIMARY KEY, "
+                        "n INTEGER NOT NULL)")
 
     def next_seq(self) -> int:
         row = self.db.execute("SELECT MAX(seq) FROM outbox").fetchone()
@@ -29,19 +31,23 @@ class Outbox:
         return max(row[0] or 0, meta) + 1
 
     def put(self, topic: str, make_payload: Any) -> int:
-        """Append; ``make_payload(seq)`` builds the JSON document for the sequence number."""
+        """Append; ``make_payload(n)`` builds the document, n counting 1, 2, ... per topic
+        (a subscriber of one topic sees a gap-free sequence). Returns that n."""
         seq = self.next_seq()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
+            row = self.db.execute("SELECT n FROM counters WHERE topic=?", (topic,)).fetchone()
+            n = (row[0] if row else 0) + 1
+            self.db.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (topic, n))
             self.db.execute("INSERT INTO outbox VALUES (?, ?, ?)",
-                            (seq, topic, json.dumps(make_payload(seq))))
+                            (seq, topic, json.dumps(make_payload(n))))
             self.db.execute(f"PRAGMA user_version={seq}")
-            n = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-            if n > self.limit:
+            total = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            if total > self.limit:
                 self.db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-                                "ORDER BY seq LIMIT ?)", (n - self.limit,))
-                self.dropped += n - self.limit
-        return seq
+                                "ORDER BY seq LIMIT ?)", (total - self.limit,))
+                self.dropped += total - self.limit
+        return n
 
     def peek(self, n: int = 50) -> list[tuple[int, str, str]]:
         return self.db.execute("SELECT seq, topic, payload FROM outbox ORDER BY seq LIMIT ?",
