@@ -25,9 +25,7 @@ test bench to trust a CA without its private key. Private keys never leave ``*.k
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ import zigpy.types as t
 
 from sep.firmware import crypto as _crypto
 from sep.firmware.builder import Signer
+from sep.firmware.fileio import write_atomic
 from sep.firmware.format import SUITES, format_ieee, ieee_from_be, ieee_to_be, parse_ieee
 from sep.firmware.verify import TrustedCA, TrustStore
 
@@ -113,24 +112,6 @@ def signer_public_key(signer: Signer, ca: CAKeys) -> bytes:
 
 
 # ------------------------------------------------------------------------------------ files
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Atomic write with an exact mode (temp file in the same directory, then rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _json(obj: dict[str, Any]) -> bytes:

@@ -31,10 +31,11 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
+
+from sep.firmware.fileio import write_atomic
 
 LOGGER = logging.getLogger(__name__)
 
@@ -46,20 +47,7 @@ class FileOps:
     """The only way slots touch the disk."""
 
     def write_atomic(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        self.fsync_dir(path.parent)
-
-    def fsync_dir(self, path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomic(path, data)
 
     def read(self, path: Path) -> bytes:
         return path.read_bytes()

@@ -16,24 +16,7 @@ import os
 from pathlib import Path
 
 from sep.clusters.ota_client import DownloadState, ImageIdent
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+from sep.firmware.fileio import write_atomic
 
 
 class FileSink:
@@ -90,7 +73,7 @@ class FileSink:
     def _record(self, offset: int) -> None:
         assert self._ident is not None
         doc = {"ident": dataclasses.asdict(self._ident), "offset": offset}
-        atomic_write(self.state_path, json.dumps(doc).encode())
+        write_atomic(self.state_path, json.dumps(doc).encode())
         self._durable = offset
 
     @property
