@@ -32,6 +32,7 @@ from sep.bridge.config import BridgeConfig
 from sep.bridge.payloads import MeterState
 from sep.clock import Clock, WallClock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
+from sep.clusters.messaging import MessagingServer
 from sep.clusters.metering import MeteringServer
 from sep.clusters.ota_client import OtaClient
 from sep.endpoint import SeEndpoint
@@ -110,8 +111,10 @@ class MeterApp:
                                  sw_build_id=__version__)
         self.identify = IdentifyServer(self.clock)
         self.time = TimeServer(self.clock)
+        self.messaging = MessagingServer()
         self.endpoint = SeEndpoint(settings.endpoint,
-                                   [self.basic, self.identify, self.time, self.metering],
+                                   [self.basic, self.identify, self.time, self.metering,
+                                    self.messaging],
                                    output_clusters=(OTA_CLUSTER,))
         self.controller: zigpy.application.ControllerApplication = make_controller(
             settings.radio,
@@ -248,9 +251,16 @@ class MeterApp:
             month_delivered=reg.month.current[0], day_received=reg.day.current[1],
             meter_status=m.read_value(0x0200), supply_status=int(m.supply.status),
             ota=self._ota_state(),
+            message=self._message_state(),
             faults=sorted(f"{table}/{key}" for table, key in (
                 self.store.faults if self.store is not None else ())),
         )
+
+    def _message_state(self) -> dict[str, Any] | None:
+        msg = self.messaging.last_message(self.clock.now())
+        if msg is None:
+            return None
+        return {"id": msg.message_id, "text": msg.text, "confirmations": len(msg.confirmations)}
 
     def _ota_state(self) -> dict[str, Any] | None:
         if self.ota is None:
@@ -273,7 +283,29 @@ class MeterApp:
             await self.ota.query_now()
             return {"queried": self.ota.client.server is not None}
 
-        return {"image_notify": image_notify}
+        async def display_message(cmd: Any) -> dict[str, Any]:
+            p = cmd.params
+            msg, frame = self.messaging.display_message(
+                p["text"], now=self.clock.now(), message_id=p.get("message_id"),
+                importance=p.get("importance", "medium"),
+                confirmation_required=p.get("confirmation_required", False),
+                duration_minutes=p.get("duration_minutes", 0xFFFF))
+            self.push_to_clients(self.messaging, frame)
+            return {"message_id": msg.message_id}
+
+        async def cancel_message(cmd: Any) -> dict[str, Any]:
+            frame = self.messaging.cancel_message(cmd.params["message_id"])
+            self.push_to_clients(self.messaging, frame)
+            return {"message_id": cmd.params["message_id"]}
+
+        return {"image_notify": image_notify, "display_message": display_message,
+                "cancel_message": cancel_message}
+
+    def push_to_clients(self, server: Any, frame: bytes) -> None:
+        """Send an unsolicited server command to every HAN client of that cluster."""
+        for nwk, ep in sorted(server.clients):
+            self._send(Reply(dst_nwk=nwk, dst_ep=ep, src_ep=self.endpoint.endpoint_id,
+                             profile_id=0x0109, cluster_id=server.cluster_id, data=frame))
 
     async def _feed_bridge(self) -> None:
         assert self.bridge is not None
