@@ -35,6 +35,7 @@ from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
 from sep.clusters.messaging import MessagingServer
 from sep.clusters.metering import MeteringServer
 from sep.clusters.ota_client import OtaClient
+from sep.clusters.price import PriceServer
 from sep.endpoint import SeEndpoint
 from sep.firmware.appimage import APP_MANUFACTURER_CODE
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
@@ -112,9 +113,10 @@ class MeterApp:
         self.identify = IdentifyServer(self.clock)
         self.time = TimeServer(self.clock)
         self.messaging = MessagingServer()
+        self.price = PriceServer(on_tier=self.metering.set_active_tier)
         self.endpoint = SeEndpoint(settings.endpoint,
                                    [self.basic, self.identify, self.time, self.metering,
-                                    self.messaging],
+                                    self.price, self.messaging],
                                    output_clusters=(OTA_CLUSTER,))
         self.controller: zigpy.application.ControllerApplication = make_controller(
             settings.radio,
@@ -252,9 +254,17 @@ class MeterApp:
             meter_status=m.read_value(0x0200), supply_status=int(m.supply.status),
             ota=self._ota_state(),
             message=self._message_state(),
+            price=self._price_state(),
             faults=sorted(f"{table}/{key}" for table, key in (
                 self.store.faults if self.store is not None else ())),
         )
+
+    def _price_state(self) -> dict[str, Any] | None:
+        cur = self.price.current
+        if cur is None:
+            return None
+        return {"unitrate": float(cur.unit_rate), "tier": cur.tier, "label": cur.label,
+                "units": "GBP/kWh"}
 
     def _message_state(self) -> dict[str, Any] | None:
         msg = self.messaging.last_message(self.clock.now())
@@ -298,8 +308,17 @@ class MeterApp:
             self.push_to_clients(self.messaging, frame)
             return {"message_id": cmd.params["message_id"]}
 
+        async def publish_price(cmd: Any) -> dict[str, Any]:
+            p = cmd.params
+            frame = self.price.publish(tier=p["tier"], unit_rate=p["unit_rate"],
+                                       label=p.get("label", f"Tier {p['tier']}"),
+                                       now=self.clock.now(),
+                                       duration_minutes=p.get("duration_minutes", 0xFFFF))
+            self.push_to_clients(self.price, frame)
+            return {"tier": p["tier"]}
+
         return {"image_notify": image_notify, "display_message": display_message,
-                "cancel_message": cancel_message}
+                "cancel_message": cancel_message, "publish_price": publish_price}
 
     def push_to_clients(self, server: Any, frame: bytes) -> None:
         """Send an unsolicited server command to every HAN client of that cluster."""

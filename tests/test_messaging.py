@@ -20,9 +20,9 @@ TSHARK = shutil.which("tshark")
 CLIENT = 0x3B3B
 
 
-def frame(meter_nwk: int, data: bytes, n: int) -> AirFrame:
+def frame(meter_nwk: int, data: bytes, n: int, cluster: int = 0x0703) -> AirFrame:
     return AirFrame(kind=ApsKind.DATA, pan_id=0x1A62, src_nwk=CLIENT, dst_nwk=meter_nwk,
-                    src_ieee=0x3B3B, profile_id=0x0109, cluster_id=0x0703, src_ep=1, dst_ep=1,
+                    src_ieee=0x3B3B, profile_id=0x0109, cluster_id=cluster, src_ep=1, dst_ep=1,
                     aps_counter=n, payload=data)
 
 
