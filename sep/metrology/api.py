@@ -21,6 +21,14 @@ class MetrologyStatus(enum.IntFlag):
     CALIBRATION_FAULT = 0x01  # calibration data corrupt: no readings produced
     MEASUREMENT_FAULT = 0x02  # measurement source stuck or failing
     LINK_DOWN = 0x04  # application side lost the metrology link
+    REGISTER_FAULT = 0x08  # stored registers corrupt in both copies: no readings produced
+
+
+# Faults under which metrology sends no energy values at all (the client's Reading then
+# carries the last good values it had, which must not be booked as new energy).
+ENERGY_WITHHELD = MetrologyStatus.CALIBRATION_FAULT | MetrologyStatus.REGISTER_FAULT
+# Any of these: the reading's energy is not to be trusted or served.
+UNTRUSTED = ENERGY_WITHHELD | MetrologyStatus.MEASUREMENT_FAULT | MetrologyStatus.LINK_DOWN
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
