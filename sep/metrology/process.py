@@ -1,20 +1,27 @@
-"""The metrology side, in its own process: registers, calibration, self-check.
+"""The metrology side, in its own process, behind the read-only socket protocol.
 
     python -m sep.metrology.process --data DIR --socket PATH [--seed N] [--speed N]
+        [--start EPOCH] [--check-interval S] [--tick S] [--inject MODE[:AFTER[:RESETS]]]
+        [--factory-gain-micro G] [--factory-offset-mw O]
 
-It owns the energy registers and the calibration (two checksummed, MACed copies in its
-own store, ``DIR/metrology/`` — a different database and key from the application's), and
-answers the read-only protocol of :mod:`sep.metrology.protocol` on a Unix socket. Nothing
-in that protocol writes: the application side cannot change metrology, and the firmware
-path refuses metrology images, so no update can touch it.
+It keeps everything in ``DIR/metrology/`` — a store of its own (a different database and
+key from the application's; see :mod:`sep.metrology.core` for what is kept and why nothing is
+lost across restarts) — and answers :mod:`sep.metrology.protocol` on the Unix socket
+``PATH``. When listening it prints one line, ``metrology serving on PATH``, to stdout. One
+instance per data directory (a lock); SIGTERM/SIGINT persist and exit 0.
 
-Registers are saved every second and on exit; after a restart they continue from the
-saved totals at the current time (the household drew nothing the meter did not measure).
+Time: simulated time runs ``--speed`` times faster than wall time from ``--start`` (default:
+now), but never starts before the stored registers' timestamp. The periodic work (integrate
+and persist every ``--tick`` wall seconds, the self-check every ``--check-interval``) runs
+under :class:`sep.watchdog.Watchdog`: a hang there makes the process exit 3 so that its
+supervisor restarts it.
 
-The self-check runs every ``--check-interval`` seconds: both calibration copies are
-verified (one bad copy is repaired from the other; both bad → CALIBRATION_FAULT and no
-readings at all), and the measurement source is checked for a stuck value; a stuck source
-is re-initialised (the chip reset) and the fault is flagged until it measures again.
+Calibration is written only at commissioning (first start on an empty directory), from
+``--factory-gain-micro``/``--factory-offset-mw``; later values of those options are ignored.
+``--inject`` wraps the measurement source in a fault (tests, demos).
+
+:func:`start_metrology_process` spawns it from asyncio and returns the process and a
+connected :class:`~sep.metrology.client.MetrologyClient`.
 """
 
 from __future__ import annotations
@@ -22,188 +29,254 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
+import os
 import signal
+import stat
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sep.clock import ScaledClock
-from sep.metrology.api import MetrologyStatus, Registers
+from sep.metrology.calibration import UNITY, Calibration
+from sep.metrology.client import MetrologyClient
+from sep.metrology.core import MetrologyCore, MetrologyLocked
 from sep.metrology.load import HouseholdLoad
-from sep.metrology.protocol import MAX_LINE, handle_request
-from sep.store import CorruptRecord, Store
+from sep.metrology.protocol import MAX_LINE, encode, error, handle_line
+from sep.metrology.source import HouseholdSource, MeasurementSource, parse_inject
+from sep.watchdog import Watchdog
 
 LOGGER = logging.getLogger("sep.metrology")
-DEFAULT_CALIBRATION = {"gain_ppm": 0, "offset_w": 0}
+MAX_CONNECTIONS = 16
+IDLE_TIMEOUT = 60.0  # a connection that sends no complete request for this long is dropped
+WRITE_TIMEOUT = 5.0
+EXIT_LOCKED = 2
+EXIT_WATCHDOG = 3
 
 
-class MeasurementSource:
-    """The measurement chip: a calibrated view of the household load. ``stuck`` models a
-    chip that keeps returning its last sample (set by a fault-injection file for tests)."""
+class MetrologyServer:
+    """The asyncio socket server around a :class:`MetrologyCore`."""
 
-    def __init__(self, load: HouseholdLoad, stuck_flag: Path) -> None:
-        self.load = load
-        self.stuck_flag = stuck_flag
-        self._frozen: int | None = None
-        self.resets = 0
+    def __init__(self, core: MetrologyCore, socket_path: str | Path, *,
+                 max_connections: int = MAX_CONNECTIONS,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self.core = core
+        self.path = Path(socket_path)
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.connections = 0
+        self.requests = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
-    def sample_w(self, t: float) -> int:
-        if self.stuck_flag.exists():
-            if self._frozen is None:
-                self._frozen = self.load.power_w(t)
-            return self._frozen
-        self._frozen = None
-        return self.load.power_w(t)
-
-    def reinitialise(self) -> None:
-        self.resets += 1
-        self._frozen = None
+    async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self.stuck_flag.unlink()  # the chip reset clears the fault
+            if stat.S_ISSOCK(self.path.lstat().st_mode):
+                self.path.unlink()  # a stale socket of a killed instance (we hold the lock)
+        self._server = await asyncio.start_unix_server(self._client, path=str(self.path),
+                                                       limit=MAX_LINE)
+        os.chmod(self.path, 0o660)
 
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in self._handlers.values():  # hang up: each handler ends by itself
+                writer.close()
+            if self._handlers:
+                await asyncio.wait(list(self._handlers), timeout=2)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
 
-class Metrology:
-    def __init__(self, data: Path, *, seed: int, clock: ScaledClock) -> None:
-        self.dir = data / "metrology"
-        self.store = Store.open(self.dir)
-        self.clock = clock
-        self.load = HouseholdLoad(seed)
-        self.source = MeasurementSource(self.load, self.dir / "inject-stuck")
-        saved = self.store.get_record("registers", "main")
-        self.registers = Registers(self.load, clock.now(),
-                                   delivered_j=int(saved["delivered_j"]) if saved else 0,
-                                   received_j=int(saved["received_j"]) if saved else 0)
-        self.since = self.registers.t  # registers integrate from here in this run
-        self.status = MetrologyStatus.OK
-        self.events: list[dict[str, Any]] = []
-        self.calibration: dict[str, Any] | None = None
-        self._same_since: float | None = None
-        self._last_sample: int | None = None
-        if self.store.get_record("calibration", "main") is None:
-            self.store.set_calibration(DEFAULT_CALIBRATION)
-        self.check_calibration()
+    async def _send(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        writer.write(encode(reply))
+        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
 
-    def event(self, kind: str, **details: Any) -> None:
-        entry = {"time": time.time(), "kind": kind, **details}
-        self.events.append(entry)
-        del self.events[:-100]
-        self.store.append_event(kind, **details)
-        LOGGER.warning("metrology event %s %s", kind, details)
-
-    def check_calibration(self) -> None:
-        before = {e.seq for e in self.store.events() if e.kind == "INTEGRITY_RECOVERED"}
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers[task] = writer
         try:
-            self.calibration = self.store.get_calibration()
-            self.status &= ~MetrologyStatus.CALIBRATION_FAULT
-            after = {e.seq for e in self.store.events() if e.kind == "INTEGRITY_RECOVERED"}
-            if after - before:
-                self.event("METROLOGY_FAULT", detail="calibration copy repaired")
-        except (CorruptRecord, KeyError):  # KeyError: both copies already quarantined
-            if not self.status & MetrologyStatus.CALIBRATION_FAULT:
-                self.event("METROLOGY_FAULT", detail="calibration corrupt in both copies")
-            self.calibration = None
-            self.status |= MetrologyStatus.CALIBRATION_FAULT
-
-    def check_source(self, now: float) -> None:
-        sample = self.source.sample_w(now)
-        model_moves = self.load.power_w(now) != self._last_sample
-        if sample == self._last_sample and model_moves:
-            self._same_since = self._same_since or now
-        else:
-            self._same_since = None
-            if self.status & MetrologyStatus.MEASUREMENT_FAULT:
-                self.status &= ~MetrologyStatus.MEASUREMENT_FAULT
-                self.event("METROLOGY_FAULT", detail="measurement recovered")
-        self._last_sample = sample
-        if self._same_since is not None and not self.status & MetrologyStatus.MEASUREMENT_FAULT:
-            self.status |= MetrologyStatus.MEASUREMENT_FAULT
-            self.event("METROLOGY_FAULT", detail="measurement source stuck: re-initialising")
-            self.source.reinitialise()
-
-    def reading(self) -> dict[str, Any]:
-        now = self.clock.now()
-        if self.status & MetrologyStatus.CALIBRATION_FAULT:
-            return {"status": int(self.status), "timestamp": now}
-        self.registers.advance(now)
-        gain = 1 + int(self.calibration["gain_ppm"]) / 1e6 if self.calibration else 1
-        return {
-            "status": int(self.status), "timestamp": self.registers.t,
-            "delivered_wh": int(self.registers.delivered_j * gain) // 3600,
-            "received_wh": int(self.registers.received_j * gain) // 3600,
-            "demand_w": int(self.source.sample_w(now) * gain),
-        }
-
-    def save(self) -> None:
-        self.store.put_record("registers", "main", {"delivered_j": self.registers.delivered_j,
-                                                    "received_j": self.registers.received_j})
-
-
-async def serve(args: argparse.Namespace) -> None:
-    clock = ScaledClock(start=args.start, speed=args.speed)
-    m = Metrology(args.data, seed=args.seed, clock=clock)
-    sock_path = Path(args.socket)
-    with contextlib.suppress(FileNotFoundError):
-        sock_path.unlink()
-
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
+            if self.connections > self.max_connections:
+                await self._send(writer, error("busy", "too many connections"))
+                return
             while True:
                 try:
-                    line = await reader.readuntil(b"\n")
+                    line = await asyncio.wait_for(reader.readuntil(b"\n"), self.idle_timeout)
                 except asyncio.LimitOverrunError:
-                    writer.write(b'{"ok": false, "error": "request too long"}\n')
-                    break
-                except asyncio.IncompleteReadError:
-                    break
-                try:
-                    answer = handle_request(line, m)
-                except Exception as exc:  # noqa: BLE001 - metrology never dies on a request
-                    LOGGER.exception("request failed")
-                    answer = {"ok": False, "error": f"internal error: {type(exc).__name__}"}
-                writer.write((json.dumps(answer) + "\n").encode())
-                await writer.drain()
-        except (ConnectionError, OSError):
+                    await self._send(writer, error("too_long",
+                                                   f"request longer than {MAX_LINE} bytes"))
+                    return  # cannot find the next request boundary safely: hang up
+                except (asyncio.IncompleteReadError, TimeoutError):
+                    return  # half a request then EOF, or idle: just hang up
+                self.requests += 1
+                await self._send(writer, handle_line(line, self.core))
+        except (ConnectionError, OSError, TimeoutError):
             pass
         finally:
+            self.connections -= 1
+            self._handlers.pop(task, None)
             writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1)
 
-    server = await asyncio.start_unix_server(client, path=str(sock_path), limit=MAX_LINE)
+
+async def run(args: argparse.Namespace) -> int:
+    """The process body; returns the exit status."""
+    store_dir = Path(args.data) / "metrology"
+    requested = time.time() if args.start is None else args.start
+    load = HouseholdLoad(args.seed, args.solar_peak_w)
+    source: MeasurementSource = HouseholdSource(load)
+    if args.inject:
+        source = parse_inject(args.inject, source)
+    try:
+        core = MetrologyCore(
+            store_dir, clock=ScaledClock(start=requested, speed=args.speed), load=load,
+            source=source,
+            factory_calibration=Calibration(args.factory_gain_micro, args.factory_offset_mw),
+            stuck_changes=args.stuck_changes)
+    except MetrologyLocked as exc:
+        print(f"metrology: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    if core.registers is not None and core.registers.t > requested:
+        LOGGER.info("simulated time resumes at the stored registers' time %d", core.registers.t)
+    # time never runs backwards across a restart: start no earlier than the stored registers
+    core.clock = ScaledClock(start=max(requested, core.registers.t if core.registers else 0),
+                             speed=args.speed)
+    server = MetrologyServer(core, args.socket)
     stop = asyncio.Event()
+    exit_code = 0
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"metrology serving on {sock_path}", flush=True)
-    last_check = 0.0
-    async with server:
-        while not stop.is_set():
-            now = time.monotonic()
-            m.reading()
-            m.save()
-            if now - last_check >= args.check_interval:
-                last_check = now
-                m.check_calibration()
-                m.check_source(clock.now())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-    m.save()
-    m.store.close()
+
+    def escalate(name: str) -> None:
+        nonlocal exit_code
+        exit_code = EXIT_WATCHDOG
+        stop.set()
+
+    async def periodic(beat: Any) -> None:
+        last_check = time.monotonic()
+        while True:
+            beat()
+            core.tick()
+            if time.monotonic() - last_check >= args.check_interval:
+                last_check = time.monotonic()
+                core.self_check()
+            await asyncio.sleep(args.tick)
+
+    def watchdog_event(kind: str, details: dict[str, Any]) -> None:
+        core.record(kind, kind, f"watchdog: task {details.get('task')}: "
+                                f"{details.get('reason')}", **details)
+
+    wd = Watchdog(on_event=watchdog_event,
+                  on_escalate=escalate, max_restarts=3, window=600.0)
+    wd.register("metrology-periodic", max(10.0, 5 * args.tick), periodic)
+    await server.start()
+    try:
+        await wd.start()
+        print(f"metrology serving on {server.path}", flush=True)
+        await stop.wait()
+    finally:
+        await wd.stop()
+        await server.stop()
+        core.close()
+    return exit_code
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m sep.metrology.process",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--socket", required=True)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--speed", type=float, default=1.0)
-    ap.add_argument("--start", type=float, default=None)
-    ap.add_argument("--check-interval", type=float, default=5.0)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(args))
+                                 description="The isolated metrology process (read-only socket).")
+    ap.add_argument("--data", type=Path, required=True, help="data directory (uses DIR/metrology)")
+    ap.add_argument("--socket", required=True, help="Unix socket path to serve on")
+    ap.add_argument("--seed", type=int, default=1, help="household load seed")
+    ap.add_argument("--solar-peak-w", type=int, default=0, help="rooftop solar peak (export)")
+    ap.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
+    ap.add_argument("--start", type=float, default=None, help="simulated start, epoch seconds")
+    ap.add_argument("--tick", type=float, default=1.0, help="integrate+persist period, s")
+    ap.add_argument("--check-interval", type=float, default=5.0, help="self-check period, s")
+    ap.add_argument("--stuck-changes", type=int, default=3,
+                    help="model changes under one constant sample that mean 'stuck'")
+    ap.add_argument("--inject", default=None, help="fault injection: MODE[:AFTER[:RESETS]]")
+    ap.add_argument("--factory-gain-micro", type=int, default=UNITY,
+                    help="commissioning only: gain in millionths (1000000 = unity)")
+    ap.add_argument("--factory-offset-mw", type=int, default=0,
+                    help="commissioning only: offset in milliwatts")
+    ap.add_argument("--log-level", default="WARNING")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.speed <= 0 or args.tick <= 0 or args.check_interval <= 0:
+        print("metrology: --speed, --tick and --check-interval must be positive",
+              file=sys.stderr)
+        return 2
+    if args.inject:
+        try:
+            parse_inject(args.inject, HouseholdSource(HouseholdLoad()))
+        except ValueError as exc:
+            print(f"metrology: {exc}", file=sys.stderr)
+            return 2
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s metrology %(levelname)s %(message)s")
+    return asyncio.run(run(args))
+
+
+async def start_metrology_process(
+        data: str | Path, socket_path: str | Path, *, seed: int = 1, speed: float = 1.0,
+        start: float | None = None, check_interval: float = 5.0, tick: float = 1.0,
+        inject: str | None = None, extra_args: Sequence[str] = (),
+        ready_timeout: float = 10.0, client_timeout: float = 2.0,
+        **client_options: Any) -> tuple[asyncio.subprocess.Process, MetrologyClient]:
+    """Spawn ``python -m sep.metrology.process`` and wait until it serves.
+
+    Returns the process and a :class:`MetrologyClient` on its socket. Raises RuntimeError
+    (after reaping the process) when it exits or does not become ready in time.
+    """
+    cmd = [sys.executable, "-m", "sep.metrology.process", "--data", str(data),
+           "--socket", str(socket_path), "--seed", str(seed), "--speed", repr(float(speed)),
+           "--check-interval", repr(float(check_interval)), "--tick", repr(float(tick))]
+    if start is not None:
+        cmd += ["--start", repr(float(start))]
+    if inject:
+        cmd += ["--inject", inject]
+    cmd += list(extra_args)
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), ready_timeout)
+    except TimeoutError:
+        line = b""
+    if not line.startswith(b"metrology serving on "):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        code = await proc.wait()
+        raise RuntimeError(f"metrology process did not start (exit {code})")
+    return proc, MetrologyClient(str(socket_path), timeout=client_timeout, **client_options)
+
+
+async def stop_metrology_process(proc: asyncio.subprocess.Process,
+                                 client: MetrologyClient | None = None,
+                                 timeout: float = 5.0) -> int:
+    """Hang up, SIGTERM (it persists and exits 0), SIGKILL if it does not go in time."""
+    if client is not None:
+        await client.aclose()
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            return await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+    return await proc.wait()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
