@@ -23,7 +23,9 @@ for a healthy source, at every timestamp ``T`` ever reported::
 whatever restarts happened in between. If the clock is behind the stored timestamp (a
 restart asked for an earlier start), the registers wait for it: never counted twice. No
 reading is ever shown that is not already durable, so a reading after a restart is never
-below one shown before it.
+below one shown before it. A long catch-up goes one simulated day (~40 ms) per step so the
+event loop keeps serving; readings meanwhile show the registers at their own, earlier,
+timestamp — true, just not yet "now".
 
 Self-check (:meth:`MetrologyCore.self_check`, run periodically by the process and on demand
 by the ``selftest`` request): calibration in RAM against its checksum, both stored copies
@@ -70,6 +72,7 @@ MARK_KIND = "metrology-commissioned"
 COPIES = ("a", "b")
 UJ_PER_J = 1_000_000
 UJ_PER_WH = 3600 * UJ_PER_J
+MAX_SLOTS = 8640  # one simulated day per step: ~40 ms of integration
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
@@ -255,31 +258,42 @@ class MetrologyCore:
     def integrating(self) -> bool:
         return not self.status & (ENERGY_WITHHELD | MetrologyStatus.MEASUREMENT_FAULT)
 
-    def advance(self, now: float | None = None) -> None:
-        """Integrate the source up to ``now`` (whole seconds), unless a fault holds it."""
+    def advance(self, now: float | None = None, max_slots: int | None = MAX_SLOTS) -> bool:
+        """Integrate the source up to ``now`` (whole seconds), unless a fault holds it.
+
+        At most ``max_slots`` slots per call (a long catch-up after a restart would
+        otherwise hold the event loop for seconds); True when nothing is left to do.
+        """
         end = int(self.clock.now() if now is None else now)
         if not self.integrating or self.registers is None or self.calibration is None:
-            return
+            return True
         # A fault stops the integrator; the chip is reset at once and, if that cures it,
         # integration goes on from the held slot (a second fault waits for the self-check).
-        if not self._integrate(end) and self._recover():
-            self._integrate(end)
+        outcome = self._integrate(end, max_slots)
+        if outcome == "fault" and self._recover():
+            outcome = self._integrate(end, max_slots)
+        return outcome != "budget"
 
-    def _integrate(self, end: int) -> bool:
-        """True when it reached ``end``; False when a measurement fault stopped it."""
+    def _integrate(self, end: int, max_slots: int | None) -> str:
+        """"end" when it reached ``end``, "budget" when it ran out of slots, "fault"."""
         assert self.registers is not None and self.calibration is not None
         reg = self.registers
         t, d, r = reg.t, reg.delivered_uj, reg.received_uj
         cal = self.calibration
-        ok = True
+        outcome = "end"
+        budget = -1 if max_slots is None else max_slots
         while t < end:
+            if budget == 0:
+                outcome = "budget"
+                break
+            budget -= 1
             nxt = min(end, (t // SLOT + 1) * SLOT)
             try:
                 raw = self.source.sample_w(t)
             except Exception as exc:  # noqa: BLE001 - any chip error is a measurement fault
                 self._measurement_fault("failing", "MEASUREMENT_FAILING",
                                         f"source failed: {type(exc).__name__}: {exc}", t)
-                ok = False
+                outcome = "fault"
                 break
             if self.detector.feed(t, raw):
                 self._measurement_fault(
@@ -287,7 +301,7 @@ class MetrologyCore:
                     f"source stuck at {raw} W since {self.detector.run_start} while the model "
                     f"changed {self.detector.changes} times", t,
                     value_w=raw, suspect_from=self.detector.run_start, suspect_to=t)
-                ok = False
+                outcome = "fault"
                 break
             uw = cal.apply_uw(raw)
             if uw >= 0:
@@ -297,7 +311,7 @@ class MetrologyCore:
             t = nxt
         if t != reg.t:
             self.registers = dataclasses.replace(reg, t=t, delivered_uj=d, received_uj=r)
-        return ok
+        return outcome
 
     def _measurement_fault(self, state: str, code: str, detail: str, t: int,
                            **extra: Any) -> None:
@@ -352,10 +366,11 @@ class MetrologyCore:
         self._write_registers(reg)
         return True
 
-    def tick(self) -> None:
-        """Periodic work: integrate to now and make it durable."""
-        self.advance()
+    def tick(self) -> bool:
+        """Periodic work: integrate towards now and make it durable; True when caught up."""
+        done = self.advance()
         self.persist()
+        return done
 
     # -- self-check ----------------------------------------------------------------------------
     def _check_calibration(self) -> None:

@@ -164,7 +164,9 @@ async def run(args: argparse.Namespace) -> int:
         last_check = time.monotonic()
         while True:
             beat()
-            core.tick()
+            while not core.tick():  # a long catch-up, one simulated day per step
+                beat()
+                await asyncio.sleep(0)
             if time.monotonic() - last_check >= args.check_interval:
                 last_check = time.monotonic()
                 core.self_check()
