@@ -294,3 +294,17 @@ def test_events_are_chained_in_metrology_s_own_store(tmp_path):
     assert [e["kind"] for e in core.events()] == ["POWER_UP", "POWER_UP"]
     assert json.dumps(core.describe())  # the status reply is plain JSON
     core.close()
+
+
+def test_metrology_imports_nothing_of_the_application():
+    """The metrology side stands alone: no cluster, firmware, bridge or app code in it."""
+    import ast
+
+    allowed = ("sep.metrology", "sep.clock", "sep.store", "sep.watchdog")
+    for path in (Path(__file__).parent.parent / "sep" / "metrology").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name == "sep" or name.startswith("sep."):
+                    assert name.startswith(allowed), f"{path.name} imports {name}"
