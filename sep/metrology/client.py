@@ -14,9 +14,10 @@ metrology is back is a normal reading.
 
 When metrology withholds energy (``CALIBRATION_FAULT``/``REGISTER_FAULT``: the reply has no
 energy fields) the returned Reading carries metrology's timestamp and status, ``demand_w`` 0,
-and the energy values of the last good reading (0 if none) — the status says they are not
-a measurement; the meter serves no energy from a faulted reading. Under
-``MEASUREMENT_FAULT`` the energy is the registers metrology holds, demand 0.
+and the last energy values metrology did send (0 if it never sent any) — nothing new is
+booked from it, and the status says it is not a measurement; the meter serves no energy
+from a faulted reading. Under ``MEASUREMENT_FAULT`` the energy is the registers metrology
+holds at its last good slot (their own timestamp), demand 0.
 
 Events: pass ``on_event(kind, details)`` and, after each read whose ``event_seq`` moved, the
 client fetches metrology's new events (``events`` request) and hands each to it (details
@@ -61,7 +62,7 @@ class MetrologyClient:
         self.timeout = timeout
         self.on_event = on_event
         self.event_seq = events_since
-        self.last: Reading | None = None  # the last reading with energy values from metrology
+        self.last: Reading | None = None  # the last reading that carried energy values
         self.reconnects = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None

@@ -130,7 +130,11 @@ class MetrologyCore:
             os.close(self._lock_fd)
             raise MetrologyLocked(f"another metrology instance uses {self.dir}") from None
         fresh = not (self.dir / "meter.db").exists()
-        self.store = Store.open(self.dir)
+        try:
+            self.store = Store.open(self.dir)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self.clock = clock
         self.load = load
         self.source: MeasurementSource = source or HouseholdSource(load)
@@ -163,17 +167,17 @@ class MetrologyCore:
 
     # -- commissioning and loading ----------------------------------------------------------
     def _any_state(self) -> bool:
-        """Anything of a previous commissioning left (intact or not)."""
-        if self.calibration_copies.exists():
-            return True
-        for kind in (REG_KIND, MARK_KIND):
+        """Anything of a previous commissioning left (intact or not): a damaged meter is
+        never silently re-commissioned. The marker is looked at first, so the normal start
+        does not touch (and quarantine) the copies the self-check is about to judge."""
+        for kind in (MARK_KIND, REG_KIND):
             for copy in COPIES:
                 try:
                     if self.store.get_record(kind, copy) is not None:
                         return True
                 except CorruptRecord:
                     return True
-        return False
+        return self.calibration_copies.exists()
 
     def _commission(self, cal: Calibration, initial_delivered_wh: int) -> None:
         t = int(self.clock.now())
