@@ -243,7 +243,8 @@ async def test_a_task_blocking_the_loop_is_reported_from_a_thread_then_restarted
         await until(lambda: runs == 2)
         name, after, in_thread = stalls[0]
         print(f"loop stall reported {after * 1e3:.0f} ms after it began (stall timeout 200 ms)")
-        assert name == "blocker" and in_thread and 0.2 <= after <= 0.2 + 0.05 + TOL
+        # the loop was last seen up to one monitor period (50 ms) before the block began
+        assert name == "blocker" and in_thread and 0.15 <= after <= 0.2 + 0.05 + TOL, after
         kinds = [k for k, _ in rec.events]
         assert "WATCHDOG_STALL" in kinds and "WATCHDOG_RESET" in kinds
         reset = next(d for k, d in rec.events if k == "WATCHDOG_RESET")
