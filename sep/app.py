@@ -300,31 +300,30 @@ class MeterApp:
                 importance=p.get("importance", "medium"),
                 confirmation_required=p.get("confirmation_required", False),
                 duration_minutes=p.get("duration_minutes", 0xFFFF))
-            self.push_to_clients(self.messaging, frame)
+            self.flush_pushes()
             return {"message_id": msg.message_id}
 
         async def cancel_message(cmd: Any) -> dict[str, Any]:
-            frame = self.messaging.cancel_message(cmd.params["message_id"])
-            self.push_to_clients(self.messaging, frame)
+            self.messaging.cancel_message(cmd.params["message_id"])
+            self.flush_pushes()
             return {"message_id": cmd.params["message_id"]}
 
         async def publish_price(cmd: Any) -> dict[str, Any]:
             p = cmd.params
-            frame = self.price.publish(tier=p["tier"], unit_rate=p["unit_rate"],
+            self.price.publish(tier=p["tier"], unit_rate=p["unit_rate"],
                                        label=p.get("label", f"Tier {p['tier']}"),
                                        now=self.clock.now(),
                                        duration_minutes=p.get("duration_minutes", 0xFFFF))
-            self.push_to_clients(self.price, frame)
+            self.flush_pushes()
             return {"tier": p["tier"]}
 
         return {"image_notify": image_notify, "display_message": display_message,
                 "cancel_message": cancel_message, "publish_price": publish_price}
 
-    def push_to_clients(self, server: Any, frame: bytes) -> None:
-        """Send an unsolicited server command to every HAN client of that cluster."""
-        for nwk, ep in sorted(server.clients):
-            self._send(Reply(dst_nwk=nwk, dst_ep=ep, src_ep=self.endpoint.endpoint_id,
-                             profile_id=0x0109, cluster_id=server.cluster_id, data=frame))
+    def flush_pushes(self) -> None:
+        """Send the servers' queued unsolicited commands now (the periodic loop also does)."""
+        for reply in self.endpoint.pushes():
+            self._send(reply)
 
     async def _feed_bridge(self) -> None:
         assert self.bridge is not None

@@ -99,7 +99,18 @@ class SeEndpoint:
             frames = [] if broadcast else [default_response(req, Status.FAILURE)]
         return [reply(f) for f in frames]
 
+    def pushes(self) -> list[Reply]:
+        """Unsolicited server commands (ClusterServer.outbox), one copy per known client."""
+        out = []
+        for cluster_id, server in self.servers.items():
+            for frame in server.take_outbox():
+                for dst_nwk, dst_ep in sorted(server.clients):
+                    out.append(Reply(dst_nwk=dst_nwk, dst_ep=dst_ep, src_ep=self.endpoint_id,
+                                     profile_id=SE_PROFILE, cluster_id=cluster_id, data=frame))
+        return out
+
     def reports(self, now: float) -> list[Reply]:
+        """Advance every server's clock; attribute reports and pushes that are due."""
         out = []
         for cluster_id, server in self.servers.items():
             server.tick(now)
@@ -108,4 +119,4 @@ class SeEndpoint:
                                      payload, general=True)
                 out.append(Reply(dst_nwk=dst_nwk, dst_ep=dst_ep, src_ep=self.endpoint_id,
                                  profile_id=SE_PROFILE, cluster_id=cluster_id, data=frame))
-        return out
+        return out + self.pushes()

@@ -58,10 +58,10 @@ async def test_messages_cross_the_air_and_tshark_reads_them(tmp_path):
         rsp = await send(cmd(1, 0x00), 1)
         assert rsp[2] == 0x0B and rsp[-1] == foundation.Status.NOT_FOUND
         # the supplier posts a message; the client (known now) gets it pushed
-        msg, push = meter.messaging.display_message("Your tariff changes on Monday",
+        msg, _push = meter.messaging.display_message("Your tariff changes on Monday",
                                                     now=clock.now(), message_id=4242,
                                                     importance="high", confirmation_required=True)
-        meter.push_to_clients(meter.messaging, push)
+        meter.flush_pushes()
         await asyncio.sleep(0.1)
         rsp = await send(cmd(2, 0x00), 2)  # GetLastMessage → DisplayMessage
         assert rsp[2] == 0x00
@@ -74,7 +74,8 @@ async def test_messages_cross_the_air_and_tshark_reads_them(tmp_path):
         assert rsp[-1] == foundation.Status.NOT_FOUND  # no such message
         rsp = await send(cmd(5, 0x01, b"\x01"), 5)  # truncated
         assert rsp[-1] == foundation.Status.MALFORMED_COMMAND
-        meter.push_to_clients(meter.messaging, meter.messaging.cancel_message(4242))
+        meter.messaging.cancel_message(4242)
+        meter.flush_pushes()
         await asyncio.sleep(0.1)
         meter.messaging.cancel_all(clock.now())
         rsp = await send(cmd(6, 0x02, t.uint32_t(0).serialize()), 6)

@@ -47,8 +47,8 @@ async def test_get_current_price_and_tiers_follow_the_price(tmp_path):
 
     try:
         assert (await send(cmd(1, 0x00, b"\x01"), 1))[-1] == 0x8B  # NOT_FOUND: no price yet
-        meter.push_to_clients(meter.price, meter.price.publish(
-            tier=2, unit_rate="0.2450", label="Day", now=clock.now()))
+        meter.price.publish(tier=2, unit_rate="0.2450", label="Day", now=clock.now())
+        meter.flush_pushes()
         await asyncio.sleep(0.1)
         rsp = await send(cmd(2, 0x00, b"\x01"), 2)
         assert rsp[2] == 0x00  # PublishPrice

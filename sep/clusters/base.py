@@ -29,6 +29,7 @@ from sep.zcl.frames import (
     decode_schema,
     default_response,
     response_header,
+    server_frame,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -59,6 +60,12 @@ class ClusterServer:
         self.commands: dict[int, CommandHandler] = {}
         self.values[0xFFFD] = 2  # ClusterRevision
         self.reporter = Reporter(self)
+        #: (nwk, endpoint) of every HAN client that has sent this cluster a command; the
+        #: destinations of unsolicited server commands (no binding table on the HAN yet).
+        self.clients: set[tuple[int, int]] = set()
+        #: unsolicited server commands waiting to go to every client (drained by the endpoint)
+        self.outbox: list[bytes] = []
+        self._push_tsn = 0
 
     @property
     def cluster_id(self) -> int:
@@ -95,6 +102,18 @@ class ClusterServer:
         d = self.defs[attr_id]
         return foundation.TypeValue(type=d.zcl_type, value=self.typed(attr_id, self.read_value(attr_id)))
 
+    # -- unsolicited server commands -----------------------------------------------------
+    def push(self, command_id: int, payload: bytes) -> bytes:
+        """Queue a server-generated cluster command for every client; returns the frame."""
+        self._push_tsn = (self._push_tsn + 1) & 0xFF
+        frame = server_frame(self._push_tsn, command_id, payload, general=False)
+        self.outbox.append(frame)
+        return frame
+
+    def take_outbox(self) -> list[bytes]:
+        frames, self.outbox = self.outbox, []
+        return frames
+
     # -- dispatch ---------------------------------------------------------------------------
     def handle(self, req: Request, now: float) -> list[bytes]:
         try:
@@ -120,6 +139,8 @@ class ClusterServer:
         handler = self.commands.get(req.command_id)
         if handler is None:
             return self._status(req, Status.UNSUP_CLUSTER_COMMAND)
+        if not req.broadcast:
+            self.clients.add((req.src_nwk, req.src_ep))
         cmd_def = self.cluster.server_commands.get(req.command_id)
         args: Any = req.payload
         if cmd_def is not None:

@@ -8,8 +8,8 @@ response text, at most 20 bytes); GetMessageCancellation answers CancelAllMessag
 cancel-all happened at or after the given time, else NOT_FOUND.
 
 The local API (``display_message``, ``cancel_message``, ``cancel_all``) is what the
-supplier role and the MQTT bridge call; it returns the frames to push to every HAN client
-that has talked to this server.
+supplier role and the MQTT bridge call; it queues the frames for every HAN client that has
+talked to this server (``ClusterServer.push``) and returns them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import zigpy.types as t
 
 from sep.clusters.base import ClusterServer
 from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
-from sep.zcl.frames import Request, Status, build_frame, response_header, server_frame
+from sep.zcl.frames import Request, Status, build_frame, response_header
 from sep.zcl.messaging import (
     CONFIRMATION_REQUIRED,
     IMPORTANCE,
@@ -61,9 +61,7 @@ class MessagingServer(ClusterServer):
         super().__init__()
         self.messages: dict[int, Message] = {}
         self.cancel_all_at: int | None = None
-        self.clients: set[tuple[int, int]] = set()
         self._next_id = 1
-        self._tsn = 0
         self.commands.update({0x00: self._get_last, 0x01: self._confirm, 0x02: self._get_cancel})
 
     # -- local API -------------------------------------------------------------------------
@@ -83,38 +81,32 @@ class MessagingServer(ClusterServer):
             control |= CONFIRMATION_REQUIRED
         msg = Message(message_id, control, int(start or now), duration_minutes, text)
         self.messages[message_id] = msg  # replacement by message ID
-        return msg, self._push(0x00, msg.payload())
+        return msg, self.push(0x00, msg.payload())
 
     def cancel_message(self, message_id: int) -> bytes:
         msg = self.messages.pop(message_id, None)
         if msg is None:
             raise LookupError(f"no message with id {message_id}")
         payload = t.uint32_t(message_id).serialize() + t.bitmap8(msg.control).serialize()
-        return self._push(0x01, payload)
+        return self.push(0x01, payload)
 
     def cancel_all(self, now: float) -> bytes:
         self.messages.clear()
         self.cancel_all_at = int(now)
-        return self._push(0x03, t.uint32_t(to_zcl_time(now)).serialize())
+        return self.push(0x03, t.uint32_t(to_zcl_time(now)).serialize())
 
     def last_message(self, now: float) -> Message | None:
         active = [m for m in self.messages.values() if m.active(now)]
         return max(active, key=lambda m: (m.start, m.message_id)) if active else None
 
-    def _push(self, command_id: int, payload: bytes) -> bytes:
-        self._tsn = (self._tsn + 1) & 0xFF
-        return server_frame(self._tsn, command_id, payload, general=False)
-
     # -- commands from clients ---------------------------------------------------------------
     def _get_last(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
-        self.clients.add((req.src_nwk, req.src_ep))
         msg = self.last_message(now)
         if msg is None:
             return Status.NOT_FOUND
         return [build_frame(response_header(req, 0x00, general=False), msg.payload())]
 
     def _confirm(self, req: Request, args: Any, now: float) -> Status:
-        self.clients.add((req.src_nwk, req.src_ep))
         msg = self.messages.get(int(args.message_id))
         if msg is None:
             return Status.NOT_FOUND
@@ -126,7 +118,6 @@ class MessagingServer(ClusterServer):
         return Status.SUCCESS
 
     def _get_cancel(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
-        self.clients.add((req.src_nwk, req.src_ep))
         earliest = int(args.earliest_implementation_time) + ZIGBEE_EPOCH
         if self.cancel_all_at is None or self.cancel_all_at < earliest:
             return Status.NOT_FOUND

@@ -16,7 +16,7 @@ import zigpy.types as t
 
 from sep.clusters.base import ClusterServer
 from sep.clusters.general import to_zcl_time
-from sep.zcl.frames import Request, build_frame, response_header, server_frame
+from sep.zcl.frames import Request, build_frame, response_header
 from sep.zcl.price import CURRENCY_GBP, PRICE_TRAILING_DIGITS, Price
 
 
@@ -40,9 +40,7 @@ class PriceServer(ClusterServer):
         self.tiers = tiers
         self.on_tier = on_tier or (lambda tier: None)
         self.current: CurrentPrice | None = None
-        self.clients: set[tuple[int, int]] = set()
         self._event = 0
-        self._tsn = 0
         self.commands[0x00] = self._get_current_price
 
     def publish(self, *, tier: int, unit_rate: float | Decimal, label: str, now: float,
@@ -55,8 +53,7 @@ class PriceServer(ClusterServer):
         self.current = CurrentPrice(tier, Decimal(str(unit_rate)), label, self._event, int(now),
                                     duration_minutes)
         self.on_tier(tier)
-        self._tsn = (self._tsn + 1) & 0xFF
-        return server_frame(self._tsn, 0x00, self.payload(now), general=False)
+        return self.push(0x00, self.payload(now))
 
     def payload(self, now: float) -> bytes:
         cur = self.current
@@ -75,7 +72,6 @@ class PriceServer(ClusterServer):
             number_of_block_thresholds=0, price_control=0).serialize()
 
     def _get_current_price(self, req: Request, args: Any, now: float) -> list[bytes] | Any:
-        self.clients.add((req.src_nwk, req.src_ep))
         if self.current is None:
             from sep.zcl.frames import Status
 
