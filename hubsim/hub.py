@@ -2,7 +2,8 @@
 
 It is zigpy itself, configured as ZHA configures it (zigpy's default endpoints), so the
 meter is interviewed exactly the way ZHA interviews a device: Node Descriptor, Active
-Endpoints, Simple Descriptors, then Basic manufacturer/model.
+Endpoints, Simple Descriptors, then Basic manufacturer/model. Its SE endpoint carries the
+OTA server (optional) and the supplier's ESI (Price and Messaging, ``hubsim/supplier.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import zigpy.application
 import zigpy.config as conf
@@ -17,6 +19,7 @@ import zigpy.device
 import zigpy.zdo.types as zdo_t
 
 from hubsim.ota_server import HubOtaServer, OtaServerCore
+from hubsim.supplier import Supplier
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
@@ -27,16 +30,21 @@ HUB_SE_ENDPOINT = 9
 
 class CommsHub:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:00:01", air: VirtualAir | None = None,
-                 device: str | None = None, ota: OtaServerCore | None = None) -> None:
+                 device: str | None = None, ota: OtaServerCore | None = None,
+                 clock: Callable[[], float] = time.time, supplier: bool = True) -> None:
         cfg = virtual_config(ieee, role="coordinator", air=air, path=device or "virtual://default",
                              default_endpoints=True)
         # Besides zigpy's own endpoints, the hub's Smart Energy endpoint: where the HAN
-        # finds its OTA server (and, as they arrive, price and messaging).
+        # finds its OTA server and the supplier's prices and messages.
+        in_clusters = [0x000A, 0x0019] + ([0x0700, 0x0703] if supplier else [])
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [zdo_t.SimpleDescriptor(
             endpoint=HUB_SE_ENDPOINT, profile=0x0109, device_type=0x0500, device_version=0,
-            input_clusters=[0x000A, 0x0019], output_clusters=[0x0702]).as_dict()]
+            input_clusters=in_clusters, output_clusters=[0x0702]).as_dict()]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
         install_se_profile_shim(self.app)
+        self.supplier: Supplier | None = None
+        if supplier:
+            self.supplier = Supplier(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock)
         self.ota: HubOtaServer | None = None
         if ota is not None:
             self.ota = HubOtaServer(self.app, ota, endpoint=HUB_SE_ENDPOINT)
@@ -45,8 +53,12 @@ class CommsHub:
 
     async def start(self) -> None:
         await self.app.startup(auto_form=True)
+        if self.supplier is not None:
+            await self.supplier.start()
 
     async def stop(self) -> None:
+        if self.supplier is not None:
+            await self.supplier.stop()
         await self.app.shutdown()
 
     # zigpy application listener events

@@ -7,7 +7,11 @@ the meter sends, not our own decoder agreeing with our own encoder.
 Flow: broadcast Match_Desc_req (SE profile, Metering server) → the meter's endpoint;
 zigpy discovers the meter's IEEE address and interviews it; then the IHD reads the
 formatting set (unit, multiplier, divisor, formatting), reads the registers, and
-configures reporting of summation and demand.
+configures reporting of summation and demand. For Price and Messaging, which zigpy
+defines only as empty stubs, the IHD puts sep's declarative tables (``sep/zcl``) on its
+zigpy mirror of the meter's clusters, so zigpy sends the requests and parses the
+answers and pushes; it asks for the current price, tariff and last message, and confirms
+the messages that ask for it, as a householder pressing the button would.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from zigpy.zcl.clusters.smartenergy import Metering
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
+from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
+from sep.zcl.messaging import CONFIRMATION_REQUIRED, ENHANCED_CONFIRMATION, EXT_CONFIRMED
+from sep.zcl.messaging import Messaging as SeMessaging
 
 LOGGER = logging.getLogger(__name__)
 
@@ -64,6 +71,22 @@ def format_value(raw: int, multiplier: int, divisor: int, formatting: int) -> st
 
 
 @dataclasses.dataclass
+class ShownMessage:
+    message_id: int
+    text: str
+    importance: int
+    start: int  # unix seconds
+    duration_min: int
+    needs_confirmation: bool
+    protected: bool = False
+    confirmed: bool = False
+
+    def showing(self, now: float) -> bool:
+        end = None if self.duration_min == 0xFFFF else self.start + 60 * self.duration_min
+        return self.start <= now and (end is None or now < end)
+
+
+@dataclasses.dataclass
 class IhdView:
     """What the display shows."""
 
@@ -81,6 +104,12 @@ class IhdView:
     reports_received: int = 0
     last_update: float | None = None
     log: list[str] = dataclasses.field(default_factory=list)
+    messages: dict[int, ShownMessage] = dataclasses.field(default_factory=dict)
+
+    def message(self, now: float) -> ShownMessage | None:
+        """The message on screen: the newest whose time has come and not gone."""
+        live = [m for m in self.messages.values() if m.showing(now)]
+        return max(live, key=lambda m: (m.start, m.message_id)) if live else None
 
     def _ready(self) -> bool:
         return None not in (self.multiplier, self.divisor)
@@ -110,12 +139,14 @@ class IhdView:
 
 class InHomeDisplay:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:1d:01", air: VirtualAir | None = None,
-                 device: str | None = None, report_min: int = 1, report_max: int = 30) -> None:
+                 device: str | None = None, report_min: int = 1, report_max: int = 30,
+                 clock: Any = None) -> None:
         cfg = virtual_config(ieee, role="router", air=air, path=device or "virtual://default")
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [
             zdo_t.SimpleDescriptor(
                 endpoint=1, profile=SE_PROFILE, device_type=IHD_DEVICE_TYPE, device_version=0,
-                input_clusters=[0x0000, 0x0003], output_clusters=[0x000A, 0x0702],
+                input_clusters=[0x0000, 0x0003],
+                output_clusters=[0x000A, 0x0700, 0x0702, 0x0703],
             ).as_dict()
         ]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
@@ -123,6 +154,9 @@ class InHomeDisplay:
         self.report_min = report_min
         self.report_max = report_max
         self.metering: Any = None
+        self.messaging: Any = None
+        self.clock = clock or time.time  # the HAN's time (the demo runs it faster)
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._matches: asyncio.Queue[tuple[int, list[int]]] = asyncio.Queue()
         self._upstream = install_se_profile_shim(self.app)
         self.app.packet_received = self._on_packet  # type: ignore[method-assign]
@@ -194,6 +228,65 @@ class InHomeDisplay:
         await self.read_formatting()
         await self.refresh()
         await self.subscribe()
+        endpoint = dev.endpoints[ep]
+        if SeMessaging.cluster_id in endpoint.in_clusters:
+            self.messaging = endpoint.add_input_cluster(
+                SeMessaging.cluster_id, SeMessaging(endpoint, is_server=True))
+            self.messaging.add_listener(_Commands(self._on_message_command))
+            rsp = await self.messaging.get_last_message()
+            if getattr(rsp, "command_id", None) is not None:  # a Default Response
+                self._note(f"no message yet ({getattr(rsp.status, 'name', rsp.status)})")
+            else:
+                self._on_message_command(0x00, rsp)
+
+    # -- messaging -------------------------------------------------------------------------
+    def _on_message_command(self, command_id: int, args: Any) -> None:
+        if command_id in (0x00, 0x02):  # Display(Protected)Message
+            start = int(args.start_time)
+            control = int(args.message_control)
+            ext = getattr(args, "extended_message_control", None)
+            msg = ShownMessage(
+                message_id=int(args.message_id),
+                text=bytes(args.message).decode("utf-8", errors="replace"),
+                importance=(control >> 2) & 0x03,
+                start=int(self.clock()) if start == 0 else start + ZIGBEE_EPOCH,
+                duration_min=int(args.duration_in_minutes),
+                needs_confirmation=bool(control & (CONFIRMATION_REQUIRED | ENHANCED_CONFIRMATION)),
+                protected=command_id == 0x02,
+                confirmed=bool(ext is not None and int(ext) & EXT_CONFIRMED))
+            old = self.view.messages.get(msg.message_id)
+            if old is not None and old.confirmed:
+                msg.confirmed = True
+            self.view.messages[msg.message_id] = msg
+            self._note(f"message {msg.message_id}: {msg.text!r}")
+            if msg.needs_confirmation and not msg.confirmed:
+                self._spawn(self.confirm(msg.message_id))
+        elif command_id == 0x01:  # CancelMessage
+            if self.view.messages.pop(int(args.message_id), None) is not None:
+                self._note(f"message {int(args.message_id)} cancelled")
+        elif command_id == 0x03:  # CancelAllMessages
+            self.view.messages.clear()
+            self._note("all messages cancelled")
+
+    async def confirm(self, message_id: int, response: str | None = None) -> Any:
+        """The householder confirms a message (enhanced confirmation answers "yes")."""
+        msg = self.view.messages.get(message_id)
+        kwargs: dict[str, Any] = {}
+        if response is not None or (msg is not None and msg.needs_confirmation):
+            kwargs = {"message_confirmation_control": 0x02,
+                      "message_response": t.LVBytes((response or "").encode())}
+        rsp = await self.messaging.message_confirmation(
+            message_id, to_zcl_time(self.clock()), **kwargs)
+        status = getattr(rsp, "status", None)
+        if msg is not None and status == 0:
+            msg.confirmed = True
+        self._note(f"confirmed message {message_id}: {getattr(status, 'name', status)}")
+        return rsp
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def read_formatting(self) -> None:
         names = ["unit_of_measure", "multiplier", "divisor", "summation_formatting",
@@ -243,6 +336,19 @@ class InHomeDisplay:
         elif attrid == 0x0200:
             v.meter_status = int(value)
         v.last_update = time.time()
+
+
+class _Commands:
+    """A zigpy cluster listener that hands cluster commands (pushes) to a function."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+
+    def cluster_command(self, tsn: int, command_id: int, args: Any) -> None:
+        try:
+            self.handler(int(command_id), args)
+        except Exception:  # noqa: BLE001 - a strange push must not break the display
+            LOGGER.exception("IHD could not take command 0x%02X", command_id)
 
 
 def _int(value: Any) -> int | None:

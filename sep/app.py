@@ -36,11 +36,13 @@ from sep.clusters.messaging import MessagingServer
 from sep.clusters.metering import MeteringServer
 from sep.clusters.ota_client import OtaClient
 from sep.clusters.price import PriceServer
+from sep.clusters.supplier_link import SupplierLink
 from sep.endpoint import SeEndpoint
 from sep.firmware.appimage import APP_MANUFACTURER_CODE
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
 from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
 from sep.ota_service import OtaService, Verifier
+from sep.packets import serve, to_packet
 from sep.persistence import MeterPersistence
 from sep.store import Store
 from sep.watchdog import Watchdog
@@ -74,6 +76,8 @@ class MeterSettings:
     file_version: int = APP_FILE_VERSION  # the firmware this meter runs
     watchdog_timeout: float = 30.0  # seconds a watched task may go without a heartbeat
     ota_query_interval: float = 24 * 3600  # seconds between QueryNextImage
+    supplier: str | None = None  # IEEE of the supplier's ESI (default: the trust centre)
+    supplier_search_interval: float = 5.0  # seconds between searches until the ESI answers
 
 
 def load_identity(settings: MeterSettings) -> str:
@@ -112,12 +116,15 @@ class MeterApp:
                                  sw_build_id=__version__)
         self.identify = IdentifyServer(self.clock)
         self.time = TimeServer(self.clock)
-        self.messaging = MessagingServer()
+        self.messaging = MessagingServer(on_confirm=self._message_confirmed)
         self.price = PriceServer(on_tier=self.metering.set_active_tier)
+        self.supplier = SupplierLink([self.price, self.messaging], authorised=self._is_supplier)
         self.endpoint = SeEndpoint(settings.endpoint,
                                    [self.basic, self.identify, self.time, self.metering,
                                     self.price, self.messaging],
-                                   output_clusters=(OTA_CLUSTER,))
+                                   output_clusters=(OTA_CLUSTER, *self.supplier.clusters))
+        for cluster_id in self.supplier.clusters:
+            self.endpoint.client_handlers[cluster_id] = self.supplier.handle
         self.controller: zigpy.application.ControllerApplication = make_controller(
             settings.radio,
             ieee=self.ieee,
@@ -142,6 +149,8 @@ class MeterApp:
         self._upstream_packet_received = self.controller.packet_received
         self.controller.packet_received = self._on_packet  # type: ignore[method-assign]
         self._loop_task: asyncio.Task[None] | None = None
+        self._supplier_task: asyncio.Task[None] | None = None
+        self._match_purposes: dict[int, Callable[[int, list[int]], Any]] = {}
         self._send_tasks: set[asyncio.Task[Any]] = set()
         self.last_reading: Reading | None = None
         self.replies_sent = 0
@@ -177,6 +186,7 @@ class MeterApp:
         timeout = max(self.settings.watchdog_timeout, 3 * self.settings.tick_seconds)
         self.watchdog.register("meter-periodic", timeout, self._periodic)
         await self.watchdog.start()
+        self._supplier_task = asyncio.create_task(self._find_supplier(), name="meter-supplier")
         if self.ota is not None:
             await self.ota.start()
         if self.bridge is not None:
@@ -185,7 +195,7 @@ class MeterApp:
 
     async def stop(self) -> None:
         await self.watchdog.stop()
-        for task in (self._loop_task, self._bridge_task):
+        for task in (self._loop_task, self._bridge_task, self._supplier_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -363,16 +373,76 @@ class MeterApp:
             self.persistence.update_step(entry)
 
     def _on_zdo(self, packet: t.ZigbeePacket) -> None:
-        if self.ota is None or int(packet.cluster_id) != zdo_t.ZDOCmd.Match_Desc_rsp:
+        if int(packet.cluster_id) != zdo_t.ZDOCmd.Match_Desc_rsp:
             return
         data = bytes(packet.data.serialize())
         try:
             args, _ = t.deserialize(data[1:], zdo_t.CLUSTERS[zdo_t.ZDOCmd.Match_Desc_rsp][1])
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, IndexError):
             return
         status, nwk, matches = args
-        if status == zdo_t.Status.SUCCESS and matches:
+        if status != zdo_t.Status.SUCCESS or not matches:
+            return
+        purpose = self._match_purposes.get(data[0])  # our own searches, by ZDO TSN
+        if purpose is not None:
+            purpose(int(nwk), [int(m) for m in matches])
+        elif self.ota is not None:
             self.ota.on_match(int(nwk), [int(m) for m in matches])
+
+    async def match_descriptor(self, in_clusters: list[int],
+                               on_match: Callable[[int, list[int]], Any]) -> None:
+        """Broadcast a ZDO Match_Desc_req (SE profile); answers go to ``on_match``."""
+        tsn = self.controller.get_sequence()
+        self._match_purposes[tsn] = on_match
+        while len(self._match_purposes) > 16:
+            del self._match_purposes[next(iter(self._match_purposes))]
+        schema = zdo_t.CLUSTERS[zdo_t.ZDOCmd.Match_Desc_req][1]
+        payload = bytes([tsn]) + b"".join(
+            typ(value).serialize() for typ, value in zip(
+                schema, [0xFFFD, 0x0109, in_clusters, []], strict=True))
+        await self.controller.send_packet(t.ZigbeePacket(
+            src=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=self.nwk), src_ep=0,
+            dst=t.AddrModeAddress(addr_mode=t.AddrMode.Broadcast,
+                                  address=t.BroadcastAddress.RX_ON_WHEN_IDLE),
+            dst_ep=0, tsn=tsn, profile_id=0, cluster_id=zdo_t.ZDOCmd.Match_Desc_req,
+            data=t.SerializableBytes(payload), tx_options=t.TransmitOptions.NONE, radius=30))
+
+    # -- the supplier's ESI --------------------------------------------------------------
+    def _is_supplier(self, nwk: int) -> bool:
+        if self.settings.supplier is None:
+            return nwk == 0x0000 and self.nwk != 0x0000  # the trust centre (not ourselves)
+        try:
+            dev = self.controller.get_device(nwk=t.NWK(nwk))
+        except KeyError:
+            return False
+        return str(dev.ieee) == str(t.EUI64.convert(self.settings.supplier))
+
+    def _esi_found(self, nwk: int, endpoints: list[int]) -> None:
+        if self.supplier.esi is None and self.supplier.on_match(nwk, endpoints):
+            for cluster_id, frame in self.supplier.hello():
+                self._send_to_esi(cluster_id, frame)
+
+    def _send_to_esi(self, cluster_id: int, frame: bytes) -> None:
+        esi = self.supplier.esi
+        if esi is not None:
+            self._send(Reply(dst_nwk=esi[0], dst_ep=esi[1], src_ep=self.endpoint.endpoint_id,
+                             profile_id=0x0109, cluster_id=cluster_id, data=frame))
+
+    async def _find_supplier(self) -> None:
+        """Look for the ESI (a Price server) until the authorised one answers."""
+        while self.supplier.esi is None:
+            try:
+                await self.match_descriptor([0x0700], self._esi_found)
+            except (zigpy.exceptions.DeliveryError, OSError) as exc:
+                LOGGER.debug("ESI search not sent: %s", exc)
+            await asyncio.sleep(self.settings.supplier_search_interval)
+
+    def _message_confirmed(self, msg: Any, confirmation: dict[str, Any]) -> None:
+        up = self.supplier.confirmation(msg.message_id, self.clock.now(),
+                                        answer=confirmation.get("answer"),
+                                        response=confirmation.get("response", ""))
+        if up is not None:
+            self._send_to_esi(*up)
 
     def _on_packet(self, packet: t.ZigbeePacket) -> None:
         dst_ep = int(packet.dst_ep or 0)
@@ -381,21 +451,14 @@ class MeterApp:
         if self.ota is not None and self.ota.handles(packet):
             self.ota.on_packet(packet)
             return
-        if dst_ep == 0 or not self.endpoint.accepts(dst_ep, int(packet.profile_id)):
+        replies = serve(self.endpoint, packet, self.clock.now())
+        if replies is None:
             self._upstream_packet_received(packet)
             return
-        src = packet.src
-        if src is None or src.addr_mode != t.AddrMode.NWK:
-            return
-        broadcast = packet.dst is not None and packet.dst.addr_mode in (
-            t.AddrMode.Broadcast, t.AddrMode.Group)
-        replies = self.endpoint.handle(
-            src_nwk=int(src.address), src_ep=int(packet.src_ep or 0), dst_ep=dst_ep,
-            profile_id=int(packet.profile_id), cluster_id=int(packet.cluster_id),
-            data=bytes(packet.data.serialize()), broadcast=broadcast, now=self.clock.now(),
-        )
         for reply in replies:
             self._send(reply)
+        if self.endpoint.has_pushes():
+            self.flush_pushes()  # what the ESI just published goes on to the HAN now
 
     def _send(self, reply: Reply) -> None:
         task = asyncio.get_running_loop().create_task(self._send_now(reply))
@@ -403,18 +466,7 @@ class MeterApp:
         task.add_done_callback(self._send_tasks.discard)
 
     async def _send_now(self, reply: Reply) -> None:
-        packet = t.ZigbeePacket(
-            src=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=self.nwk),
-            src_ep=t.uint8_t(reply.src_ep),
-            dst=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=t.NWK(reply.dst_nwk)),
-            dst_ep=t.uint8_t(reply.dst_ep),
-            tsn=t.uint8_t(reply.data[1] if len(reply.data) > 1 else 0),
-            profile_id=t.uint16_t(reply.profile_id),
-            cluster_id=t.uint16_t(reply.cluster_id),
-            data=t.SerializableBytes(reply.data),
-            tx_options=t.TransmitOptions.ACK,
-            radius=t.uint8_t(30),
-        )
+        packet = to_packet(reply, self.nwk)
         try:
             await self.controller.send_packet(packet)
             self.replies_sent += 1

@@ -8,13 +8,15 @@ to it are decoded, handed to the cluster server, and the answers come back as
 Drop rules (APS/ZCL): another endpoint, or a profile other than SE (0x0109) or the
 wildcard, is not for us and is dropped silently; a frame whose ZCL header cannot be
 decoded has no transaction to answer and is dropped; an unknown cluster gets
-UNSUPPORTED_CLUSTER (unicast only); responses and reports sent to our server clusters
-are ignored.
+UNSUPPORTED_CLUSTER (unicast only). Server-to-client frames are for the endpoint's client
+side: a cluster with a :data:`ClientHandler` (the meter as a client of its supplier's
+ESI, ``sep/clusters/supplier_link.py``) gets them, else they are ignored.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import zigpy.zdo.types as zdo_t
 from zigpy.zcl import foundation
@@ -36,6 +38,9 @@ LOGGER = logging.getLogger(__name__)
 
 SE_DEVICE_METERING = 0x0501  # SE 1.4 device id: Metering Device
 
+#: the client side of one cluster: a decoded server-to-client frame in, frames out
+ClientHandler = Callable[[Request, float], list[bytes]]
+
 
 class SeEndpoint:
     def __init__(self, endpoint_id: int, servers: list[ClusterServer], *,
@@ -44,6 +49,7 @@ class SeEndpoint:
         self.device_type = device_type
         self.servers = {s.cluster_id: s for s in servers}
         self.output_clusters = list(output_clusters)
+        self.client_handlers: dict[int, ClientHandler] = {}
         self._tsn = 0
         self.frames_in = 0
         self.frames_dropped = 0
@@ -86,7 +92,14 @@ class SeEndpoint:
                          profile_id=SE_PROFILE, cluster_id=cluster_id, data=frame)
 
         if header.frame_control.direction != foundation.Direction.Client_to_Server:
-            return []  # to our (absent) client side: responses/reports are not served
+            client = self.client_handlers.get(cluster_id)
+            if client is None:
+                return []  # no client side of that cluster here
+            try:
+                return [reply(f) for f in client(req, now)]
+            except Exception:  # noqa: BLE001 - the meter keeps serving whatever a frame does
+                LOGGER.exception("client of cluster 0x%04X failed on %r", cluster_id, data.hex())
+                return []
         server = self.servers.get(cluster_id)
         if server is None:
             if broadcast or req.is_general and req.command_id == foundation.GeneralCommand.Default_Response:
@@ -98,6 +111,9 @@ class SeEndpoint:
             LOGGER.exception("cluster 0x%04X failed on %r", cluster_id, data.hex())
             frames = [] if broadcast else [default_response(req, Status.FAILURE)]
         return [reply(f) for f in frames]
+
+    def has_pushes(self) -> bool:
+        return any(server.outbox for server in self.servers.values())
 
     def pushes(self) -> list[Reply]:
         """Unsolicited server commands (ClusterServer.outbox), one copy per known client."""

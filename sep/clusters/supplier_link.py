@@ -1,0 +1,143 @@
+"""The meter as a client of its supplier's Energy Service Interface (ESI), sans-IO.
+
+In a SMETS2-style HAN the supplier's prices and messages reach the meter through the comms
+hub, which carries an ESI: Price and Messaging servers. The meter is a client of those
+servers (Price and Messaging are output clusters of its SE endpoint); what the ESI
+publishes to it is applied to the meter's own Price and Messaging servers, which then
+publish to the meter's HAN clients (IHD, PPMID). The meter asks once when it finds the
+ESI (:meth:`SupplierLink.hello`) and is pushed to from then on; confirmations its HAN
+clients send for the supplier's messages go back up (:meth:`confirmation`).
+
+Only the authorised ESI is listened to: by default the trust centre (NWK 0x0000), or a
+node the shell names (``authorised``). Anything else gets NOT_AUTHORIZED. What the ESI
+sends is judged by the servers' ``ingest`` (provider id, ranges, lengths) and answered
+with a Default Response carrying that status (SUCCESS only when asked for).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import zigpy.types as t
+from zigpy.zcl import foundation
+
+from sep.clusters.general import to_zcl_time
+from sep.zcl.frames import MalformedFrame, Request, Status, build_frame, default_response
+from sep.zcl.messaging import Messaging
+
+LOGGER = logging.getLogger(__name__)
+
+PRICE_CLUSTER = 0x0700
+MESSAGING_CLUSTER = 0x0703
+GET_CURRENT_PRICE_RX_ON = 0x01  # GetCurrentPrice command options: requester rx-on-when-idle
+
+
+class Ingesting(Protocol):
+    cluster_id: Any
+
+    def ingest(self, command_id: int, payload: bytes, now: float) -> Status: ...
+
+
+@dataclasses.dataclass
+class LinkStats:
+    applied: int = 0
+    refused: int = 0
+    unauthorised: int = 0
+
+
+class SupplierLink:
+    def __init__(self, servers: list[Ingesting], *,
+                 authorised: Callable[[int], bool] = lambda nwk: nwk == 0x0000) -> None:
+        self.servers = {int(s.cluster_id): s for s in servers}
+        self.authorised = authorised
+        self.esi: tuple[int, int] | None = None  # (nwk, endpoint) once found
+        self.stats = LinkStats()
+        self.log: list[str] = []
+        self.upstream_messages: set[int] = set()  # ids of the supplier's messages
+        self._tsn = 0x80  # requests of ours (apart from the endpoint's report TSNs)
+
+    @property
+    def clusters(self) -> list[int]:
+        return sorted(self.servers)
+
+    # -- finding the ESI ---------------------------------------------------------------------
+    def on_match(self, nwk: int, endpoints: list[int]) -> bool:
+        """A Match_Desc_rsp for the Price server: adopt it if authorised."""
+        if not endpoints or not self.authorised(nwk):
+            return False
+        found = (nwk, endpoints[0])
+        if found != self.esi:
+            self.esi = found
+            self._note(f"supplier ESI at 0x{nwk:04X} endpoint {endpoints[0]}")
+        return True
+
+    def _next_tsn(self) -> int:
+        self._tsn = 0x80 | ((self._tsn + 1) & 0x7F)
+        return self._tsn
+
+    def request(self, cluster_id: int, command_id: int, payload: bytes = b"") -> tuple[int, bytes]:
+        hdr = foundation.ZCLHeader.cluster(self._next_tsn(), command_id)
+        return cluster_id, build_frame(hdr, payload)
+
+    def hello(self) -> list[tuple[int, bytes]]:
+        """The requests that make the ESI tell the meter what it has (and push from then on)."""
+        out = []
+        if PRICE_CLUSTER in self.servers:
+            out.append(self.request(PRICE_CLUSTER, 0x00, bytes([GET_CURRENT_PRICE_RX_ON])))
+        if MESSAGING_CLUSTER in self.servers:
+            out.append(self.request(MESSAGING_CLUSTER, 0x00))
+        return out
+
+    def confirmation(self, message_id: int, when: float, *, answer: str | None = None,
+                     response: str = "") -> tuple[int, bytes] | None:
+        """MessageConfirmation for the supplier when a HAN client confirmed one of its
+        messages (None for the meter's own messages)."""
+        if message_id not in self.upstream_messages:
+            return None
+        fields: dict[str, Any] = {"message_id": message_id, "confirmation_time": to_zcl_time(when)}
+        if answer is not None or response:
+            fields["message_confirmation_control"] = {"no": 0x01, "yes": 0x02}.get(answer or "", 0)
+            fields["message_response"] = t.LVBytes(response.encode("utf-8"))
+        schema = Messaging.server_commands[0x01].schema
+        return self.request(MESSAGING_CLUSTER, 0x01, schema(**fields).serialize())
+
+    # -- what the ESI sends ------------------------------------------------------------------
+    def handle(self, req: Request, now: float) -> list[bytes]:
+        """A server-to-client frame on Price or Messaging."""
+        if req.is_general:
+            return []  # Default Responses and reports from the ESI need no answer
+        if not self.authorised(req.src_nwk):
+            self.stats.unauthorised += 1
+            self._note(f"refused cluster 0x{req.cluster_id:04X} command 0x{req.command_id:02X} "
+                       f"from 0x{req.src_nwk:04X}: not the supplier's ESI")
+            return [] if req.broadcast else [default_response(req, Status.NOT_AUTHORIZED)]
+        server = self.servers.get(req.cluster_id)
+        if server is None:
+            return [] if req.broadcast else [default_response(req, Status.UNSUP_CLUSTER_COMMAND)]
+        if req.manufacturer is not None:
+            status = Status.UNSUP_MANUF_CLUSTER_COMMAND
+        else:
+            try:
+                status = Status(server.ingest(req.command_id, req.payload, now))
+            except MalformedFrame as exc:
+                LOGGER.info("malformed command 0x%02X from the ESI: %s", req.command_id, exc)
+                status = Status.MALFORMED_COMMAND
+        if status == Status.SUCCESS:
+            self.stats.applied += 1
+            if req.cluster_id == MESSAGING_CLUSTER and req.command_id in (0x00, 0x02):
+                self.upstream_messages.add(int.from_bytes(req.payload[:4], "little"))
+        else:
+            self.stats.refused += 1
+            self._note(f"refused cluster 0x{req.cluster_id:04X} command 0x{req.command_id:02X} "
+                       f"from the ESI: {status.name}")
+        if req.broadcast or (status == Status.SUCCESS and req.ddr):
+            return []
+        return [default_response(req, status)]
+
+    def _note(self, text: str) -> None:
+        LOGGER.info("supplier link: %s", text)
+        self.log.append(text)
+        del self.log[:-50]
