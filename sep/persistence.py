@@ -1,10 +1,16 @@
 """What the meter keeps in its integrity-checked store, and how it comes back after a restart.
 
 - the load profile: every closed interval, both channels;
+- the registers derived from metrology's totals: TOU tiers, block registers, day/week/
+  month consumption (saved with the simulated metrology's registers, and at shutdown);
 - billing: at each UTC day boundary the cumulative tier registers for the day that ended;
 - the simulated metrology's registers and the simulated clock (so ``hubsim demo --data DIR
   --speed N`` picks up where the last run stopped, and time never runs backwards);
-- the event log: power-up, integrity faults, supply switches, firmware update steps.
+- the supply (relay) state: a supply the supplier turned off stays off through a power
+  cut, and the last issuer event id is kept so an old ChangeSupply cannot be replayed;
+- Metering snapshots (TakeSnapshot), so GetSnapshot answers after a restart;
+- the event log: power-up, integrity faults, every supply switch and refused supply
+  command, firmware update steps.
 
 A fault found by the start-up check or on any read sets the Metering status's Check Meter
 bit; the corrupt data itself is never used (the store quarantines it).
@@ -16,7 +22,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sep.clusters.metering import Snapshot
 from sep.meter.load_profile import Interval
+from sep.meter.supply import SupplyControl
 from sep.store import CorruptRecord, Store
 
 LOGGER = logging.getLogger(__name__)
@@ -60,13 +68,39 @@ class MeterPersistence:
             # stored totals at the current time.
             regs.delivered_j = int(state["delivered_j"])
             regs.received_j = int(state["received_j"])
+        try:
+            derived = self.store.get_record("meter", "registers")
+        except CorruptRecord:
+            derived = None  # not used: all history so far goes to tier 1 (tiers still add up)
+            LOGGER.error("stored tier/block registers are corrupt: not used")
+        if derived:
+            app.metering.registers.restore(derived)
         profile = app.metering.profile
         rows = []
         for channel in (0, 1):
             rows += [Interval(channel, end, v) for end, v in self.store.intervals(channel)]
         profile.load(rows)
         profile.on_closed = self._on_closed
-        app.metering.supply.events = self.event
+        supply: SupplyControl = app.metering.supply
+        try:
+            supply_state = self.store.get_record("meter", "supply")
+        except CorruptRecord:
+            # Not used; and the relay must not close on data nobody can trust (it may have
+            # been a disconnect): armed, so it closes only when someone present restores it.
+            LOGGER.error("stored supply state is corrupt: not used, supply armed")
+            supply_state = {"status": 1, "last_issuer_event_id": None}
+        if supply_state:
+            supply.restore(supply_state)
+        supply.events = self._supply_event
+        try:
+            snaps = self.store.get_record("meter", "snapshots")
+        except CorruptRecord:
+            snaps = None
+            LOGGER.error("stored snapshots are corrupt: not used")
+        if snaps:
+            app.metering.snapshots = [Snapshot(int(s[0]), int(s[1]), int(s[2]), int(s[3]),
+                                               tuple(int(v) for v in s[4])) for s in snaps]
+        app.metering.on_snapshot = self._on_snapshot
         self.refresh_faults()
 
     def startup_check(self) -> None:
@@ -91,6 +125,16 @@ class MeterPersistence:
         if self.on_event is not None:
             self.on_event(kind, {"event_seq": seq, **merged})
 
+    def _supply_event(self, kind: str, details: dict[str, Any]) -> None:
+        """A relay switch or a supply command: logged, and the new state kept at once."""
+        self.store.put_record("meter", "supply", self.app.metering.supply.state())
+        self.event(kind, details)
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        rows = [[s.snapshot_id, s.time, s.cause, s.summation_delivered, list(s.tiers_delivered)]
+                for s in self.app.metering.snapshots]
+        self.store.put_record("meter", "snapshots", rows)
+
     def update_step(self, entry: dict[str, Any]) -> None:
         self.event("FIRMWARE_UPDATE", {k: v for k, v in entry.items() if k != "time"})
 
@@ -106,6 +150,7 @@ class MeterPersistence:
         if m is not None:
             self.store.put_record("sim", "registers", {"t": m.t, "delivered_j": m.delivered_j,
                                                        "received_j": m.received_j})
+        self.store.put_record("meter", "registers", self.app.metering.registers.state())
         self.store.close()
 
     def tick(self, t: float) -> None:
@@ -122,7 +167,9 @@ class MeterPersistence:
         self._day = day
         self._ticks += 1
         m = getattr(self.app.metrology, "registers", None)
-        if m is not None and self._ticks % 10 == 1:
-            self.store.put_record("sim", "registers", {"t": m.t, "delivered_j": m.delivered_j,
-                                                       "received_j": m.received_j})
+        if self._ticks % 10 == 1:
+            if m is not None:
+                self.store.put_record("sim", "registers", {"t": m.t, "delivered_j": m.delivered_j,
+                                                           "received_j": m.received_j})
+            self.store.put_record("meter", "registers", regs.state())
         self.refresh_faults()

@@ -75,48 +75,81 @@ class IdentifyServer(ClusterServer):
 
 
 class TimeServer(ClusterServer):
-    """Time (ZCL 3.12) from the meter's clock. As the ESP, the meter is the HAN's time
-    master: TimeStatus Master|Synchronized, and Time is then read-only over the air."""
+    """Time (ZCL 3.12) from the meter's clock.
+
+    As the ESP the meter is the HAN's time master: TimeStatus Master | Synchronized |
+    MasterZoneDst. Time and TimeStatus are then read-only over the air, and so are
+    TimeZone and the DST attributes (the master's zone and DST rule are authoritative);
+    DstStart/DstEnd follow the EU rule for the current year (last Sunday of March and of
+    October, 01:00 UTC — the GB meter's). StandardTime = Time + TimeZone, LocalTime =
+    StandardTime + DstShift while DstStart <= Time < DstEnd. LastSetTime is when the
+    clock was last set (start-up for a master, else the last write of Time);
+    ValidUntilTime is LastSetTime + ``valid_for`` (0xFFFFFFFF: no limit).
+
+    Not a master (``master=False``): Time is written over the air by the HAN's master,
+    which also sets the zone and DST attributes; the Synchronized bit follows.
+    """
 
     cluster = Time
     MASTER = 0x01
     SYNCHRONIZED = 0x02
     MASTER_ZONE_DST = 0x04
+    SUPERSEDING = 0x08
 
     def __init__(self, clock: Clock, *, master: bool = True, time_zone: int = 0,
-                 dst_shift: int = 3600) -> None:
+                 dst_shift: int = 3600, valid_for: int | None = None) -> None:
         super().__init__()
         self.clock = clock
+        self.master = master
+        self.valid_for = valid_for
         self.offset = 0.0  # set by writes of Time when not master
         status = (self.MASTER | self.MASTER_ZONE_DST | self.SYNCHRONIZED) if master else 0
+        self.last_set = to_zcl_time(clock.now()) if master else 0xFFFFFFFF
         self.values.update({
             0x0001: status,
             0x0002: time_zone,
+            0x0003: 0xFFFFFFFF,  # a non-master keeps what its master writes
+            0x0004: 0xFFFFFFFF,
             0x0005: dst_shift,
-            0x0008: 0,
-            0x0009: 0xFFFFFFFF,
         })
         self.getters[0x0000] = lambda: to_zcl_time(self.now())
         self.getters[0x0003] = lambda: self._dst_bounds()[0]
         self.getters[0x0004] = lambda: self._dst_bounds()[1]
         self.getters[0x0006] = lambda: to_zcl_time(self.now()) + int(self.values[0x0002])
         self.getters[0x0007] = self._local_time
+        self.getters[0x0008] = lambda: self.last_set
+        self.getters[0x0009] = self._valid_until
         self.on_write[0x0000] = self._set_time
+        self.validators[0x0001] = lambda v: int(v) & ~0x0F == 0
 
     def now(self) -> float:
         return self.clock.now() + self.offset
 
+    def _zone_master(self) -> bool:
+        return bool(int(self.values[0x0001]) & self.MASTER_ZONE_DST)
+
     def writable(self, attr_id: int) -> bool:
-        if attr_id in (0x0000, 0x0001) and int(self.values[0x0001]) & self.MASTER:
+        status = int(self.values[0x0001])
+        if attr_id in (0x0000, 0x0001) and status & self.MASTER:
             return False  # a master's time is not set over the air
+        if attr_id in (0x0002, 0x0003, 0x0004, 0x0005) and status & self.MASTER_ZONE_DST:
+            return False  # nor its time zone and DST
         return super().writable(attr_id)
 
     def _set_time(self, value: Any) -> None:
         self.offset = int(value) + ZIGBEE_EPOCH - self.clock.now()
-        self.values[0x0008] = int(value)
+        self.last_set = int(value)
+        self.values[0x0001] = int(self.values[0x0001]) | self.SYNCHRONIZED
+
+    def _valid_until(self) -> int:
+        if self.valid_for is None or self.last_set == 0xFFFFFFFF:
+            return 0xFFFFFFFF
+        return min(self.last_set + self.valid_for, 0xFFFFFFFE)
 
     def _dst_bounds(self) -> tuple[int, int]:
         """EU rule (the GB meter's): last Sunday of March to last Sunday of October, 01:00 UTC."""
+        if not self._zone_master():
+            return int(self.values[0x0003]), int(self.values[0x0004])
         year = dt.datetime.fromtimestamp(self.now(), dt.UTC).year
 
         def last_sunday(month: int) -> int:
@@ -127,7 +160,8 @@ class TimeServer(ClusterServer):
         return last_sunday(3), last_sunday(10)
 
     def _local_time(self) -> int:
-        standard = to_zcl_time(self.now()) + int(self.values[0x0002])
-        start, end = self._dst_bounds()
         utc = to_zcl_time(self.now())
-        return standard + (int(self.values[0x0005]) if start <= utc < end else 0)
+        standard = utc + int(self.values[0x0002])
+        start, end = self._dst_bounds()
+        in_dst = start != 0xFFFFFFFF and end != 0xFFFFFFFF and start <= utc < end
+        return standard + (int(self.values[0x0005]) if in_dst else 0)

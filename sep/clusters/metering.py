@@ -5,23 +5,38 @@ Registers are kept in Wh and W; with Multiplier 1 and Divisor 1000 the HAN sees 
 kW (value x Multiplier / Divisor in the UnitOfMeasure, here kWh/kW binary). The
 formatting bytes tell a display how many digits to show: bits 0-2 digits right of the
 decimal point, bits 3-6 digits left of it, bit 7 suppress leading zeros.
+
+Block information (CurrentTierNBlockMSummationDelivered, the block period attributes) is
+served only while a block tariff is active (:meth:`MeteringServer.set_block_period`).
+Supply commands that change the relay (ChangeSupply, SetSupplyStatus,
+ResetLoadLimitCounter) are obeyed only from ``MeteringConfig.supply_authorities`` (the
+trust centre); every supply switch is reported (SupplyStatus, Status) even when it is
+undone before the next sampled report (:class:`SwitchReporter`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import zigpy.types as t
+from zigpy.zcl import foundation
 
 from sep.clusters.base import ClusterServer
 from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
+from sep.clusters.reporting import Reporter
 from sep.meter.load_profile import CHANNELS, LoadProfile
 from sep.meter.registers import MAX_TIERS, RegisterSet
-from sep.meter.supply import SupplyControl, SupplyStatus
+from sep.meter.supply import CANCEL, Refused, SupplyControl, SupplyStatus
 from sep.metrology.api import MetrologyStatus, Reading
 from sep.zcl.frames import Request, Status, build_frame, response_header
-from sep.zcl.metering import Metering
+from sep.zcl.metering import (
+    BLOCK_DELIVERED_BASE,
+    MAX_BLOCK_TIERS,
+    MAX_BLOCKS,
+    Metering,
+)
 
 # Metering Status (0x0200) bits for electricity meters, SE 1.4 D.3.2.2.2
 STATUS_CHECK_METER = 0x01
@@ -31,6 +46,11 @@ STATUS_POWER_FAILURE = 0x08
 STATUS_POWER_QUALITY = 0x10
 STATUS_LEAK_DETECT = 0x20
 STATUS_SERVICE_DISCONNECT_OPEN = 0x40
+
+# Interval channels (SE 1.4 GetProfile): 0 consumption delivered, 1 consumption received,
+# 2/3 reactive consumption delivered/received (defined, not recorded by this meter),
+# 4.. reserved/undefined.
+INTERVAL_CHANNELS_DEFINED = 4
 
 # GetProfileResponse status (SE 1.4 D.3.2.4.1.1)
 PROFILE_SUCCESS = 0x00
@@ -45,7 +65,14 @@ FAST_POLL_PERIOD_S = 2  # the fastest update period the meter supports (attribut
 FAST_POLL_MAX_MINUTES = 15  # SE: fast poll mode lasts at most 15 minutes
 
 SNAPSHOT_PAYLOAD_TOU_DELIVERED = 0x00
+SNAPSHOT_CAUSE_GENERAL = 0x00000001
 SNAPSHOT_CAUSE_MANUAL = 0x00000400  # "Manually triggered from client"
+SNAPSHOT_CAUSES_ON_REQUEST = SNAPSHOT_CAUSE_GENERAL | SNAPSHOT_CAUSE_MANUAL
+SNAPSHOT_ACCEPTED = 0x00
+SNAPSHOT_CAUSE_NOT_SUPPORTED = 0x01  # TakeSnapshotResponse confirmation (0x02.. reserved)
+MAX_SNAPSHOTS = 64
+
+TRUST_CENTRE_NWK = 0x0000
 
 
 def formatting(left: int, right: int, suppress_leading_zeros: bool = True) -> int:
@@ -68,6 +95,10 @@ class MeteringConfig:
     device_type: int = 0x00  # electric metering
     profile_period_code: int = 2  # 30 minutes
     tiers_in_use: int = 4
+    historical_formatting: int = formatting(5, 3)  # 0xAB: day/week/month consumption
+    #: NWK addresses whose ChangeSupply / ResetLoadLimitCounter are obeyed: the trust
+    #: centre (the comms hub, the HAN's energy service interface). Empty: none over the HAN.
+    supply_authorities: frozenset[int] = frozenset({TRUST_CENTRE_NWK})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,22 +110,69 @@ class Snapshot:
     tiers_delivered: tuple[int, ...]
 
 
+class SwitchReporter(Reporter):
+    """Attribute reporting that reports every value an attribute passed through.
+
+    The periodic reporter samples values, so a relay that opens and is restored between
+    two samples would never be reported. Values queued with :meth:`queue` (every supply
+    switch) go out one per attribute per round, in order, to every destination that
+    configured reporting of the attribute; the plain sampled reports follow once the
+    queue of that attribute is empty."""
+
+    def __init__(self, server: ClusterServer) -> None:
+        super().__init__(server)
+        self.queued: dict[int, list[Any]] = {}
+
+    def queue(self, attr_id: int, value: Any) -> None:
+        if any(cfg.attr_id == attr_id for cfg in self.configs.values()):
+            self.queued.setdefault(attr_id, []).append(value)
+
+    def due(self, now: float) -> dict[tuple[int, int], bytes]:
+        out: dict[tuple[int, int], bytes] = {}
+        held = {}
+        for attr_id, values in list(self.queued.items()):
+            value = values.pop(0)
+            if not values:
+                del self.queued[attr_id]
+            d = self.server.defs[attr_id]
+            rec = foundation.Attribute(attrid=attr_id, value=foundation.TypeValue(
+                type=d.zcl_type, value=d.type(value))).serialize()
+            for key, cfg in list(self.configs.items()):
+                if cfg.attr_id != attr_id:
+                    continue
+                cfg.last_time, cfg.last_value = now, value
+                dst = (cfg.dst_nwk, cfg.dst_ep)
+                out[dst] = out.get(dst, b"") + rec
+                held[key] = self.configs.pop(key)  # no sampled report of it this round
+        try:
+            for dst, payload in super().due(now).items():
+                out[dst] = out.get(dst, b"") + payload
+        finally:
+            self.configs.update(held)
+        return out
+
+
 class MeteringServer(ClusterServer):
     cluster = Metering
-    reportable = frozenset({0x0000, 0x0001, 0x0014, 0x0200, 0x0400})
+    reportable = frozenset({0x0000, 0x0001, 0x000C, 0x000E, 0x0014, 0x0200, 0x0400})
 
     def __init__(self, config: MeteringConfig | None = None, *,
                  supply: SupplyControl | None = None,
                  profile: LoadProfile | None = None) -> None:
         super().__init__()
         cfg = config or MeteringConfig()
+        if not 1 <= cfg.tiers_in_use <= MAX_TIERS:
+            raise ValueError(f"tiers_in_use 1..{MAX_TIERS}")
         self.config = cfg
         self.reading: Reading | None = None
         self.extra_status = 0  # faults reported by other parts (store integrity ...)
         self.registers = RegisterSet()
         self.profile = profile or LoadProfile(cfg.profile_period_code)
         self.supply = supply or SupplyControl()
+        self.reporter: SwitchReporter = SwitchReporter(self)
+        self.supply.on_switch = self._supply_switched
         self.snapshots: list[Snapshot] = []
+        self.on_snapshot: Callable[[Snapshot], None] | None = None  # the store keeps them
         self.fast_poll_until = 0
         self.values.update({
             0x000A: 30,  # DefaultUpdatePeriod (s)
@@ -105,9 +183,12 @@ class MeteringServer(ClusterServer):
             0x0302: cfg.divisor,
             0x0303: cfg.summation_formatting,
             0x0304: cfg.demand_formatting,
+            0x0305: cfg.historical_formatting,
             0x0306: cfg.device_type,
             0x0500: MAX_PERIODS_DELIVERED,
-            0x0604: self.supply.arm_duration_s,
+            0x0607: 0,  # SupplyTamperState, set by SetSupplyStatus
+            0x0608: 0,  # SupplyDepletionState
+            0x0609: 0,  # SupplyUncontrolledFlowState
         })
         g = self.getters
         g[0x0000] = lambda: self._reading().delivered_wh
@@ -115,9 +196,15 @@ class MeteringServer(ClusterServer):
         g[0x0400] = lambda: self._reading().demand_w
         g[0x0200] = self._meter_status
         g[0x0014] = lambda: int(self.supply.status)
+        g[0x0020] = lambda: self.registers.active_tier  # ActiveRegisterTierDelivered
         g[0x0601] = lambda: self.supply.demand_limit_w or 0
-        g[0x0605] = lambda: int(self._load_limit_state)
+        g[0x0604] = lambda: self.supply.arm_duration_s
+        g[0x0605] = lambda: int(self.supply.load_limit_state)
         g[0x0606] = lambda: self.supply.load_limit_counter
+        g[0x0B00] = lambda: (to_zcl_time(self.supply.pending.implementation_time)
+                             if self.supply.pending else 0xFFFFFFFF)
+        g[0x0B01] = lambda: int(self.supply.pending.status if self.supply.pending
+                                else self.supply.status)
         for n in range(cfg.tiers_in_use):
             g[0x0100 + 2 * n] = lambda n=n: self._trusted(self.registers.tiers_delivered[n])
             g[0x0101 + 2 * n] = lambda n=n: self._trusted(self.registers.tiers_received[n])
@@ -127,16 +214,28 @@ class MeteringServer(ClusterServer):
         g[0x0403] = lambda: self._trusted(reg.day.previous[0])
         g[0x0404] = lambda: self._trusted(reg.day.previous[1])
         g[0x0405] = lambda: to_zcl_time(self.profile.current_start or 0)
+        g[0x0406] = lambda: to_zcl_time(self.profile.current_start or 0)
         g[0x0407] = lambda: self._trusted(self.profile.current[0])
-        g[0x0420] = lambda: self._trusted(reg.week.current[0])
-        g[0x0421] = lambda: self._trusted(reg.week.current[1])
-        g[0x0422] = lambda: self._trusted(reg.week.previous[0])
-        g[0x0423] = lambda: self._trusted(reg.week.previous[1])
-        g[0x0430] = lambda: self._trusted(reg.month.current[0])
-        g[0x0431] = lambda: self._trusted(reg.month.current[1])
-        g[0x0432] = lambda: self._trusted(reg.month.previous[0])
-        g[0x0433] = lambda: self._trusted(reg.month.previous[1])
-        self._load_limit_state = SupplyStatus.ARMED
+        g[0x0408] = lambda: self._trusted(self.profile.current[1])
+        for n in range(2, 9):  # PreviousDay<n>Consumption{Delivered,Received}
+            for k in (0, 1):
+                g[0x0420 + 2 * (n - 2) + k] = lambda n=n, k=k: self._trusted(reg.day.back(n)[k])
+        g[0x0430] = lambda: self._trusted(reg.week.current[0])
+        g[0x0431] = lambda: self._trusted(reg.week.current[1])
+        g[0x0432] = lambda: self._trusted(reg.week.previous[0])
+        g[0x0433] = lambda: self._trusted(reg.week.previous[1])
+        g[0x0440] = lambda: self._trusted(reg.month.current[0])
+        g[0x0441] = lambda: self._trusted(reg.month.current[1])
+        g[0x0442] = lambda: self._trusted(reg.month.previous[0])
+        g[0x0443] = lambda: self._trusted(reg.month.previous[1])
+        # Block period attributes: served only while a block tariff is active.
+        blocks = reg.blocks
+        self._block_getters: dict[int, Callable[[], Any]] = {
+            0x000C: lambda: self._trusted(blocks.period_delivered),
+            0x000E: blocks.current_block,
+            0x001C: lambda: self._trusted(blocks.previous_period_delivered),
+            0x0022: lambda: to_zcl_time(blocks.last_switch or ZIGBEE_EPOCH),
+        }
         self.commands.update({
             0x00: self._get_profile,
             0x03: self._request_fast_poll_mode,
@@ -148,6 +247,51 @@ class MeteringServer(ClusterServer):
             0x0D: self._set_supply_status,
         })
 
+    # -- block information (served while a block tariff is active) ------------------------
+    def set_block_period(self, start_unix: int, thresholds_wh: list[int], *,
+                         tiered: bool = False) -> None:
+        """A block period starts (the Price server calls this): ``thresholds_wh`` are the
+        block thresholds in Wh, cumulative from ``start_unix``; an empty list ends the
+        block tariff. ``tiered``: a TOU + block tariff, whose blocks are counted per active
+        tier (CurrentTierNBlockM...); else the block-only "No Tier" registers."""
+        self.registers.blocks.start_period(int(start_unix), list(thresholds_wh), tiered=tiered)
+
+    @staticmethod
+    def _block_of(attr_id: int) -> tuple[int, int] | None:
+        if BLOCK_DELIVERED_BASE <= attr_id < BLOCK_DELIVERED_BASE + 16 * (MAX_BLOCK_TIERS + 1):
+            off = attr_id - BLOCK_DELIVERED_BASE
+            return off // MAX_BLOCKS, off % MAX_BLOCKS + 1
+        return None
+
+    def supported(self, attr_id: int) -> bool:
+        if attr_id in self._block_getters:
+            return self.registers.blocks.active
+        tb = self._block_of(attr_id)
+        if tb is not None:
+            return self.registers.blocks.served(*tb, self.config.tiers_in_use)
+        return super().supported(attr_id)
+
+    def attr_ids(self) -> list[int]:
+        ids = set(super().attr_ids())
+        blocks = self.registers.blocks
+        if blocks.active:
+            ids |= set(self._block_getters)
+            tiers = range(1, min(self.config.tiers_in_use, MAX_BLOCK_TIERS) + 1) if blocks.tiered \
+                else [0]
+            for tier in tiers:
+                for block in range(1, blocks.blocks_in_use + 1):
+                    ids.add(BLOCK_DELIVERED_BASE + 16 * tier + block - 1)
+        return sorted(ids)
+
+    def read_value(self, attr_id: int) -> Any:
+        getter = self._block_getters.get(attr_id)
+        if getter is not None:
+            return getter()
+        tb = self._block_of(attr_id)
+        if tb is not None:
+            return self._trusted(self.registers.blocks.summation(*tb))
+        return super().read_value(attr_id)
+
     # -- readings ---------------------------------------------------------------------------
     def update(self, reading: Reading) -> None:
         self.reading = reading
@@ -157,6 +301,11 @@ class MeteringServer(ClusterServer):
         d, r = self.registers.update(reading.timestamp, reading.delivered_wh, reading.received_wh)
         self.profile.add(reading.timestamp, d, r)
         self.supply.tick(reading.timestamp, reading.demand_w)
+        self._announce_implemented()
+
+    def tick(self, now: float) -> None:
+        self.supply.tick(now, self.reading.demand_w if self.reading else 0)
+        self._announce_implemented()
 
     def set_active_tier(self, tier: int) -> None:
         """The active price tier decides which tier register accrues (Price server calls)."""
@@ -198,7 +347,7 @@ class MeteringServer(ClusterServer):
         status = PROFILE_SUCCESS
         intervals: list[int] = []
         first_end = 0
-        if channel > 7:
+        if channel >= INTERVAL_CHANNELS_DEFINED:
             status = PROFILE_UNDEFINED_CHANNEL
         elif channel not in CHANNELS:
             status = PROFILE_CHANNEL_NOT_SUPPORTED
@@ -213,20 +362,21 @@ class MeteringServer(ClusterServer):
             first_end, intervals = self.profile.get(channel, at, wanted)
             if not intervals:
                 status = PROFILE_NO_INTERVALS
-        return self._respond(
-            req, 0x00,
-            end_time=t.UTCTime(to_zcl_time(first_end) if first_end else 0),
-            status=t.uint8_t(status), profile_interval_period=t.uint8_t(period),
-            number_of_periods_delivered=t.uint8_t(len(intervals)),
-            intervals=t.List[t.uint24_t](intervals),
-        )
+        # GetProfileResponse: EndTime (UTC), Status, ProfileIntervalPeriod,
+        # NumberOfPeriodsDelivered (uint8 each), then the intervals as uint24, most recent
+        # first. Packed directly: zigpy's struct machinery costs more than the lookup.
+        end = to_zcl_time(first_end) if first_end else 0
+        payload = (end.to_bytes(4, "little") + bytes([status, period, len(intervals)])
+                   + b"".join(min(v, 0xFFFFFF).to_bytes(3, "little") for v in intervals))
+        return [build_frame(response_header(req, 0x00, general=False), payload)]
 
     def _request_fast_poll_mode(self, req: Request, args: Any, now: float) -> list[bytes]:
-        applied = max(int(args.fast_poll_update_period), FAST_POLL_PERIOD_S)
-        minutes = min(int(args.duration), FAST_POLL_MAX_MINUTES)
-        end = int(now) + minutes * 60
-        # A request during fast poll mode does not extend it beyond what was granted.
-        self.fast_poll_until = max(self.fast_poll_until, end)
+        applied = max(int(args.fast_poll_update_period), int(self.values[0x000B]))
+        if int(now) >= self.fast_poll_until:
+            minutes = min(int(args.duration), FAST_POLL_MAX_MINUTES)
+            self.fast_poll_until = int(now) + minutes * 60
+        # else: a request during fast poll mode gets the end time already granted (it does
+        # not extend fast poll mode, or an IHD could keep the meter in it for ever)
         payload = t.uint8_t(applied).serialize() + t.uint32_t(
             to_zcl_time(self.fast_poll_until)).serialize()
         return [build_frame(response_header(req, 0x03, general=False), payload)]
@@ -239,15 +389,21 @@ class MeteringServer(ClusterServer):
             tiers_delivered=tuple(self.registers.tiers_delivered[: self.config.tiers_in_use]),
         )
         self.snapshots.append(snap)
-        del self.snapshots[:-64]
+        del self.snapshots[:-MAX_SNAPSHOTS]
+        if self.on_snapshot is not None:
+            self.on_snapshot(snap)
         return snap
 
-    def _take_snapshot(self, req: Request, args: Any, now: float) -> list[bytes]:
-        try:
-            snap = self.take_snapshot(now, int(args.snapshot_cause))
-            sid, confirmation = snap.snapshot_id, 0x00  # accepted
-        except LookupError:
-            sid, confirmation = 0, 0x02  # "Snapshot cause not supported / cannot be taken"
+    def _take_snapshot(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        cause = int(args.snapshot_cause)
+        if not cause or cause & ~SNAPSHOT_CAUSES_ON_REQUEST:
+            sid, confirmation = 0, SNAPSHOT_CAUSE_NOT_SUPPORTED
+        else:
+            try:
+                snap = self.take_snapshot(now, cause)
+            except LookupError:  # metrology fault: no snapshot of untrusted registers
+                return Status.FAILURE
+            sid, confirmation = snap.snapshot_id, SNAPSHOT_ACCEPTED
         payload = t.uint32_t(sid).serialize() + t.uint8_t(confirmation).serialize()
         return [build_frame(response_header(req, 0x05, general=False), payload)]
 
@@ -256,8 +412,7 @@ class MeteringServer(ClusterServer):
         latest = from_zcl_time(int(args.latest_end_time))
         cause = int(args.snapshot_cause)
         found = [s for s in reversed(self.snapshots)
-                 if earliest <= s.time <= latest and (cause == 0xFFFFFFFF or s.cause & cause
-                                                      or cause == s.cause)]
+                 if earliest <= s.time <= latest and (cause == 0xFFFFFFFF or s.cause & cause)]
         offset = int(args.snapshot_offset)
         if offset >= len(found):
             return Status.NOT_FOUND
@@ -278,37 +433,84 @@ class MeteringServer(ClusterServer):
         )
         return [build_frame(response_header(req, 0x06, general=False), payload)]
 
+    # -- supply control -------------------------------------------------------------------------
+    def _authority(self, req: Request) -> None:
+        if req.broadcast or req.src_nwk not in self.config.supply_authorities:
+            self.supply.events("SUPPLY_REFUSED", {"status": "NOT_AUTHORIZED",
+                                                  "reason": f"0x{req.src_nwk:04X} may not",
+                                                  "command": req.command_id})
+            raise Refused("NOT_AUTHORIZED", f"0x{req.src_nwk:04X} is not a supply authority")
+
+    def _supply_status_response(self, provider_id: int, issuer_event_id: int,
+                                implementation: int) -> bytes:
+        return (t.uint32_t(provider_id).serialize() + t.uint32_t(issuer_event_id).serialize()
+                + t.uint32_t(implementation).serialize()
+                + t.uint8_t(int(self.supply.status)).serialize())
+
+    def _supply_switched(self, status: SupplyStatus) -> None:
+        self.reporter.queue(0x0014, int(status))
+        try:
+            self.reporter.queue(0x0200, self._meter_status())
+        except LookupError:
+            pass
+
+    def _announce_implemented(self) -> None:
+        """A scheduled ChangeSupply that asked for an acknowledgement was carried out: the
+        SupplyStatusResponse goes out then (SE: it reports the status after implementation)."""
+        for change in self.supply.implemented:
+            self.push(0x0C, self._supply_status_response(
+                change.provider_id, change.issuer_event_id, to_zcl_time(change.implementation_time)))
+        self.supply.implemented.clear()
+
     def _change_supply(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
         implementation = int(args.implementation_date_time)
-        impl_unix = 0 if implementation == 0 else (
-            0xFFFFFFFF if implementation == 0xFFFFFFFF else from_zcl_time(implementation))
-        why = self.supply.remote_change(int(args.provider_id), int(args.issuer_event_id),
-                                        impl_unix, int(args.proposed_supply_status), now)
-        if why is not None:
-            return Status.INVALID_VALUE if "reserved" in why else Status.NOT_AUTHORIZED
-        if int(args.supply_control_bits) & 0x01:  # acknowledge required
-            payload = (t.uint32_t(int(args.provider_id)).serialize()
-                       + t.uint32_t(int(args.issuer_event_id)).serialize()
-                       + t.uint32_t(implementation).serialize()
-                       + t.uint8_t(int(self.supply.status)).serialize())
-            return [build_frame(response_header(req, 0x0C, general=False), payload)]
+        impl_unix = implementation if implementation in (0, CANCEL) else from_zcl_time(implementation)
+        ack = bool(int(args.supply_control_bits) & 0x01)  # bit 0: acknowledge required
+        try:
+            self._authority(req)
+            self.supply.remote_change(
+                int(args.provider_id), int(args.issuer_event_id), impl_unix,
+                int(args.proposed_supply_status), now, ack_required=ack)
+        except Refused as exc:
+            return Status[exc.status]
+        if ack and impl_unix != CANCEL and self.supply.pending is None:  # applied now
+            return self._respond(
+                req, 0x0C, provider_id=t.uint32_t(int(args.provider_id)),
+                issuer_event_id=t.uint32_t(int(args.issuer_event_id)),
+                implementation_date_time=t.UTCTime(implementation),
+                supply_status=int(self.supply.status))
         return Status.SUCCESS
 
     def _local_change_supply(self, req: Request, args: Any, now: float) -> Status:
-        why = self.supply.local_change(int(args.proposed_supply_status))
-        return Status.SUCCESS if why is None else Status.ACTION_DENIED
+        try:
+            self.supply.local_change(int(args.proposed_supply_status))
+        except Refused as exc:
+            return Status[exc.status]
+        return Status.SUCCESS
 
     def _set_supply_status(self, req: Request, args: Any, now: float) -> Status:
+        states = [int(args.supply_tamper_state), int(args.supply_depletion_state),
+                  int(args.supply_uncontrolled_flow_state), int(args.load_limit_supply_state)]
         try:
-            self._load_limit_state = SupplyStatus(int(args.load_limit_supply_state))
-        except ValueError:
+            self._authority(req)
+        except Refused as exc:
+            return Status[exc.status]
+        if any(s not in SupplyStatus._value2member_map_ for s in states):
             return Status.INVALID_VALUE
+        self.values[0x0607], self.values[0x0608], self.values[0x0609] = states[:3]
+        self.supply.load_limit_state = SupplyStatus(states[3])
+        self.supply.events("SUPPLY_STATUS_SET", {
+            "issuer_event_id": int(args.issuer_event_id), "tamper": states[0],
+            "depletion": states[1], "uncontrolled_flow": states[2], "load_limit": states[3]})
         return Status.SUCCESS
 
     def _reset_load_limit_counter(self, req: Request, args: Any, now: float) -> Status:
-        why = self.supply.reset_load_limit_counter(int(args.provider_id),
-                                                   int(args.issuer_event_id))
-        return Status.SUCCESS if why is None else Status.NOT_AUTHORIZED
+        try:
+            self._authority(req)
+            self.supply.reset_load_limit_counter(int(args.provider_id), int(args.issuer_event_id))
+        except Refused as exc:
+            return Status[exc.status]
+        return Status.SUCCESS
 
 
 __all__ = ["MAX_TIERS", "MeteringConfig", "MeteringServer", "Snapshot", "formatting"]

@@ -2,38 +2,89 @@
 
 Metrology owns the legally relevant totals; this derives what the HAN is shown from
 them: TOU tier registers (the active price tier decides where new energy goes, so the
-tier registers always sum to the total), and consumption for the current and previous
-day, week (Monday-based) and month, in UTC.
+tier registers always sum to the total), block registers while a block tariff is active
+(:mod:`sep.meter.blocks`), and consumption for the current and previous days (up to
+eight back), weeks (Monday-based) and months, in UTC.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sep.meter.blocks import BlockRegisters
 
 MAX_TIERS = 8
+DAY = 86400
 
 
-def _period_starts(t: float) -> tuple[int, int, int]:
-    d = dt.datetime.fromtimestamp(int(t), dt.UTC)
-    day = dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
-    week = day - dt.timedelta(days=day.weekday())
-    month = dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC)
-    return int(day.timestamp()), int(week.timestamp()), int(month.timestamp())
+def _day_start(t: int) -> int:
+    return t // DAY * DAY
+
+
+def _week_start(t: int) -> int:
+    day = _day_start(t)
+    return day - dt.datetime.fromtimestamp(day, dt.UTC).weekday() * DAY
+
+
+def _month_start(t: int) -> int:
+    d = dt.datetime.fromtimestamp(t, dt.UTC)
+    return int(dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC).timestamp())
+
+
+def _next_day(start: int) -> int:
+    return start + DAY
+
+
+def _next_week(start: int) -> int:
+    return start + 7 * DAY
+
+
+def _next_month(start: int) -> int:
+    d = dt.datetime.fromtimestamp(start, dt.UTC)
+    y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
+    return int(dt.datetime(y, m, 1, tzinfo=dt.UTC).timestamp())
 
 
 @dataclasses.dataclass
 class Period:
+    """One consumption period (day, week or month) and the ones before it.
+
+    ``history[0]`` is the previous period, ``history[1]`` the one before ... A period in
+    which the meter took no reading at all (it was off) is kept as zero, so "previous
+    day" always means the calendar day before the current one.
+    """
+
+    start_of: Callable[[int], int]
+    next_start: Callable[[int], int]
+    keep: int = 1
     start: int = 0
     current: list[int] = dataclasses.field(default_factory=lambda: [0, 0])  # [delivered, received]
-    previous: list[int] = dataclasses.field(default_factory=lambda: [0, 0])
+    history: list[list[int]] = dataclasses.field(default_factory=list)
 
-    def roll(self, start: int) -> None:
-        if start != self.start:
-            # A gap of more than one period leaves nothing for the previous one.
-            self.previous = self.current if self.start else [0, 0]
-            self.current = [0, 0]
-            self.start = start
+    @property
+    def previous(self) -> list[int]:
+        return self.history[0] if self.history else [0, 0]
+
+    def back(self, n: int) -> list[int]:
+        """The period ``n`` before the current one (1 = previous)."""
+        return self.history[n - 1] if n <= len(self.history) else [0, 0]
+
+    def roll(self, t: int) -> None:
+        start = self.start_of(t)
+        if start == self.start:
+            return
+        if self.start and start > self.start:
+            closed = [self.current]
+            s = self.next_start(self.start)
+            while s < start and len(closed) <= self.keep:
+                closed.insert(0, [0, 0])  # a whole period with no reading
+                s = self.next_start(s)
+            self.history = (closed + self.history)[: self.keep]
+        self.current = [0, 0]
+        self.start = start
 
 
 class RegisterSet:
@@ -41,10 +92,35 @@ class RegisterSet:
         self.tiers_delivered = [0] * MAX_TIERS
         self.tiers_received = [0] * MAX_TIERS
         self.active_tier = 1
-        self.day = Period()
-        self.week = Period()
-        self.month = Period()
+        self.day = Period(_day_start, _next_day, keep=8)
+        self.week = Period(_week_start, _next_week, keep=1)
+        self.month = Period(_month_start, _next_month, keep=1)
+        self.blocks = BlockRegisters()
         self.last: tuple[int, int] | None = None  # totals (delivered, received) seen last
+
+    def state(self) -> dict[str, Any]:
+        """Everything derived so far, for the store (the totals themselves are metrology's)."""
+        return {
+            "tiers_delivered": self.tiers_delivered, "tiers_received": self.tiers_received,
+            "active_tier": self.active_tier, "last": self.last, "blocks": self.blocks.state(),
+            "periods": {name: [p.start, p.current, p.history] for name, p in
+                        (("day", self.day), ("week", self.week), ("month", self.month))},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Back after a restart: the next reading books what metrology measured meanwhile
+        to the active tier, so the tiers still sum to the total."""
+        self.tiers_delivered = [int(v) for v in state["tiers_delivered"]][:MAX_TIERS]
+        self.tiers_received = [int(v) for v in state["tiers_received"]][:MAX_TIERS]
+        self.active_tier = int(state["active_tier"])
+        last = state["last"]
+        self.last = None if last is None else (int(last[0]), int(last[1]))
+        self.blocks.restore(state["blocks"])
+        for name, period in (("day", self.day), ("week", self.week), ("month", self.month)):
+            start, current, history = state["periods"][name]
+            period.start = int(start)
+            period.current = [int(v) for v in current]
+            period.history = [[int(v) for v in h] for h in history][: period.keep]
 
     def set_tier(self, tier: int) -> None:
         if not 1 <= tier <= MAX_TIERS:
@@ -53,9 +129,8 @@ class RegisterSet:
 
     def update(self, t: float, delivered_wh: int, received_wh: int) -> tuple[int, int]:
         """Take new totals at time ``t``; returns the increments (Wh) since the last."""
-        day, week, month = _period_starts(t)
-        for period, start in ((self.day, day), (self.week, week), (self.month, month)):
-            period.roll(start)
+        for period in (self.day, self.week, self.month):
+            period.roll(int(t))
         if self.last is None:
             # The whole history so far is booked to tier 1 so the tiers sum to the total.
             self.tiers_delivered[0] += delivered_wh
@@ -71,4 +146,5 @@ class RegisterSet:
         for period in (self.day, self.week, self.month):
             period.current[0] += d
             period.current[1] += r
+        self.blocks.add(int(t), d, self.active_tier)
         return d, r
