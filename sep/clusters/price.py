@@ -1,79 +1,624 @@
-"""Price server, current price only (SE 1.4 D.4.2.3.1 / D.4.2.4.1), sans-IO.
+"""Price server (SE 1.4 D.4), sans-IO: the tariff, its TOU prices, blocks and the rest.
 
-The supplier (or the MQTT bridge) sets the price; GetCurrentPrice answers PublishPrice,
-and clients that asked are sent the new price unsolicited. The active price tier is also
-the Metering register tier, so tier registers follow the tariff.
+The current price comes from the tariff's TOU schedule, unless a price event (from the
+local API — :meth:`PriceServer.publish`, :meth:`PriceServer.schedule_price` — or from the
+supplier upstream, :meth:`PriceServer.ingest`) is in force. :meth:`PriceServer.tick` turns
+every change of price (a schedule boundary, a scheduled event starting or ending) into a
+PublishPrice push and an ``on_tier`` call, and every new block period into an
+``on_block_period(start_unix, thresholds_wh)`` call and a PublishBlockPeriod push.
+
+Issuer event ids are ZCL UTC seconds: a TOU period's id is the time it began, a price
+event's id the time it was issued (bumped to stay strictly increasing), so a HAN client
+always sees newer ids for newer information.
+
+Client requests and what they get:
+
+- GetCurrentPrice → PublishPrice. Command options bit 0 (rx-on-when-idle) set: the client is
+  sent unsolicited pushes; clear: it is not (a sleepy client polls).
+- GetScheduledPrices(start, n) → a PublishPrice for each price in force at or after start
+  (the current one included; n = 0 means all, within the next 48 hours), else NOT_FOUND.
+- PriceAcknowledgement → recorded in :attr:`PriceServer.acks`; NOT_FOUND for an event id this
+  server never published.
+- GetBlockPeriods → PublishBlockPeriod (NOT_FOUND without blocks); GetConversionFactor,
+  GetCalorificValue, GetCO2Value, GetBillingPeriod, GetTariffInformation → their Publish*
+  (NOT_FOUND when the tariff has no such value or nothing is as new as asked for).
+- GetPriceMatrix / GetBlockThresholds / GetTierLabels(issuer tariff id) → the Publish*,
+  split over several frames when it does not fit :data:`~sep.zcl.price.MAX_PAYLOAD`;
+  NOT_FOUND for a tariff id that is neither the active nor the scheduled tariff.
+- GetTariffCancellation → the last CancelTariff sent, else NOT_FOUND.
+- A reserved value in a request field (tariff type) → INVALID_FIELD (ZCL r8 2.5.3);
+  a truncated payload → MALFORMED_COMMAND (the base class).
+
+What the supplier's Price server sends the meter (:meth:`PriceServer.ingest`) is checked
+(provider id, ranges, issuer event ids, tariff ids), applied, and re-published to the
+meter's own HAN clients; see :mod:`sep.clusters.price_ingest`.
+
+Run-time tariff change (:meth:`PriceServer.set_tariff`): a tariff effective now replaces
+the active one, and PublishTariffInformation, PublishPriceMatrix, PublishBlockThresholds,
+PublishTierLabels and PublishPrice go out (SE 1.4 recommends superseding a tariff over
+cancelling it); a tariff with a later start is scheduled, and a scheduled tariff that is
+replaced or withdrawn (:meth:`PriceServer.cancel_tariff`) is sent a CancelTariff.
+
+This module holds the server's state, its local API, its attributes and its answers to
+the HAN clients' commands. The Publish* payloads are built by the pure functions of
+:mod:`sep.clusters.price_payloads` (which also defines the command ids and
+:class:`CurrentPrice`, re-exported here); :meth:`PriceServer.ingest` comes from the
+:class:`~sep.clusters.price_ingest.PriceIngest` mixin.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
 import zigpy.types as t
 
+from sep.clusters import price_payloads as payloads
 from sep.clusters.base import ClusterServer
-from sep.clusters.general import to_zcl_time
-from sep.zcl.frames import Request, build_frame, response_header
-from sep.zcl.price import CURRENCY_GBP, PRICE_TRAILING_DIGITS, Price
+from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
+from sep.clusters.price_ingest import PriceIngest
+from sep.clusters.price_ingest import Refused as Refused  # re-exported
+from sep.clusters.price_payloads import (
+    CANCEL_TARIFF,
+    PUBLISH_BILLING_PERIOD,
+    PUBLISH_BLOCK_PERIOD,
+    PUBLISH_BLOCK_THRESHOLDS,
+    PUBLISH_CALORIFIC_VALUE,
+    PUBLISH_CO2_VALUE,
+    PUBLISH_CONVERSION_FACTOR,
+    PUBLISH_PRICE,
+    PUBLISH_PRICE_MATRIX,
+    PUBLISH_TARIFF_INFORMATION,
+    PUBLISH_TIER_LABELS,
+    THRESHOLD_DIVISOR,
+    THRESHOLD_MULTIPLIER,
+    TIER_BLOCK_MODE_ACTIVE_BLOCK,
+    TIER_BLOCK_MODE_UNUSED,
+    UNTIL_CHANGED,
+    CurrentPrice,
+    zcl_to_unix,
+)
+from sep.meter.tariff import DEFAULT_TARIFF, MAX_TIERS, Recurrence, Tariff, scaled
+from sep.zcl.frames import MalformedFrame, Request, Status, build_frame, response_header
+from sep.zcl.price import MAX_RATE_LABEL, RX_ON_WHEN_IDLE, TARIFF_TYPE_DELIVERED, Price
+
+HORIZON = 48 * 3600  # how far ahead GetScheduledPrices and next_price look
+MAX_SCHEDULED = 16  # PublishPrice frames for one GetScheduledPrices
+MAX_EVENTS = 16  # price events kept (SE asks for at least 5)
+NOT_SPECIFIED_ID = 0xFFFFFFFF
 
 
 @dataclasses.dataclass
-class CurrentPrice:
-    tier: int
-    unit_rate: Decimal  # GBP per kWh
-    label: str
+class PriceEvent:
+    """A price that overrides the TOU schedule from ``start`` for ``duration_min``."""
+
     issuer_event_id: int
     start: int
-    duration_min: int = 0xFFFF
+    duration_min: int
+    tier: int
+    rate: Decimal
+    label: str
+
+    @property
+    def end(self) -> float:
+        return math.inf if self.duration_min == UNTIL_CHANGED else self.start + 60 * self.duration_min
+
+    def active(self, t: float) -> bool:
+        return self.start <= t < self.end
 
 
-class PriceServer(ClusterServer):
+class PriceServer(PriceIngest, ClusterServer):
     cluster = Price
 
-    def __init__(self, *, provider_id: int = 0x0000ABCD, tiers: int = 4,
-                 on_tier: Callable[[int], None] | None = None) -> None:
+    def __init__(self, *, tariff: Tariff | None = None, provider_id: int | None = None,
+                 tiers: int | None = None, on_tier: Callable[[int], None] | None = None,
+                 on_block_period: Callable[[int, list[int]], None] | None = None,
+                 require_ack: bool = False) -> None:
+        """``tiers`` is accepted for compatibility and ignored: the tariff says how many."""
         super().__init__()
-        self.provider_id = provider_id
-        self.tiers = tiers
+        tariff = tariff or DEFAULT_TARIFF
+        if provider_id is not None:
+            tariff = dataclasses.replace(tariff, provider_id=provider_id)
+        self.tariff = tariff
         self.on_tier = on_tier or (lambda tier: None)
-        self.current: CurrentPrice | None = None
-        self._event = 0
-        self.commands[0x00] = self._get_current_price
+        self.on_block_period = on_block_period or (lambda start, thresholds: None)
+        self.require_ack = require_ack
+        self.tariff_since: int | None = None  # when the active tariff took over (first tick)
+        self.pending: tuple[Tariff, int] | None = None  # a scheduled tariff and its start
+        self.events: list[PriceEvent] = []
+        self.acks: list[dict[str, Any]] = []
+        self._current: CurrentPrice | None = None
+        self._now: float | None = None
+        self._last_id = 0
+        self._resume = 0  # the end of the latest price event dropped from the list
+        self._ids: dict[str, int] = {}  # issuer event ids of the tariff's other information
+        self._issued: collections.deque[int] = collections.deque(maxlen=64)
+        self._block_start: int | None = None
+        self._blocks_on = False  # the Metering block registers were told of a period
+        self._cancelled: bytes | None = None  # the last CancelTariff payload
+        self._sleepy: set[tuple[int, int]] = set()
+        self._tariff_events: dict[int, int] = {}  # issuer tariff id → its publication's id
+        self.commands.update({
+            0x00: self._get_current_price, 0x01: self._get_scheduled_prices,
+            0x02: self._price_acknowledgement, 0x03: self._get_block_periods,
+            0x04: self._get_conversion_factor, 0x05: self._get_calorific_value,
+            0x06: self._get_tariff_information, 0x07: self._get_price_matrix,
+            0x08: self._get_block_thresholds, 0x09: self._get_co2_value,
+            0x0A: self._get_tier_labels, 0x0B: self._get_billing_period,
+            0x10: self._get_tariff_cancellation,
+        })
+        self._install_getters()
 
-    def publish(self, *, tier: int, unit_rate: float | Decimal, label: str, now: float,
-                duration_minutes: int = 0xFFFF) -> bytes:
-        if not 1 <= tier <= min(self.tiers, 15):
-            raise ValueError(f"tier must be 1..{self.tiers}")
-        if len(label.encode()) > 12:
-            raise ValueError("a rate label is at most 12 bytes")
-        self._event += 1
-        self.current = CurrentPrice(tier, Decimal(str(unit_rate)), label, self._event, int(now),
-                                    duration_minutes)
-        self.on_tier(tier)
-        return self.push(0x00, self.payload(now))
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def current(self) -> CurrentPrice | None:
+        """The price last made current (None until the server has seen the time)."""
+        return self._current
 
-    def payload(self, now: float) -> bytes:
-        cur = self.current
-        assert cur is not None
-        price = int(cur.unit_rate * 10 ** PRICE_TRAILING_DIGITS)
-        return Price.client_commands[0x00].schema(
-            provider_id=self.provider_id, rate_label=t.LVBytes(cur.label.encode()),
-            issuer_event_id=cur.issuer_event_id, current_time=to_zcl_time(now),
-            unit_of_measure=0x00, currency=CURRENCY_GBP,
-            price_trailing_digit_and_price_tier=(PRICE_TRAILING_DIGITS << 4) | cur.tier,
-            number_of_price_tiers_and_register_tier=(self.tiers << 4) | cur.tier,
-            start_time=to_zcl_time(cur.start), duration_in_minutes=cur.duration_min,
-            price=price, price_ratio=0xFF, generation_price=0xFFFFFFFF,
-            generation_price_ratio=0xFF, alternate_cost_delivered=0xFFFFFFFF,
-            alternate_cost_unit=0xFF, alternate_cost_trailing_digit=0xFF,
-            number_of_block_thresholds=0, price_control=0).serialize()
+    @property
+    def provider_id(self) -> int:
+        return self.tariff.provider_id
 
-    def _get_current_price(self, req: Request, args: Any, now: float) -> list[bytes] | Any:
-        if self.current is None:
-            from sep.zcl.frames import Status
+    @property
+    def standing_charge(self) -> Decimal:
+        """The active tariff's daily standing charge (currency per day)."""
+        return self.tariff.standing_charge
 
+    def _see(self, now: float) -> None:
+        self._now = now
+        if self.tariff_since is None:
+            self.tariff_since = int(now)
+            self._fresh_ids(now)
+
+    def _new_id(self, now: float) -> int:
+        self._last_id = max(self._last_id + 1, to_zcl_time(now))
+        return self._last_id
+
+    def _tariff_event(self, tariff: Tariff) -> int:
+        """The issuer event id of the publication of this tariff instance."""
+        return self._tariff_events.get(tariff.issuer_tariff_id, self._ids.get("tariff", 0))
+
+    def _fresh_ids(self, now: float) -> None:
+        for kind in ("tariff", "conversion", "calorific", "co2"):
+            self._ids[kind] = self._new_id(now)
+
+    def current_price(self, now: float) -> CurrentPrice:
+        """The price in force at ``now``."""
+        since = self.tariff_since if self.tariff_since is not None else int(now)
+        event = self._event_at(now)
+        if event is not None:
+            return CurrentPrice(event.tier, event.rate, event.label, event.issuer_event_id,
+                                event.start, event.duration_min)
+        tariff = self.tariff
+        tier = tariff.tier_at(now)
+        ended = [e.end for e in self.events if e.end <= now]
+        start = max(tariff.tier_start(now), since, self._resume, *(int(e) for e in ended))
+        nxt = self._next_change(now)
+        duration = UNTIL_CHANGED if nxt is None else min(0xFFFE, math.ceil((nxt - start) / 60))
+        rate = tariff.tier(tier).rate
+        return CurrentPrice(tier, rate, tariff.tier(tier).label, to_zcl_time(start), start,
+                            duration)
+
+    def _event_at(self, t: float) -> PriceEvent | None:
+        live = [e for e in self.events if e.active(t)]
+        return max(live, key=lambda e: (e.start, e.issuer_event_id)) if live else None
+
+    def _next_change(self, t: float) -> int | None:
+        points = [p for p in self._change_points(t, t + HORIZON)]
+        current = self._price_key(t)
+        for p in points:
+            if self._price_key(p) != current:
+                return p
+        return None
+
+    def _change_points(self, start: float, end: float) -> list[int]:
+        points = set(self.tariff.boundaries(start, end))
+        for e in self.events:
+            for p in (e.start, e.end):
+                if start < p <= end:
+                    points.add(int(p))
+        return sorted(points)
+
+    def _price_key(self, t: float) -> tuple[Any, ...]:
+        event = self._event_at(t)
+        if event is not None:
+            return ("event", event.issuer_event_id)
+        return ("tou", self.tariff.tier_at(t))
+
+    def timeline(self, now: float, horizon: float = HORIZON) -> list[CurrentPrice]:
+        """The current price and every price change within ``horizon`` seconds."""
+        out = [self.current_price(now)]
+        for p in self._change_points(now, now + horizon):
+            price = self.current_price(p)
+            if price.key() != out[-1].key():
+                out.append(price)
+        return out
+
+    def next_price(self, now: float) -> CurrentPrice | None:
+        """The next price change (start, tier, rate, label), if one is known."""
+        line = self.timeline(now)
+        return line[1] if len(line) > 1 else None
+
+    # -- local API -----------------------------------------------------------------------------
+    def publish(self, *, tier: int, unit_rate: float | Decimal | str, label: str, now: float,
+                duration_minutes: int = UNTIL_CHANGED) -> bytes:
+        """A price in force from now (for ``duration_minutes``, 0xFFFF = until changed);
+        returns the PublishPrice frame pushed to the HAN clients."""
+        before = len(self.outbox)
+        event = self.schedule_price(tier=tier, unit_rate=unit_rate, label=label, now=now,
+                                    start=int(now), duration_minutes=duration_minutes)
+        pushed = [f for f in self.outbox[before:] if f[2] == PUBLISH_PRICE]
+        if pushed:
+            return pushed[-1]
+        return self.push(PUBLISH_PRICE, self.price_payload(self._as_price(event), now))
+
+    def schedule_price(self, *, tier: int, unit_rate: float | Decimal | str, label: str,
+                       now: float, start: int, duration_minutes: int = UNTIL_CHANGED
+                       ) -> PriceEvent:
+        """A price event from ``start`` (unix seconds). A future event is announced now
+        (PublishPrice with its start time) and pushed again when it becomes current."""
+        self._see(now)
+        if not 1 <= tier <= MAX_TIERS:
+            raise ValueError(f"tier must be 1..{MAX_TIERS}")
+        if len(label.encode()) > MAX_RATE_LABEL:
+            raise ValueError(f"a rate label is at most {MAX_RATE_LABEL} bytes")
+        if not 1 <= duration_minutes <= UNTIL_CHANGED:
+            raise ValueError("duration is 1..65535 minutes (65535 = until changed)")
+        rate = Decimal(str(unit_rate))
+        self.tariff.price_units(rate, "unit_rate")  # raises TariffError (a ValueError)
+        event = PriceEvent(self._new_id(now), int(start), duration_minutes, tier, rate, label)
+        self._add_event(event)
+        if event.start > now:
+            self.push(PUBLISH_PRICE, self.price_payload(self._as_price(event), now))
+        self._refresh(now)
+        return event
+
+    def _add_event(self, event: PriceEvent) -> None:
+        self.events.append(event)
+        while len(self.events) > MAX_EVENTS:
+            dropped = min(self.events, key=lambda e: (e.end, e.start))
+            self.events.remove(dropped)
+            if dropped.end != math.inf:
+                self._resume = max(self._resume, int(dropped.end))
+
+    @staticmethod
+    def _as_price(event: PriceEvent) -> CurrentPrice:
+        return CurrentPrice(event.tier, event.rate, event.label, event.issuer_event_id,
+                            event.start, event.duration_min)
+
+    def set_tariff(self, tariff: Tariff, now: float, *, start: float | None = None
+                   ) -> list[bytes]:
+        """Replace the tariff now (``start`` None or not later than now), or schedule it.
+
+        Returns the frames pushed to the HAN clients.
+        """
+        self._see(now)
+        if tariff.issuer_tariff_id == self.tariff.issuer_tariff_id:
+            raise ValueError("a new tariff needs a new issuer tariff id")
+        before = len(self.outbox)
+        if self.pending is not None:
+            old, _ = self.pending
+            self.pending = None
+            if old.issuer_tariff_id != tariff.issuer_tariff_id:  # else it is an update
+                self._push_cancel(old)
+        self._tariff_events = {tariff.issuer_tariff_id: self._new_id(now)}
+        if start is not None and start > now:
+            self.pending = (tariff, int(start))
+            self._publish_tariff(tariff, int(start), now)
+        else:
+            self._activate(tariff, now)
+        return self.outbox[before:]
+
+    def cancel_tariff(self, issuer_tariff_id: int, now: float) -> bytes:
+        """Withdraw the scheduled tariff (CancelTariff to the HAN)."""
+        self._see(now)
+        if self.pending is None or self.pending[0].issuer_tariff_id != issuer_tariff_id:
+            if issuer_tariff_id == self.tariff.issuer_tariff_id:
+                raise ValueError("the active tariff is superseded by a new one, not cancelled")
+            raise LookupError(f"no scheduled tariff {issuer_tariff_id}")
+        old, _ = self.pending
+        self.pending = None
+        self._incomplete.discard(issuer_tariff_id)
+        return self._push_cancel(old)
+
+    def _push_cancel(self, tariff: Tariff) -> bytes:
+        payload = payloads.cancel_tariff_payload(tariff)
+        self._cancelled = payload
+        return self.push(CANCEL_TARIFF, payload)
+
+    def _activate(self, tariff: Tariff, now: float) -> None:
+        self.tariff = tariff
+        self.tariff_since = int(now)
+        if tariff.issuer_tariff_id not in self._from_supplier:
+            self.events.clear()
+            self._resume = 0
+        self._fresh_ids(now)
+        self._tariff_events[tariff.issuer_tariff_id] = self._ids["tariff"]
+        self._block_start = None
+        self._install_getters()
+        self._publish_tariff(tariff, int(now), now)
+        self._refresh(now, force=True)
+
+    def _publish_tariff(self, tariff: Tariff, start: int, now: float) -> None:
+        self.push(PUBLISH_TARIFF_INFORMATION, self.tariff_information_payload(tariff, start))
+        for payload in self.price_matrix_payloads(tariff, start):
+            self.push(PUBLISH_PRICE_MATRIX, payload)
+        if tariff.block_thresholds_kwh:
+            for payload in self.block_threshold_payloads(tariff, start):
+                self.push(PUBLISH_BLOCK_THRESHOLDS, payload)
+        for payload in self.tier_label_payloads(tariff):
+            self.push(PUBLISH_TIER_LABELS, payload)
+
+    # -- time ------------------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        self._see(now)
+        if self.pending is not None and self.pending[1] <= now \
+                and self.pending[0].issuer_tariff_id not in self._incomplete:
+            tariff, _ = self.pending
+            self.pending = None
+            self._activate(tariff, now)
+        due = [d for d in self._deferred if d[0] <= now]
+        for item in due:
+            self._deferred.remove(item)
+            item[2](now)
+        self._refresh(now)
+
+    def _refresh(self, now: float, *, force: bool = False) -> None:
+        """Make the price at ``now`` current: push it and move the tier if it changed."""
+        price = self.current_price(now)
+        if force or self._current is None or price.key() != self._current.key():
+            self._current = price
+            self.on_tier(price.tier)
+            self.push(PUBLISH_PRICE, self.price_payload(price, now))
+        period = self.tariff.block_period
+        if self.tariff.block_thresholds_kwh and period is not None:
+            start, _ = period.period(now)
+            if start != self._block_start:
+                self._block_start = start
+                self._blocks_on = True
+                self.on_block_period(start, self.tariff.thresholds_wh)
+                self.push(PUBLISH_BLOCK_PERIOD, self.block_period_payload(start))
+        elif self._blocks_on:  # a tariff without blocks took over: the block registers stop
+            self._blocks_on = False
+            self.on_block_period(int(now), [])
+
+    # -- payloads (built by sep.clusters.price_payloads from the server's ids and times) ----
+    def price_payload(self, price: CurrentPrice, now: float) -> bytes:
+        self._issued.append(price.issuer_event_id)
+        return payloads.price_payload(self.tariff, price, now, require_ack=self.require_ack)
+
+    def tariff_information_payload(self, tariff: Tariff, start: int) -> bytes:
+        return payloads.tariff_information_payload(tariff, start, self._tariff_event(tariff))
+
+    def price_matrix_payloads(self, tariff: Tariff, start: int) -> list[bytes]:
+        return payloads.price_matrix_payloads(tariff, start, self._tariff_event(tariff))
+
+    def block_threshold_payloads(self, tariff: Tariff, start: int) -> list[bytes]:
+        return payloads.block_threshold_payloads(tariff, start, self._tariff_event(tariff))
+
+    def tier_label_payloads(self, tariff: Tariff) -> list[bytes]:
+        return payloads.tier_label_payloads(tariff, self._tariff_event(tariff))
+
+    def block_period_payload(self, start: int) -> bytes:
+        return payloads.block_period_payload(self.tariff, start, require_ack=self.require_ack)
+
+    def conversion_factor_payload(self) -> bytes:
+        return payloads.conversion_factor_payload(self.tariff, self._ids.get("conversion", 0),
+                                                  self.tariff_since or 0)
+
+    def calorific_value_payload(self) -> bytes:
+        return payloads.calorific_value_payload(self.tariff, self._ids.get("calorific", 0),
+                                                self.tariff_since or 0)
+
+    def co2_payload(self) -> bytes:
+        return payloads.co2_payload(self.tariff, self._ids.get("co2", 0), self.tariff_since or 0)
+
+    def billing_period_payload(self, now: float) -> bytes:
+        return payloads.billing_period_payload(self.tariff, now)
+
+    # -- attributes ----------------------------------------------------------------------------
+    def _install_getters(self) -> None:
+        tariff = self.tariff
+        self.getters = {}
+        g = self.getters
+        for tier in tariff.tiers:
+            g[tier.number - 1] = (lambda lab: lambda: t.LVBytes(lab.encode()))(tier.label)
+        for i, wh in enumerate(tariff.thresholds_wh):
+            g[0x0100 + i] = (lambda v: lambda: v)(wh)
+        if tariff.block_thresholds_kwh:
+            g[0x010F] = lambda: len(self.tariff.block_thresholds_kwh)
+            g[0x0202] = lambda: THRESHOLD_MULTIPLIER
+            g[0x0203] = lambda: THRESHOLD_DIVISOR
+            single = tariff.charging_scheme == 0x1
+            for (tier, block), price in tariff.block_prices:
+                attr = 0x0400 + ((0 if single else tier) << 4) + block - 1
+                g[attr] = (lambda v: lambda: v)(tariff.price_units(price))
+        if tariff.block_period is not None:
+            g[0x0200] = lambda: to_zcl_time(self._period_now(self.tariff.block_period)[0])
+            g[0x0201] = lambda: self._period_minutes(self.tariff.block_period)
+            g[0x0204] = lambda: self.tariff.block_period.duration_type  # type: ignore[union-attr]
+        g[0x0300] = lambda: self.tariff.commodity_type
+        g[0x0301] = lambda: self.tariff.price_units(self.tariff.standing_charge)
+        g[0x0302] = lambda: scaled(self.tariff.conversion_factor)[0]
+        g[0x0303] = lambda: scaled(self.tariff.conversion_factor)[1] << 4
+        if tariff.calorific_value is not None:
+            g[0x0304] = lambda: scaled(self.tariff.calorific_value)[0]  # type: ignore[arg-type]
+            g[0x0305] = lambda: self.tariff.calorific_value_unit
+            g[0x0306] = lambda: scaled(self.tariff.calorific_value)[1] << 4  # type: ignore[arg-type]
+        g[0x0610] = lambda: t.LVBytes(self.tariff.label.encode())
+        g[0x0611] = lambda: self.tariff.tier_count
+        g[0x0612] = lambda: len(self.tariff.block_thresholds_kwh)
+        g[0x0613] = lambda: (TIER_BLOCK_MODE_ACTIVE_BLOCK if self.tariff.block_thresholds_kwh
+                             else TIER_BLOCK_MODE_UNUSED)
+        g[0x0615] = lambda: self.tariff.unit_of_measure
+        g[0x0616] = lambda: self.tariff.currency
+        g[0x0617] = lambda: self.tariff.price_trailing_digits << 4
+        g[0x0619] = lambda: 0x00
+        if tariff.co2 is not None:
+            g[0x0620] = lambda: scaled(self.tariff.co2)[0]  # type: ignore[arg-type]
+            g[0x0621] = lambda: self.tariff.co2_unit
+            g[0x0622] = lambda: scaled(self.tariff.co2)[1] << 4  # type: ignore[arg-type]
+        if tariff.billing_period is not None:
+            g[0x0700] = lambda: to_zcl_time(self._period_now(self.tariff.billing_period)[0])
+            g[0x0701] = lambda: self._period_minutes(self.tariff.billing_period)
+            g[0x0702] = lambda: to_zcl_time(self._last_period(self.tariff.billing_period)[0])
+            g[0x0703] = lambda: self._period_minutes(self.tariff.billing_period, last=True)
+
+    def _period_now(self, period: Recurrence | None) -> tuple[int, int]:
+        assert period is not None
+        return period.period(self._now if self._now is not None else period.start)
+
+    def _last_period(self, period: Recurrence | None) -> tuple[int, int]:
+        start, _ = self._period_now(period)
+        assert period is not None
+        return period.period(start - 1)
+
+    def _period_minutes(self, period: Recurrence | None, *, last: bool = False) -> int:
+        start, end = self._last_period(period) if last else self._period_now(period)
+        return min(0xFFFFFF, (end - start) // 60)
+
+    # -- commands from HAN clients -------------------------------------------------------------
+    def _cluster_command(self, req: Request, now: float) -> list[bytes]:
+        self._see(now)
+        out = super()._cluster_command(req, now)
+        if (req.src_nwk, req.src_ep) in self._sleepy:
+            self.clients.discard((req.src_nwk, req.src_ep))
+        return out
+
+    def _cluster_reply(self, req: Request, command_id: int, payload: bytes) -> bytes:
+        return build_frame(response_header(req, command_id, general=False), payload)
+
+    def _replies(self, req: Request, command_id: int, payloads: Iterable[bytes]) -> list[bytes]:
+        return [self._cluster_reply(req, command_id, p) for p in payloads]
+
+    @staticmethod
+    def _tariff_type_ok(value: Any) -> bool:
+        return value is None or (int(value) & 0x0F) <= 0x2 and int(value) >> 4 == 0
+
+    def _get_current_price(self, req: Request, args: Any, now: float) -> list[bytes]:
+        who = (req.src_nwk, req.src_ep)
+        if int(args.command_options) & RX_ON_WHEN_IDLE:
+            self._sleepy.discard(who)
+        else:
+            self._sleepy.add(who)
+        price = self.current_price(now)
+        return [self._cluster_reply(req, PUBLISH_PRICE, self.price_payload(price, now))]
+
+    def _get_scheduled_prices(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        since = max(zcl_to_unix(int(args.start_time), now), int(now))
+        n = int(args.number_of_events) or MAX_SCHEDULED
+        chosen = [p for p in self.timeline(now) if p.end > since][:min(n, MAX_SCHEDULED)]
+        if not chosen:
             return Status.NOT_FOUND
-        return [build_frame(response_header(req, 0x00, general=False), self.payload(now))]
+        return self._replies(req, PUBLISH_PRICE, (self.price_payload(p, now) for p in chosen))
+
+    def _price_acknowledgement(self, req: Request, args: Any, now: float) -> Status:
+        if int(args.provider_id) != self.tariff.provider_id:
+            return Status.NOT_AUTHORIZED
+        event_id = int(args.issuer_event_id)
+        if event_id not in self._issued:
+            return Status.NOT_FOUND
+        self.acks.append({"nwk": req.src_nwk, "endpoint": req.src_ep, "issuer_event_id": event_id,
+                          "time": int(args.price_ack_time) + ZIGBEE_EPOCH,
+                          "control": int(args.control)})
+        del self.acks[:-100]
+        return Status.SUCCESS
+
+    def _newer(self, args: Any, event_id: int) -> bool:
+        wanted = int(args.min_issuer_event_id)
+        return wanted == NOT_SPECIFIED_ID or event_id >= wanted
+
+    def _get_block_periods(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        if not self._tariff_type_ok(args.tariff_type):
+            return Status.INVALID_FIELD
+        period = self.tariff.block_period
+        if not self.tariff.block_thresholds_kwh or period is None:
+            return Status.NOT_FOUND
+        if args.tariff_type is not None and int(args.tariff_type) & 0x0F != TARIFF_TYPE_DELIVERED:
+            return Status.NOT_FOUND
+        since = max(zcl_to_unix(int(args.start_time), now), int(now))
+        n = min(int(args.number_of_events) or 1, 4)
+        starts = []
+        start, end = period.period(since)
+        for _ in range(n):
+            starts.append(start)
+            start, end = period.period(end)
+        return self._replies(req, PUBLISH_BLOCK_PERIOD, (self.block_period_payload(s)
+                                                         for s in starts))
+
+    def _get_conversion_factor(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        if not self._newer(args, self._ids.get("conversion", 0)):
+            return Status.NOT_FOUND
+        return [self._cluster_reply(req, PUBLISH_CONVERSION_FACTOR, self.conversion_factor_payload())]
+
+    def _get_calorific_value(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        if self.tariff.calorific_value is None or not self._newer(args, self._ids["calorific"]):
+            return Status.NOT_FOUND
+        return [self._cluster_reply(req, PUBLISH_CALORIFIC_VALUE, self.calorific_value_payload())]
+
+    def _get_co2_value(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        if not self._tariff_type_ok(args.tariff_type):
+            return Status.INVALID_FIELD
+        if self.tariff.co2 is None or not self._newer(args, self._ids["co2"]):
+            return Status.NOT_FOUND
+        return [self._cluster_reply(req, PUBLISH_CO2_VALUE, self.co2_payload())]
+
+    def _get_billing_period(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        if not self._tariff_type_ok(args.tariff_type):
+            return Status.INVALID_FIELD
+        period = self.tariff.billing_period
+        if period is None or not self._newer(args, to_zcl_time(period.period(now)[0])):
+            return Status.NOT_FOUND
+        return [self._cluster_reply(req, PUBLISH_BILLING_PERIOD, self.billing_period_payload(now))]
+
+    def _get_tariff_information(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        if not self._tariff_type_ok(args.tariff_type):
+            return Status.INVALID_FIELD
+        if int(args.tariff_type) & 0x0F not in (TARIFF_TYPE_DELIVERED, 0x2):
+            return Status.NOT_FOUND
+        out = []
+        if self._newer(args, self._ids["tariff"]):
+            out.append(self.tariff_information_payload(self.tariff, self.tariff_since or int(now)))
+        if self.pending is not None:
+            out.append(self.tariff_information_payload(*self.pending))
+        n = int(args.number_of_commands) or len(out)
+        if not out:
+            return Status.NOT_FOUND
+        return self._replies(req, PUBLISH_TARIFF_INFORMATION, out[:n])
+
+    def _tariff_by_id(self, issuer_tariff_id: int) -> tuple[Tariff, int] | None:
+        if issuer_tariff_id == self.tariff.issuer_tariff_id:
+            return self.tariff, self.tariff_since or 0
+        if self.pending is not None and self.pending[0].issuer_tariff_id == issuer_tariff_id:
+            return self.pending
+        return None
+
+    def _get_price_matrix(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        found = self._tariff_by_id(int(args.issuer_tariff_id))
+        if found is None:
+            return Status.NOT_FOUND
+        return self._replies(req, PUBLISH_PRICE_MATRIX, self.price_matrix_payloads(*found))
+
+    def _get_block_thresholds(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        found = self._tariff_by_id(int(args.issuer_tariff_id))
+        if found is None or not found[0].block_thresholds_kwh:
+            return Status.NOT_FOUND
+        return self._replies(req, PUBLISH_BLOCK_THRESHOLDS, self.block_threshold_payloads(*found))
+
+    def _get_tier_labels(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        found = self._tariff_by_id(int(args.issuer_tariff_id))
+        if found is None:
+            return Status.NOT_FOUND
+        return self._replies(req, PUBLISH_TIER_LABELS, self.tier_label_payloads(found[0]))
+
+    def _get_tariff_cancellation(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
+        if self._cancelled is None:
+            return Status.NOT_FOUND
+        return [self._cluster_reply(req, CANCEL_TARIFF, self._cancelled)]
+
+
+__all__ = ["CurrentPrice", "MalformedFrame", "PriceEvent", "PriceServer"]
