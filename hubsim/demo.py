@@ -1,8 +1,9 @@
 """`hubsim demo`: hub + meter + IHD on the virtual air in one process.
 
 The composition root of hubsim: it builds the air (optionally with a pcap tap and a UDP
-port so other processes can join), starts the comms hub, the meter (our sep app) and
-the in-home display, and shows what the IHD sees.
+port so other processes can join), starts the comms hub (with the supplier's ESI), the
+meter (our sep app) and the in-home display, plays a short supplier script (messages, a
+peak price event) and shows what the IHD sees.
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ from rich.table import Table
 
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
+from hubsim.supplier import Supplier
 from radios.air import VirtualAir
 from sep.app import MeterApp, MeterSettings
 from sep.clock import ScaledClock
+from sep.meter.tariff import Tariff, load_tariff
 from sep.persistence import stored_sim_time
 
 LOGGER = logging.getLogger(__name__)
 
 DEMO_INITIAL_WH = 4_213_377  # a meter a few years into service: 4,213.377 kWh
+DEMO_TARIFF = Path(__file__).with_name("data") / "demo_tariff.toml"
+IMPORTANCE = ("low", "medium", "high", "critical")
 
 
 @dataclasses.dataclass
@@ -46,6 +51,8 @@ class DemoOptions:
     report_interval: int = 10  # seconds of simulated time between periodic reports
     mqtt: Any = None  # a sep.bridge.config.BridgeConfig: every meter publishes there
     meters: int = 1  # how many simulated meters share the air (the IHD shows the first)
+    tariff: Path | None = None  # the supplier's tariff (default hubsim/data/demo_tariff.toml)
+    script: bool = True  # the supplier's messages and peak price event
 
 
 @dataclasses.dataclass
@@ -54,9 +61,29 @@ class DemoResult:
     meter_readings: list[Any]
     frames_on_air: int
     elapsed: float
+    now: float = 0.0  # simulated time at the end
+    confirmations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float) -> Any:
+async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 3.0) -> None:
+    """What the supplier does in a demo run: a welcome, a peak price event ten simulated
+    minutes ahead, and a message about it that asks the household to confirm."""
+    await asyncio.sleep(step)
+    supplier.send_message("Welcome to your smart meter", importance="low",
+                          message_id=1)
+    await asyncio.sleep(step)
+    start = int(clock.now()) // 60 * 60 + 600
+    if supplier.price is not None:
+        supplier.schedule_price(tier=3, unit_rate="0.6000", label="Peak event", start=start,
+                                duration_minutes=15)
+    await asyncio.sleep(step)
+    when = time.strftime("%H:%M", time.gmtime(start))
+    supplier.send_message(f"Peak event {when} UTC for 15 min: please confirm",
+                          message_id=2, importance="high", enhanced_confirmation=True)
+
+
+def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
+           supplier: Supplier | None = None) -> Any:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", justify="right")
     table.add_column()
@@ -71,11 +98,34 @@ def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float) -
     status = "--" if view.meter_status is None else (
         "OK" if view.meter_status == 0 else f"0x{view.meter_status:02X} (check meter)")
     table.add_row("Meter status", status)
+    now = clock.now()
+    prices = view.prices
+    price = prices.price(now)
+    if price is not None:
+        table.add_row("Price now", f"[bold magenta]{price.label} "
+                      f"{prices.money_text(price.rate)}/kWh[/] (tier {price.tier})")
+        nxt = prices.next_price(now)
+        table.add_row("Next price", "--" if nxt is None else (
+            f"{nxt.label} {prices.money_text(nxt.rate)}/kWh from "
+            f"{time.strftime('%H:%M', time.gmtime(nxt.start))} UTC"))
+        table.add_row("Tariff", f"{prices.tariff_label or '--'}, standing charge "
+                      f"{prices.money_text(prices.standing_charge)}/day")
+        table.add_row("Block", prices.block_text(view.multiplier or 1, view.divisor or 1))
+        table.add_row("Cost today", f"[bold]{prices.money_text(prices.cost_today, 2)}[/]")
+    msg = view.message(now)
+    if msg is not None:
+        state = "" if not msg.needs_confirmation else (
+            "  [green]confirmed[/]" if msg.confirmed else "  [red]please confirm[/]")
+        table.add_row("Message", f"[bold]{msg.text}[/] ({IMPORTANCE[msg.importance]}){state}")
     table.add_row("Reports received", str(view.reports_received))
     table.add_row("Frames on the air", f"{air.frames_sent}  ({time.monotonic() - started:.0f} s)")
     log = "\n".join(view.log[-6:]) or "..."
-    return Group(Panel(table, title="In-home display", border_style="cyan"),
-                 Panel(log, title="IHD log", border_style="dim"))
+    panels = [Panel(table, title="In-home display", border_style="cyan"),
+              Panel(log, title="IHD log", border_style="dim")]
+    if supplier is not None and supplier.log:
+        panels.append(Panel("\n".join(supplier.log[-4:]), title="Supplier (via the comms hub)",
+                            border_style="dim"))
+    return Group(*panels)
 
 
 async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
@@ -98,10 +148,11 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         server = await serve_udp(air, "127.0.0.1", opts.air_port)
         console.print(f"air open for other processes at udp://127.0.0.1:{server.port}")
 
-    hub = CommsHub(air=air)
+    tariff: Tariff = load_tariff(opts.tariff or DEMO_TARIFF)
+    hub = CommsHub(air=air, clock=clock.now, tariff=tariff)
     meter: MeterApp | None = None
     extra_meters: list[MeterApp] = []
-    ihd = InHomeDisplay(air=air, report_max=opts.report_interval)
+    ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now)
     readings: list[Any] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,7 +164,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         if not opts.external_meter:
             meter = MeterApp(
                 MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
-                              initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt),
+                              initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt,
+                              supplier_search_interval=1.0),
                 clock=clock, air=air,
             )
             await meter.start()
@@ -142,9 +194,19 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                     readings.append(meter.last_reading)
                 await asyncio.sleep(0.5)
 
+        async def display_refresh() -> None:
+            while True:  # what a display polls now and then: the block status
+                await asyncio.sleep(5)
+                with contextlib.suppress(Exception):
+                    await ihd.read_blocks()
+
         sampler = asyncio.create_task(sample())
+        refresher = asyncio.create_task(display_refresh())
+        script = None
+        if opts.script and hub.supplier is not None:
+            script = asyncio.create_task(supplier_script(hub.supplier, clock))
         deadline = None if opts.duration is None else started + opts.duration
-        live_cm = (Live(render(ihd.view, air, clock, started), console=console,
+        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier), console=console,
                         refresh_per_second=4, transient=False)
                    if live_view else contextlib.nullcontext())
         with live_cm as live:
@@ -154,7 +216,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 if deadline is not None and now >= deadline:
                     break
                 if live is not None:
-                    live.update(render(ihd.view, air, clock, started))
+                    live.update(render(ihd.view, air, clock, started, hub.supplier))
                 elif now - last_line >= 5:
                     last_line = now
                     console.print(f"IHD: energy {ihd.view.energy_text()}, power "
@@ -162,7 +224,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout)
-        sampler.cancel()
+        for task in (sampler, refresher, script):
+            if task is not None:
+                task.cancel()
     finally:
         with contextlib.suppress(Exception):
             await ihd.stop()
@@ -180,4 +244,5 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
     return DemoResult(view=ihd.view, meter_readings=readings, frames_on_air=air.frames_sent,
-                      elapsed=time.monotonic() - started)
+                      elapsed=time.monotonic() - started, now=clock.now(),
+                      confirmations=list(hub.supplier.confirmations) if hub.supplier else [])

@@ -23,6 +23,7 @@ from hubsim.supplier import Supplier
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
+from sep.meter.tariff import Tariff
 
 LOGGER = logging.getLogger(__name__)
 HUB_SE_ENDPOINT = 9
@@ -31,12 +32,15 @@ HUB_SE_ENDPOINT = 9
 class CommsHub:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:00:01", air: VirtualAir | None = None,
                  device: str | None = None, ota: OtaServerCore | None = None,
-                 clock: Callable[[], float] = time.time, supplier: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, supplier: bool = True,
+                 tariff: Tariff | None = None) -> None:
         cfg = virtual_config(ieee, role="coordinator", air=air, path=device or "virtual://default",
                              default_endpoints=True)
         # Besides zigpy's own endpoints, the hub's Smart Energy endpoint: where the HAN
         # finds its OTA server and the supplier's prices and messages.
-        in_clusters = [0x000A, 0x0019] + ([0x0700, 0x0703] if supplier else [])
+        # The supplier's ESI: Messaging, and Price when the supplier has a tariff to publish.
+        in_clusters = [0x000A, 0x0019] + ([0x0703] if supplier else []) + (
+            [0x0700] if supplier and tariff is not None else [])
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [zdo_t.SimpleDescriptor(
             endpoint=HUB_SE_ENDPOINT, profile=0x0109, device_type=0x0500, device_version=0,
             input_clusters=in_clusters, output_clusters=[0x0702]).as_dict()]
@@ -44,7 +48,8 @@ class CommsHub:
         install_se_profile_shim(self.app)
         self.supplier: Supplier | None = None
         if supplier:
-            self.supplier = Supplier(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock)
+            self.supplier = Supplier(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
+                                     tariff=tariff)
         self.ota: HubOtaServer | None = None
         if ota is not None:
             self.ota = HubOtaServer(self.app, ota, endpoint=HUB_SE_ENDPOINT)

@@ -31,12 +31,14 @@ import zigpy.zdo.types as zdo_t
 from zigpy.zcl import AttributeReportedEvent, AttributeUpdatedEvent, ReportingConfig
 from zigpy.zcl.clusters.smartenergy import Metering
 
+from hubsim.ihd_price import PriceView
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
 from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
 from sep.zcl.messaging import CONFIRMATION_REQUIRED, ENHANCED_CONFIRMATION, EXT_CONFIRMED
 from sep.zcl.messaging import Messaging as SeMessaging
+from sep.zcl.price import Price as SePrice
 
 LOGGER = logging.getLogger(__name__)
 
@@ -105,6 +107,7 @@ class IhdView:
     last_update: float | None = None
     log: list[str] = dataclasses.field(default_factory=list)
     messages: dict[int, ShownMessage] = dataclasses.field(default_factory=dict)
+    prices: PriceView = dataclasses.field(default_factory=PriceView)
 
     def message(self, now: float) -> ShownMessage | None:
         """The message on screen: the newest whose time has come and not gone."""
@@ -155,6 +158,7 @@ class InHomeDisplay:
         self.report_max = report_max
         self.metering: Any = None
         self.messaging: Any = None
+        self.price: Any = None
         self.clock = clock or time.time  # the HAN's time (the demo runs it faster)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._matches: asyncio.Queue[tuple[int, list[int]]] = asyncio.Queue()
@@ -229,6 +233,11 @@ class InHomeDisplay:
         await self.refresh()
         await self.subscribe()
         endpoint = dev.endpoints[ep]
+        if SePrice.cluster_id in endpoint.in_clusters:
+            self.price = endpoint.add_input_cluster(SePrice.cluster_id,
+                                                    SePrice(endpoint, is_server=True))
+            self.price.add_listener(_Commands(self._on_price_command))
+            await self.refresh_prices()
         if SeMessaging.cluster_id in endpoint.in_clusters:
             self.messaging = endpoint.add_input_cluster(
                 SeMessaging.cluster_id, SeMessaging(endpoint, is_server=True))
@@ -238,6 +247,40 @@ class InHomeDisplay:
                 self._note(f"no message yet ({getattr(rsp.status, 'name', rsp.status)})")
             else:
                 self._on_message_command(0x00, rsp)
+
+    # -- price -----------------------------------------------------------------------------
+    async def refresh_prices(self) -> None:
+        """Ask for the price now (and to be pushed the next ones), the prices scheduled next,
+        the tariff with its tier labels and block thresholds, and the block registers."""
+        answer = self._on_price_command
+        answer(0x00, await self.price.get_current_price(0x01))  # bit 0: rx on when idle
+        now = to_zcl_time(self.clock())
+        rsp = await self.price.get_scheduled_prices(now, 2)
+        if getattr(rsp, "command_id", None) is None:
+            answer(0x00, rsp)  # the first; further ones arrive as commands
+        answer(0x04, await self.price.get_tariff_information(0, 0, 1, 0x00))
+        tariff = self.view.prices.tariff_id
+        if tariff is not None:
+            answer(0x08, await self.price.get_tier_labels(tariff))
+            rsp = await self.price.get_block_thresholds(tariff)
+            if getattr(rsp, "command_id", None) is None:
+                answer(0x06, rsp)
+        await self.read_blocks()
+
+    async def read_blocks(self) -> None:
+        if not self.view.prices.block_thresholds:
+            return
+        ok, _failed = await self.metering.read_attributes([0x000E, 0x000C], allow_cache=False)
+        for attr_id, value in ok.items():
+            self._set(attr_id if isinstance(attr_id, int) else
+                      self.metering.find_attribute(attr_id).id, value)
+
+    def _on_price_command(self, command_id: int, args: Any) -> None:
+        if getattr(args, "command_id", None) is not None and hasattr(args, "status"):
+            return  # a Default Response (e.g. NOT_FOUND: nothing of that kind)
+        line = self.view.prices.on_command(command_id, args, self.clock())
+        if line:
+            self._note(line)
 
     # -- messaging -------------------------------------------------------------------------
     def _on_message_command(self, command_id: int, args: Any) -> None:
@@ -329,12 +372,18 @@ class InHomeDisplay:
         v = self.view
         if attrid == 0x0000:
             v.summation_delivered = int(value)
+            if v.multiplier is not None and v.divisor:
+                v.prices.on_register(int(value), self.clock(), v.multiplier, v.divisor)
         elif attrid == 0x0001:
             v.summation_received = int(value)
         elif attrid == 0x0400:
             v.demand = int(value)
         elif attrid == 0x0200:
             v.meter_status = int(value)
+        elif attrid == 0x000E:
+            v.prices.current_block = int(value)
+        elif attrid == 0x000C:
+            v.prices.block_period_consumption = int(value)
         v.last_update = time.time()
 
 

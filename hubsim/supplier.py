@@ -8,8 +8,9 @@ a Price server), asks it for the current price and last message, and is pushed t
 then on; it re-publishes what it gets to its own HAN (the IHD), and sends back the
 confirmations the household gives.
 
-The local API (``publish_tariff``, ``schedule_price``, ``send_message``, ``cancel_message``)
-is what hubsim's scenarios and the demo call.
+The local API (``set_tariff``, ``schedule_price``, ``send_message``, ``cancel_message``)
+is what hubsim's scenarios and the demo call. A supplier given no tariff publishes no
+prices (its ESI has no Price server) and the meter keeps its own tariff.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from typing import Any
 import zigpy.application
 import zigpy.types as t
 
+from sep.clusters.base import ClusterServer
 from sep.clusters.messaging import Message, MessagingServer
 from sep.clusters.price import PriceServer
 from sep.endpoint import SeEndpoint
+from sep.meter.tariff import Tariff
 from sep.packets import serve, to_packet
 from sep.zcl.frames import Reply
 
@@ -37,15 +40,18 @@ ESI_DEVICE_TYPE = 0x0500  # SE 1.4 device id: Energy Service Interface
 
 class Supplier:
     def __init__(self, app: zigpy.application.ControllerApplication, *, endpoint: int,
-                 clock: Callable[[], float] = time.time, price: PriceServer | None = None,
+                 clock: Callable[[], float] = time.time, tariff: Tariff | None = None,
                  tick_seconds: float = 0.5) -> None:
         self.app = app
         self.clock = clock
         self.tick_seconds = tick_seconds
-        self.price = price or PriceServer()
+        # Without a tariff the supplier publishes no prices (the meter keeps its own).
+        self.price = PriceServer(tariff=tariff) if tariff is not None else None
         self.messaging = MessagingServer(on_confirm=self._confirmed)
-        self.endpoint = SeEndpoint(endpoint, [self.price, self.messaging],
-                                   device_type=ESI_DEVICE_TYPE)
+        servers: list[ClusterServer] = [self.messaging]
+        if self.price is not None:
+            servers.insert(0, self.price)
+        self.endpoint = SeEndpoint(endpoint, servers, device_type=ESI_DEVICE_TYPE)
         self.confirmations: list[dict[str, Any]] = []
         self.log: list[str] = []
         self.frames_sent = 0
@@ -78,7 +84,27 @@ class Supplier:
     @property
     def clients(self) -> set[tuple[int, int]]:
         """The nodes (meters) the ESI publishes to."""
-        return self.price.clients | self.messaging.clients
+        return set().union(*(s.clients for s in self.endpoint.servers.values()))
+
+    def _prices(self) -> PriceServer:
+        if self.price is None:
+            raise LookupError("this supplier has no tariff (CommsHub(tariff=...))")
+        return self.price
+
+    def set_tariff(self, tariff: Tariff, *, start: float | None = None) -> None:
+        """A new tariff, now or from ``start``; the meters are told at once."""
+        self._prices().set_tariff(tariff, self.clock(), start=start)
+        self._note(f"tariff {tariff.label!r} (id {tariff.issuer_tariff_id}) published")
+        self.flush()
+
+    def schedule_price(self, *, tier: int, unit_rate: str, label: str, start: int,
+                       duration_minutes: int) -> None:
+        """A price event (e.g. a peak) from ``start`` for ``duration_minutes``."""
+        self._prices().schedule_price(tier=tier, unit_rate=unit_rate, label=label,
+                                      now=self.clock(), start=start,
+                                      duration_minutes=duration_minutes)
+        self._note(f"price {label} {unit_rate}/kWh scheduled")
+        self.flush()
 
     # -- the supplier's actions ---------------------------------------------------------------
     def send_message(self, text: str, **options: Any) -> Message:
@@ -109,6 +135,9 @@ class Supplier:
 
     # -- packets ------------------------------------------------------------------------------
     def _on_packet(self, packet: t.ZigbeePacket) -> None:
+        if int(packet.cluster_id) not in self.endpoint.servers:
+            self._upstream(packet)  # the hub's endpoint has more (OTA, Time): not ours
+            return
         replies = serve(self.endpoint, packet, self.clock())
         if replies is None:
             self._upstream(packet)

@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from sep.clusters.supplier_link import SupplierLink
 from sep.endpoint import SeEndpoint
 from sep.firmware.appimage import APP_MANUFACTURER_CODE
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
+from sep.meter.tariff import Tariff, load_tariff, tariff_from_dict
 from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
 from sep.ota_service import OtaService, Verifier
 from sep.packets import serve, to_packet
@@ -77,6 +79,7 @@ class MeterSettings:
     watchdog_timeout: float = 30.0  # seconds a watched task may go without a heartbeat
     ota_query_interval: float = 24 * 3600  # seconds between QueryNextImage
     supplier: str | None = None  # IEEE of the supplier's ESI (default: the trust centre)
+    tariff: Path | None = None  # a tariff TOML file (examples/tariff.toml); default one rate
     supplier_search_interval: float = 5.0  # seconds between searches until the ESI answers
 
 
@@ -111,13 +114,18 @@ class MeterApp:
             initial_wh=settings.initial_wh,
             supply_closed=lambda: self.metering.supply.relay.closed,
         )
+        settle = getattr(self.metrology, "read_now", None)  # in-process metrology only
+        if settle is not None:
+            self.metering.supply.before_switch = settle
         self.ieee = load_identity(settings)
         self.basic = BasicServer(manufacturer=MANUFACTURER_NAME, model=MODEL,
                                  sw_build_id=__version__)
         self.identify = IdentifyServer(self.clock)
         self.time = TimeServer(self.clock)
         self.messaging = MessagingServer(on_confirm=self._message_confirmed)
-        self.price = PriceServer(on_tier=self.metering.set_active_tier)
+        self.price = PriceServer(
+            tariff=load_tariff(settings.tariff) if settings.tariff else None,
+            on_tier=self.metering.set_active_tier, on_block_period=self._block_period)
         self.supplier = SupplierLink([self.price, self.messaging], authorised=self._is_supplier)
         self.endpoint = SeEndpoint(settings.endpoint,
                                    [self.basic, self.identify, self.time, self.metering,
@@ -273,8 +281,28 @@ class MeterApp:
         cur = self.price.current
         if cur is None:
             return None
-        return {"unitrate": float(cur.unit_rate), "tier": cur.tier, "label": cur.label,
-                "units": "GBP/kWh"}
+        tariff = self.price.tariff
+        state: dict[str, Any] = {
+            "unitrate": float(cur.unit_rate), "tier": cur.tier, "label": cur.label,
+            "units": "GBP/kWh", "standingcharge": float(self.price.standing_charge),
+            "tariff": tariff.label}
+        nxt = self.price.next_price(self.clock.now())
+        if nxt is not None:
+            state["next"] = {"unitrate": float(nxt.unit_rate), "tier": nxt.tier,
+                             "label": nxt.label, "start": time.strftime(
+                                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime(nxt.start))}
+        return state
+
+    def _block_period(self, start: int, thresholds_wh: list[int]) -> None:
+        """A block period begins (Price server): the Metering block registers follow it."""
+        self.metering.set_block_period(start, thresholds_wh,
+                                       tiered=self.price.tariff.tier_count > 1)
+
+    def set_tariff(self, tariff: Tariff) -> None:
+        """Change the tariff at run time; the HAN is told at once."""
+        self.price.set_tariff(tariff, self.clock.now())
+        self.flush_pushes()
+        LOGGER.info("tariff %r (id %d) in force", tariff.label, tariff.issuer_tariff_id)
 
     def _message_state(self) -> dict[str, Any] | None:
         msg = self.messaging.last_message(self.clock.now())
@@ -327,8 +355,14 @@ class MeterApp:
             self.flush_pushes()
             return {"tier": p["tier"]}
 
+        async def set_tariff(cmd: Any) -> dict[str, Any]:
+            tariff = tariff_from_dict(cmd.params["tariff"], source="set_tariff")
+            self.set_tariff(tariff)
+            return {"issuer_tariff_id": tariff.issuer_tariff_id, "label": tariff.label}
+
         return {"image_notify": image_notify, "display_message": display_message,
-                "cancel_message": cancel_message, "publish_price": publish_price}
+                "cancel_message": cancel_message, "publish_price": publish_price,
+                "set_tariff": set_tariff}
 
     def flush_pushes(self) -> None:
         """Send the servers' queued unsolicited commands now (the periodic loop also does)."""
@@ -429,10 +463,10 @@ class MeterApp:
                              profile_id=0x0109, cluster_id=cluster_id, data=frame))
 
     async def _find_supplier(self) -> None:
-        """Look for the ESI (a Price server) until the authorised one answers."""
+        """Look for the ESI (a Price or Messaging server) until the authorised one answers."""
         while self.supplier.esi is None:
             try:
-                await self.match_descriptor([0x0700], self._esi_found)
+                await self.match_descriptor(self.supplier.clusters, self._esi_found)
             except (zigpy.exceptions.DeliveryError, OSError) as exc:
                 LOGGER.debug("ESI search not sent: %s", exc)
             await asyncio.sleep(self.settings.supplier_search_interval)

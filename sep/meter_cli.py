@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baudrate", type=int, default=115200, help="EZSP serial speed")
     p.add_argument("--flow-control", choices=("hardware", "software"), default=None)
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--tariff", type=Path, metavar="FILE",
+                   help="the tariff (TOML, see examples/tariff.toml; default one rate of "
+                   "0.2450 GBP/kWh); re-read on SIGHUP, and the HAN is told at once")
     p.add_argument("--isolated-metrology", action="store_true",
                    help="run metrology in its own process (needs --data); the meter reads it "
                    "through the read-only socket protocol")
@@ -195,8 +198,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sep meter: {exc}", file=sys.stderr)
         return 2
     from sep.app import APP_FILE_VERSION
+    from sep.meter.tariff import TariffError, load_tariff
 
+    if args.tariff is not None:
+        try:
+            load_tariff(args.tariff)
+        except TariffError as exc:
+            print(f"sep meter: {exc}", file=sys.stderr)
+            return 2
     settings = MeterSettings(radio=args.radio, device=device, ieee=args.ieee,
+                             tariff=args.tariff,
                              endpoint=endpoint, data_dir=args.data, seed=args.seed,
                              baudrate=args.baudrate, flow_control=args.flow_control, mqtt=mqtt,
                              file_version=args.file_version or APP_FILE_VERSION,
@@ -231,6 +242,16 @@ def _run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+
+        def reload_tariff() -> None:
+            try:
+                app.set_tariff(load_tariff(args.tariff))
+            except TariffError as exc:
+                LOGGER.error("tariff not changed: %s", exc)
+
+        if args.tariff is not None:
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signal.SIGHUP, reload_tariff)
 
         def request_exit(code: int) -> None:
             nonlocal exit_code

@@ -53,6 +53,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["tier", "unit_rate"],
         "additionalProperties": False,
     },
+    "set_tariff": {
+        # the keys of a tariff file (examples/tariff.toml) as JSON; checked in full by
+        # sep.meter.tariff, which names the key that is wrong
+        "type": "object",
+        "properties": {**_COMMON, "tariff": {"type": "object"}},
+        "required": ["tariff"],
+        "additionalProperties": False,
+    },
     "image_notify": {
         "type": "object",
         "properties": {**_COMMON, "jitter": {"type": "integer", "minimum": 1, "maximum": 100}},

@@ -27,6 +27,7 @@ from zigpy.zcl import foundation
 from sep.clusters.general import to_zcl_time
 from sep.zcl.frames import MalformedFrame, Request, Status, build_frame, default_response
 from sep.zcl.messaging import Messaging
+from sep.zcl.price import Price
 
 LOGGER = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class SupplierLink:
         self.stats = LinkStats()
         self.log: list[str] = []
         self.upstream_messages: set[int] = set()  # ids of the supplier's messages
+        self._tariff_asks: set[int] = set()  # TSNs of our GetTariffInformation requests
         self._tsn = 0x80  # requests of ours (apart from the endpoint's report TSNs)
 
     @property
@@ -83,13 +85,27 @@ class SupplierLink:
         return cluster_id, build_frame(hdr, payload)
 
     def hello(self) -> list[tuple[int, bytes]]:
-        """The requests that make the ESI tell the meter what it has (and push from then on)."""
+        """The requests that make the ESI tell the meter what it has (and push from then on):
+        the current price, the tariff (its matrix, thresholds and labels follow) and the
+        last message. An ESI without one of the clusters answers UNSUPPORTED_CLUSTER."""
         out = []
         if PRICE_CLUSTER in self.servers:
             out.append(self.request(PRICE_CLUSTER, 0x00, bytes([GET_CURRENT_PRICE_RX_ON])))
+            schema = Price.server_commands[0x06].schema  # GetTariffInformation
+            ask = self.request(PRICE_CLUSTER, 0x06, schema(
+                earliest_start_time=0, min_issuer_event_id=0, number_of_commands=1,
+                tariff_type=0x00).serialize())
+            self._tariff_asks.add(ask[1][1])
+            out.append(ask)
         if MESSAGING_CLUSTER in self.servers:
             out.append(self.request(MESSAGING_CLUSTER, 0x00))
         return out
+
+    def _tariff_details(self, payload: bytes) -> list[bytes]:
+        """After the tariff we asked for: its price matrix, block thresholds, tier labels."""
+        tariff_id = t.uint32_t(int.from_bytes(payload[8:12], "little")).serialize()
+        return [self.request(PRICE_CLUSTER, command_id, tariff_id)[1]
+                for command_id in (0x07, 0x08, 0x0A)]
 
     def confirmation(self, message_id: int, when: float, *, answer: str | None = None,
                      response: str = "") -> tuple[int, bytes] | None:
@@ -125,17 +141,22 @@ class SupplierLink:
             except MalformedFrame as exc:
                 LOGGER.info("malformed command 0x%02X from the ESI: %s", req.command_id, exc)
                 status = Status.MALFORMED_COMMAND
+        follow: list[bytes] = []
         if status == Status.SUCCESS:
             self.stats.applied += 1
             if req.cluster_id == MESSAGING_CLUSTER and req.command_id in (0x00, 0x02):
                 self.upstream_messages.add(int.from_bytes(req.payload[:4], "little"))
+            if req.cluster_id == PRICE_CLUSTER and req.command_id == 0x04 \
+                    and req.tsn in self._tariff_asks:
+                self._tariff_asks.discard(req.tsn)
+                follow = self._tariff_details(req.payload)
         else:
             self.stats.refused += 1
             self._note(f"refused cluster 0x{req.cluster_id:04X} command 0x{req.command_id:02X} "
                        f"from the ESI: {status.name}")
         if req.broadcast or (status == Status.SUCCESS and req.ddr):
-            return []
-        return [default_response(req, status)]
+            return follow
+        return [default_response(req, status), *follow]
 
     def _note(self, text: str) -> None:
         LOGGER.info("supplier link: %s", text)

@@ -102,6 +102,9 @@ class SupplyControl:
         self.implemented: list[PendingChange] = []
         #: told of every switch (the Metering server reports each one)
         self.on_switch: Callable[[SupplyStatus], None] | None = None
+        #: called just before the relay moves, so metrology books the energy drawn up to
+        #: that moment under the old state (the app settles its metrology there)
+        self.before_switch: Callable[[], None] | None = None
         self._over_since: float | None = None
 
     # -- persistence ------------------------------------------------------------------------
@@ -145,6 +148,8 @@ class SupplyControl:
     # -- transitions ---------------------------------------------------------------------
     def _apply(self, status: SupplyStatus, source: str, **details: Any) -> None:
         old = self.status
+        if self.before_switch is not None and (status == SupplyStatus.ON) != self.relay.closed:
+            self.before_switch()
         self.status = status
         self.relay.set_closed(status == SupplyStatus.ON)
         if old != status:
