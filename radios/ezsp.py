@@ -8,36 +8,243 @@ bellows always registers zigpy's default endpoints (1: HA IAS controller, 2: ZLL
 242: Green Power) too, so the SE endpoint must use another number (the meter uses 9 on
 EZSP unless told otherwise); see ``sep meter --endpoint``.
 
-What is exercised here without hardware: building the config (validated by bellows' own
-schema). Running against a stick, or the NCP emulator, is a later piece of work.
+Radio settings: ``device`` is a serial path (``/dev/ttyUSB0``), ``socket://HOST:PORT``
+(a TCP serial bridge, zigbeed, or the NCP emulator in :mod:`radios.ncp`), with the baud
+rate and flow control (``hardware`` = RTS/CTS, ``software``/None = XON/XOFF, which is
+what bellows does by default).
+
+Network formation (:class:`NetworkSettings`): when the stick has no network, zigpy forms
+one from ``CONF_NWK`` — channel, PAN id, extended PAN id, network key, trust-centre link
+key (random where not given); bellows turns it into ``setInitialSecurityState`` +
+``formNetwork``. The SE trust-centre policy (``tc_policy``) goes to bellows' EZSP
+policies: ``install_code`` admits joiners only with a link key derived from their install
+code, which :func:`permit_with_install_code` installs (EZSP ``importTransientKey``)
+before opening the network.
+
+Reconnection: zigpy 2.4.0 and bellows 1.2.1 do not reconnect. When the stick goes away
+(serial/TCP closed, an ASH ERROR frame, a watchdog failure) bellows calls
+``ControllerApplication.connection_lost``, which only emits the ``connection_lost``
+listener event (ZHA reacts by reloading the whole integration).
+:class:`EzspController` — bellows' application, unchanged, plus this — shuts the dead
+session down and starts it again (``startup(auto_form=False)``: the stick keeps its
+network, so nothing is formed again) with backoff until the stick answers, keeping the
+same application object, so its owner (the meter) goes on serving.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from typing import Any
+
+import bellows.types as bt
 import bellows.zigbee.application
 import zigpy.config as conf
+import zigpy.exceptions
+import zigpy.types as t
 import zigpy.zdo.types as zdo_t
+from bellows.config import CONF_EZSP_POLICIES, CONF_USE_THREAD
+from zigpy.util import convert_install_code
+
+LOGGER = logging.getLogger(__name__)
 
 EZSP_SE_ENDPOINT = 9
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds, the last one repeats
+
+TC_POLICIES = {
+    # the trust centre admits joiners that have the preconfigured (global) link key
+    "preconfigured": bt.EzspDecisionBitmask.ALLOW_JOINS
+    | bt.EzspDecisionBitmask.ALLOW_UNSECURED_REJOINS,
+    # SE 1.x: only devices whose install-code link key was given to the TC may join
+    "install_code": bt.EzspDecisionBitmask.ALLOW_JOINS
+    | bt.EzspDecisionBitmask.JOINS_USE_INSTALL_CODE_KEY,
+    # no joins at all
+    "closed": bt.EzspDecisionBitmask.DEFAULT_CONFIGURATION,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSettings:
+    """What the coordinator forms when the stick has no network (None: zigpy picks)."""
+
+    channel: int | None = None
+    pan_id: int | None = None
+    extended_pan_id: str | None = None  # "aa:bb:..:hh"
+    network_key: str | None = None  # 32 hex digits or "aa:bb:.."
+    tc_link_key: str | None = None  # default: ZigBeeAlliance09 (zigpy's default)
+    tc_policy: str | None = None  # "preconfigured", "install_code", "closed"
+
+    def zigpy_nwk(self) -> dict[str, Any]:
+        nwk: dict[str, Any] = {}
+        if self.channel is not None:
+            nwk[conf.CONF_NWK_CHANNEL] = self.channel
+            nwk[conf.CONF_NWK_CHANNELS] = [self.channel]
+        if self.pan_id is not None:
+            nwk[conf.CONF_NWK_PAN_ID] = self.pan_id
+        if self.extended_pan_id is not None:
+            nwk[conf.CONF_NWK_EXTENDED_PAN_ID] = self.extended_pan_id
+        if self.network_key is not None:
+            nwk[conf.CONF_NWK_KEY] = _key(self.network_key)
+        if self.tc_link_key is not None:
+            nwk[conf.CONF_NWK_TC_LINK_KEY] = _key(self.tc_link_key)
+        return nwk
+
+    def ezsp_policies(self) -> dict[str, int]:
+        if self.tc_policy is None:
+            return {}
+        if self.tc_policy not in TC_POLICIES:
+            raise ValueError(f"tc_policy must be one of {', '.join(TC_POLICIES)}")
+        return {bt.EzspPolicyId.TRUST_CENTER_POLICY.name: int(TC_POLICIES[self.tc_policy])}
+
+
+def _key(text: str) -> list[int]:
+    raw = bytes.fromhex(text.replace(":", "").replace(" ", ""))
+    if len(raw) != 16:
+        raise ValueError(f"a key has 16 bytes, not {len(raw)}")
+    return list(raw)
 
 
 def ezsp_config(device: str, *, endpoints: list[zdo_t.SimpleDescriptor], baudrate: int = 115200,
-                flow_control: str | None = None, database_path: str | None = None) -> dict:
+                flow_control: str | None = None, database_path: str | None = None,
+                network: NetworkSettings | None = None, use_thread: bool = True,
+                watchdog: bool = True) -> dict:
     device_cfg: dict = {conf.CONF_DEVICE_PATH: device, conf.CONF_DEVICE_BAUDRATE: baudrate}
     if flow_control:
         device_cfg[conf.CONF_DEVICE_FLOW_CONTROL] = flow_control
-    return {
+    network = network or NetworkSettings()
+    cfg: dict[str, Any] = {
         conf.CONF_DEVICE: device_cfg,
         conf.CONF_DATABASE: database_path,
         conf.CONF_ADDITIONAL_ENDPOINTS: [d.as_dict() for d in endpoints],
         conf.CONF_OTA: {conf.CONF_OTA_ENABLED: False},
         conf.CONF_TOPO_SCAN_ENABLED: False,
+        conf.CONF_NWK_BACKUP_ENABLED: False,
+        conf.CONF_STARTUP_ENERGY_SCAN: False,
+        conf.CONF_WATCHDOG_ENABLED: watchdog,
+        CONF_USE_THREAD: use_thread,
     }
+    if nwk := network.zigpy_nwk():
+        cfg[conf.CONF_NWK] = nwk
+    if policies := network.ezsp_policies():
+        cfg[CONF_EZSP_POLICIES] = policies
+    return cfg
+
+
+class EzspController(bellows.zigbee.application.ControllerApplication):
+    """bellows' ControllerApplication (its code unchanged) that reconnects to the stick."""
+
+    def __init__(self, config: dict) -> None:
+        super().__init__(config)
+        self._closing = False
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self.reconnects = 0
+        self.reconnect_delays = RECONNECT_DELAYS
+
+    # -- bellows behaviours worked around here ----------------------------------------
+    async def _reset(self) -> None:
+        # An NCP forgets its endpoints when it resets (UG100 addEndpoint) and accepts new
+        # ones only until the network is up. bellows adds them in connect() only, so after
+        # the reset that ends forming the stick would serve no endpoint (ZDO Match_Desc
+        # finds nothing) until the next restart. Add them again after every reset.
+        await super()._reset()
+        self._created_device_endpoints.clear()
+        await self.register_endpoints()
+
+    async def send_packet(self, packet: t.ZigbeePacket) -> None:
+        # zigpy interviews the coordinator like any device and reads the attributes of its
+        # OTA client (the meter's); the NCP loops that unicast back to the host, where no
+        # zigpy server answers a server-to-client frame: 3 x 5 s of timeouts at every
+        # start. Refuse such self-addressed frames at once (zigpy moves on).
+        if (self.state.node_info is not None and packet.dst is not None
+                and packet.dst.addr_mode == t.AddrMode.NWK
+                and packet.dst.address == self.state.node_info.nwk
+                and packet.profile_id != 0 and _zcl_server_to_client(packet)):
+            raise zigpy.exceptions.DeliveryError(
+                "the coordinator does not answer ZCL frames to its own client clusters")
+        if self._ezsp is None or not self.is_controller_running:
+            # bellows raises ControllerError; to a sender this is a failed delivery
+            raise zigpy.exceptions.DeliveryError("the EZSP stick is not connected")
+        await super().send_packet(packet)
+
+    @property
+    def reconnecting(self) -> bool:
+        return self._reconnect_task is not None and not self._reconnect_task.done()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._closing or self.reconnecting:
+            return
+        LOGGER.warning("EZSP stick lost (%r); reconnecting", exc)
+        self._reconnect_task = asyncio.get_running_loop().create_task(
+            self._reconnect(), name="ezsp-reconnect")
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while not self._closing:
+            with contextlib.suppress(Exception):
+                await super().shutdown(db=False)
+            delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
+            await asyncio.sleep(delay)
+            attempt += 1
+            try:
+                await super().startup(auto_form=False)
+            except Exception as exc:  # noqa: BLE001 - keep trying until the stick is back
+                LOGGER.info("EZSP reconnect attempt %d failed: %r", attempt, exc)
+                continue
+            self.reconnects += 1
+            LOGGER.warning("EZSP stick back after %d attempt(s)", attempt)
+            return
+
+    async def wait_reconnected(self) -> None:
+        """Wait until a reconnection in progress has finished (tests, supervisors)."""
+        if self._reconnect_task is not None:
+            await asyncio.shield(self._reconnect_task)
+
+    async def startup(self, *, auto_form: bool = False) -> None:
+        self._closing = False
+        await super().startup(auto_form=auto_form)
+
+    async def shutdown(self, *, db: bool = True) -> None:
+        if self._reconnect_task is not None and asyncio.current_task() is self._reconnect_task:
+            await super().shutdown(db=db)  # zigpy's startup cleaning up a failed attempt
+            return
+        self._closing = True
+        task, self._reconnect_task = self._reconnect_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await super().shutdown(db=db)
+
+
+def _zcl_server_to_client(packet: t.ZigbeePacket) -> bool:
+    data = packet.data.serialize() if packet.data is not None else b""
+    return bool(data) and bool(data[0] & 0x08)
 
 
 def make_ezsp_controller(device: str, *, endpoints: list[zdo_t.SimpleDescriptor],
                          baudrate: int = 115200, flow_control: str | None = None,
-                         database_path: str | None = None):
-    cfg = ezsp_config(device, endpoints=endpoints, baudrate=baudrate,
-                      flow_control=flow_control, database_path=database_path)
-    return bellows.zigbee.application.ControllerApplication(cfg)
+                         database_path: str | None = None,
+                         network: NetworkSettings | None = None,
+                         use_thread: bool = True) -> EzspController:
+    cfg = ezsp_config(device, endpoints=endpoints, baudrate=baudrate, flow_control=flow_control,
+                      database_path=database_path, network=network, use_thread=use_thread)
+    return EzspController(cfg)
+
+
+async def permit_with_install_code(app: bellows.zigbee.application.ControllerApplication,
+                                   ieee: str | t.EUI64, install_code: bytes | str,
+                                   time_s: int = 60) -> None:
+    """Open the network to one device with the link key of its install code (SE joins).
+
+    The install code (with its CRC) is hashed to the link key (AES-MMO, zigpy's
+    ``convert_install_code``); bellows imports it as a transient key and sets the TC
+    policy to install-code joins (``permit_with_link_key``).
+    """
+    code = bytes.fromhex(install_code) if isinstance(install_code, str) else install_code
+    key = convert_install_code(code)
+    if key is None:
+        raise ValueError("invalid install code (length or CRC)")
+    await app.permit_with_link_key(t.EUI64.convert(str(ieee)), key, time_s=time_s)

@@ -26,8 +26,13 @@ def make_controller(
     flow_control: str | None = None,
     manufacturer_code: int = 0x1234,
     database_path: str | None = None,
+    network: Any = None,
 ) -> zigpy.application.ControllerApplication:
-    """A controller with ``endpoints`` registered before the network starts."""
+    """A controller with ``endpoints`` registered before the network starts.
+
+    ``network`` (EZSP only) is a :class:`radios.ezsp.NetworkSettings` for forming; with
+    ``air`` and no ``network``, an EZSP stick forms on that air's channel and PAN id.
+    """
     if kind == "virtual":
         cfg = virtual_config(
             ieee, role=role, air=air, path=device or "virtual://default",
@@ -36,12 +41,16 @@ def make_controller(
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [d.as_dict() for d in endpoints]
         return VirtualControllerApplication(cfg)
     if kind == "ezsp":
-        from radios.ezsp import make_ezsp_controller
+        from radios.ezsp import NetworkSettings, make_ezsp_controller
 
         if not device:
             raise ValueError("--radio ezsp needs --device (e.g. /dev/ttyUSB0 or socket://HOST:PORT)")
+        if network is None and air is not None:
+            # a stick whose radio is this virtual air (the NCP emulator): form its PAN
+            network = NetworkSettings(channel=air.channel, pan_id=air.pan_id)
         return make_ezsp_controller(device, endpoints=endpoints, baudrate=baudrate,
-                                    flow_control=flow_control, database_path=database_path)
+                                    flow_control=flow_control, database_path=database_path,
+                                    network=network)
     raise ValueError(f"unknown radio kind {kind!r}; choose from {', '.join(RADIO_KINDS)}")
 
 

@@ -1,0 +1,111 @@
+"""`sep ncp-emulator`: an emulated Silicon Labs EZSP stick for bellows, on a virtual air."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+LOGGER = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ncp-emulator", help="emulate an EZSP NCP (Silicon Labs stick) for bellows",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Emulate a Silicon Labs EmberZNet NCP (EZSP v13 over ASH) well enough "
+        "for unmodified bellows/zigpy to start, form a network, send and receive. The "
+        "NCP's radio is a virtual air: an in-process one, or the air of `hubsim demo "
+        "--air-port PORT` with --air udp://127.0.0.1:PORT. bellows reaches the emulator "
+        "as socket://HOST:PORT (or the printed pty path). Network state (keys, PAN, "
+        "counters, tokens) is kept in --state, so a restarted emulator resumes the same "
+        "network.",
+        epilog="examples:\n"
+        "  sep ncp-emulator --listen 127.0.0.1:9999 --state ncp.json\n"
+        "  sep meter --radio ezsp --device socket://127.0.0.1:9999\n"
+        "  sep ncp-emulator --pty --air udp://127.0.0.1:47000\n"
+        "  bellows -d socket://127.0.0.1:9999 info     # bellows' own CLI, if installed",
+    )
+    p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9999",
+                   help="TCP address to listen on (default 127.0.0.1:9999; port 0 picks one)")
+    p.add_argument("--no-tcp", action="store_true", help="do not listen on TCP (use --pty)")
+    p.add_argument("--pty", action="store_true",
+                   help="also open a pseudo-terminal and print its path (a serial port)")
+    p.add_argument("--state", type=Path, metavar="FILE",
+                   help="JSON file with the NCP's non-volatile state (default: none, "
+                   "every start is a factory-new stick)")
+    p.add_argument("--ieee", help="the stick's EUI-64 (default: kept in --state, else random)")
+    p.add_argument("--air", metavar="URL",
+                   help="udp://HOST:PORT of a virtual air served by `hubsim demo "
+                   "--air-port` (default: an air of its own in this process)")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.set_defaults(func=_run)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from radios.air import VirtualAir
+    from radios.ncp import start_emulator
+
+    if args.no_tcp and not args.pty:
+        print("sep ncp-emulator: --no-tcp needs --pty", file=sys.stderr)
+        return 2
+    try:
+        host, port = _host_port(args.listen)
+    except ValueError:
+        print(f"sep ncp-emulator: --listen wants HOST:PORT, not {args.listen!r}",
+              file=sys.stderr)
+        return 2
+    if args.air and not args.air.startswith("udp://"):
+        print("sep ncp-emulator: --air wants udp://HOST:PORT", file=sys.stderr)
+        return 2
+    if args.verbose == 0:  # what the NCP does is the point of this command
+        logging.getLogger("radios.ncp").setLevel(logging.INFO)
+
+    async def main() -> int:
+        air = VirtualAir()
+        link = None
+        if args.air:
+            from radios.udp import connect_udp
+
+            air_host, air_port = _host_port(args.air[len("udp://"):])
+            link = await connect_udp(air, air_host, air_port)
+        emu = await start_emulator(air, host=host, port=port, state_path=args.state,
+                                   ieee=args.ieee, pty=args.pty, tcp=not args.no_tcp)
+        where = [emu.url] if not args.no_tcp else []
+        if emu.pty_path:
+            where.append(emu.pty_path)
+        print(f"NCP emulator {emu.state.ieee} (EZSP v{emu.version}) on {' and '.join(where)}"
+              f"; network {'formed' if emu.state.formed else 'not formed'}"
+              f"{' on ' + args.air if args.air else ''}; Ctrl-C stops", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await asyncio.wait_for(stop.wait(), args.duration)
+        except TimeoutError:
+            pass
+        finally:
+            await emu.stop()
+            if link is not None:
+                link.close()
+        print(f"NCP emulator stopped: {emu.connections} connection(s), "
+              f"{emu.ncp.counters.commands} command(s), {emu.ncp.counters.invalid} invalid",
+              flush=True)
+        return 0
+
+    try:
+        return asyncio.run(main())
+    except OSError as exc:
+        print(f"sep ncp-emulator: {exc}", file=sys.stderr)
+        return 1
