@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
                       "--device udp://127.0.0.1:PORT` can join from another process")
     demo.add_argument("--external-meter", action="store_true",
                       help="start no meter here; wait for one to join over --air-port")
+    demo.add_argument("--meter-radio", choices=("virtual", "ezsp"), default="virtual",
+                      help="how the demo meter reaches the air: virtual (default), or ezsp: "
+                      "unmodified bellows on the EZSP NCP emulator (the meter is then the "
+                      "coordinator and the hub joins as a router)")
+    demo.add_argument("--tariff", type=Path, metavar="FILE",
+                      help="the supplier's tariff (TOML, see examples/tariff.toml; default a "
+                      "three-tier time-of-use tariff with a daily block)")
+    demo.add_argument("--no-script", action="store_true",
+                      help="the supplier sends no messages and no peak price event")
     demo.add_argument("--meters", type=int, default=1, metavar="N",
                       help="run N simulated meters on the air (default 1; the IHD shows the first)")
     demo.add_argument("--mqtt", metavar="URL",
@@ -109,7 +118,16 @@ def _demo(args: argparse.Namespace) -> int:
     opts = DemoOptions(duration=args.duration, pcap=args.pcap, data_dir=args.data,
                        speed=args.speed, seed=args.seed, air_port=args.air_port,
                        external_meter=args.external_meter, mqtt=mqtt, meters=args.meters,
-                       live=False if args.no_live else None)
+                       live=False if args.no_live else None, meter_radio=args.meter_radio,
+                       tariff=args.tariff, script=not args.no_script)
+    if args.tariff is not None:
+        from sep.meter.tariff import TariffError, load_tariff
+
+        try:
+            load_tariff(args.tariff)
+        except TariffError as exc:
+            print(f"hubsim demo: {exc}", file=sys.stderr)
+            return 2
     try:
         result = asyncio.run(run_demo(opts))
     except TimeoutError as exc:

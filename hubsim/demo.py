@@ -52,6 +52,7 @@ class DemoOptions:
     mqtt: Any = None  # a sep.bridge.config.BridgeConfig: every meter publishes there
     meters: int = 1  # how many simulated meters share the air (the IHD shows the first)
     tariff: Path | None = None  # the supplier's tariff (default hubsim/data/demo_tariff.toml)
+    meter_radio: str = "virtual"  # "ezsp": the meter runs on bellows on the NCP emulator
     script: bool = True  # the supplier's messages and peak price event
 
 
@@ -149,7 +150,12 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         console.print(f"air open for other processes at udp://127.0.0.1:{server.port}")
 
     tariff: Tariff = load_tariff(opts.tariff or DEMO_TARIFF)
-    hub = CommsHub(air=air, clock=clock.now, tariff=tariff)
+    ezsp = opts.meter_radio == "ezsp" and not opts.external_meter
+    # With the meter on an EZSP stick the meter is coordinator and trust centre (bellows
+    # runs only so), and the hub joins its network as a router.
+    hub = CommsHub(air=air, clock=clock.now, tariff=tariff,
+                   role="router" if ezsp else "coordinator")
+    emulator = None
     meter: MeterApp | None = None
     extra_meters: list[MeterApp] = []
     ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now)
@@ -160,17 +166,31 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        await hub.start()
+        if not ezsp:
+            await hub.start()
         if not opts.external_meter:
-            meter = MeterApp(
-                MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
-                              initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt,
-                              supplier_search_interval=1.0),
-                clock=clock, air=air,
-            )
+            settings = MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
+                                     initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt,
+                                     supplier_search_interval=1.0)
+            if ezsp:
+                from radios.ezsp import EZSP_SE_ENDPOINT
+                from radios.ncp import start_emulator
+                from sep.app import load_identity
+
+                settings.ieee = load_identity(settings)
+                state = opts.data_dir / "ncp.json" if opts.data_dir else None
+                emulator = await start_emulator(air, state_path=state, ieee=settings.ieee)
+                settings.radio, settings.device = "ezsp", emulator.url
+                settings.endpoint = EZSP_SE_ENDPOINT
+                settings.supplier = str(hub.app.config["virtual"]["ieee"])
+                console.print(f"meter on bellows, EZSP NCP emulator at {emulator.url}")
+            meter = MeterApp(settings, clock=clock, air=air)
             await meter.start()
-            await hub.wait_interviewed(meter.ieee)
-            ihd._note(f"hub interviewed meter {meter.ieee}")
+            if ezsp:
+                await hub.start()  # joins the meter's network; the meter sees it join
+            else:
+                await hub.wait_interviewed(meter.ieee)
+                ihd._note(f"hub interviewed meter {meter.ieee}")
             for n in range(1, opts.meters):
                 # Fleet members: deterministic identities and seeds, data kept apart.
                 extra = MeterApp(
@@ -235,6 +255,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 await m.stop()
         with contextlib.suppress(Exception):
             await hub.stop()
+        if emulator is not None:
+            with contextlib.suppress(Exception):
+                await emulator.stop()
         if server is not None:
             server.close()
         if writer is not None:

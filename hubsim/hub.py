@@ -33,8 +33,10 @@ class CommsHub:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:00:01", air: VirtualAir | None = None,
                  device: str | None = None, ota: OtaServerCore | None = None,
                  clock: Callable[[], float] = time.time, supplier: bool = True,
-                 tariff: Tariff | None = None) -> None:
-        cfg = virtual_config(ieee, role="coordinator", air=air, path=device or "virtual://default",
+                 tariff: Tariff | None = None, role: str = "coordinator") -> None:
+        # role "router": the hub joins a network whose coordinator is the meter (an ESP on
+        # an EZSP stick, the SE 1.x model); it then interviews nothing by itself.
+        cfg = virtual_config(ieee, role=role, air=air, path=device or "virtual://default",
                              default_endpoints=True)
         # Besides zigpy's own endpoints, the hub's Smart Energy endpoint: where the HAN
         # finds its OTA server and the supplier's prices and messages.
