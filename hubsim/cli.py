@@ -136,6 +136,13 @@ def _demo(args: argparse.Namespace) -> int:
     v = result.view
     print(f"IHD saw {v.energy_text()} imported, {v.power_text()} now; "
           f"{v.reports_received} reports; {result.frames_on_air} frames on the air")
+    price = v.prices.price(result.now)
+    if price is not None:
+        print(f"IHD price {price.label} {v.prices.money_text(price.rate)}/kWh (tier "
+              f"{price.tier}), tariff {v.prices.tariff_label!r}, cost today "
+              f"{v.prices.money_text(v.prices.cost_today, 2)}")
+    print(f"IHD messages {len(v.messages)}, confirmed {sum(m.confirmed for m in v.messages.values())}"
+          f"; supplier got {len(result.confirmations)} confirmation(s)")
     return 0
 
 

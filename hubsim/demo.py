@@ -83,6 +83,21 @@ async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float
                           message_id=2, importance="high", enhanced_confirmation=True)
 
 
+def status_line(view: IhdView, now: float) -> str:
+    """One line of what the display shows (for logs and --no-live)."""
+    line = (f"IHD: energy {view.energy_text()}, power {view.power_text()}, "
+            f"reports {view.reports_received}")
+    prices = view.prices
+    price = prices.price(now)
+    if price is not None:
+        line += (f"; price {price.label} {prices.money_text(price.rate)}/kWh, cost today "
+                 f"{prices.money_text(prices.cost_today, 2)}")
+    msg = view.message(now)
+    if msg is not None:
+        line += f"; message {msg.text!r}" + (" (confirmed)" if msg.confirmed else "")
+    return line
+
+
 def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
            supplier: Supplier | None = None) -> Any:
     table = Table.grid(padding=(0, 2))
@@ -239,8 +254,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                     live.update(render(ihd.view, air, clock, started, hub.supplier))
                 elif now - last_line >= 5:
                     last_line = now
-                    console.print(f"IHD: energy {ihd.view.energy_text()}, power "
-                                  f"{ihd.view.power_text()}, reports {ihd.view.reports_received}")
+                    console.print(status_line(ihd.view, clock.now()), soft_wrap=True)
                 timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout)

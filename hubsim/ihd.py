@@ -159,6 +159,7 @@ class InHomeDisplay:
         self.metering: Any = None
         self.messaging: Any = None
         self.price: Any = None
+        self._asked_after: int | None = None
         self.clock = clock or time.time  # the HAN's time (the demo runs it faster)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._matches: asyncio.Queue[tuple[int, list[int]]] = asyncio.Queue()
@@ -254,10 +255,7 @@ class InHomeDisplay:
         the tariff with its tier labels and block thresholds, and the block registers."""
         answer = self._on_price_command
         answer(0x00, await self.price.get_current_price(0x01))  # bit 0: rx on when idle
-        now = to_zcl_time(self.clock())
-        rsp = await self.price.get_scheduled_prices(now, 2)
-        if getattr(rsp, "command_id", None) is None:
-            answer(0x00, rsp)  # the first; further ones arrive as commands
+        await self.ask_next_price()
         answer(0x04, await self.price.get_tariff_information(0, 0, 1, 0x00))
         tariff = self.view.prices.tariff_id
         if tariff is not None:
@@ -266,6 +264,19 @@ class InHomeDisplay:
             if getattr(rsp, "command_id", None) is None:
                 answer(0x06, rsp)
         await self.read_blocks()
+
+    async def ask_next_price(self) -> None:
+        """GetScheduledPrices for one price, from the end of the current one. (One at a
+        time: zigpy takes every answer with the request's TSN as the one reply.)"""
+        now = self.clock()
+        current = self.view.prices.price(now)
+        after = current.end if current is not None and current.end != float("inf") else now
+        try:
+            rsp = await self.price.get_scheduled_prices(to_zcl_time(after), 1)
+        except Exception as exc:  # noqa: BLE001 - asked again with the next price change
+            self._note(f"next price not known: {exc!r}")
+            return
+        self._on_price_command(0x00, rsp)
 
     async def read_blocks(self) -> None:
         if not self.view.prices.block_thresholds:
@@ -278,9 +289,16 @@ class InHomeDisplay:
     def _on_price_command(self, command_id: int, args: Any) -> None:
         if getattr(args, "command_id", None) is not None and hasattr(args, "status"):
             return  # a Default Response (e.g. NOT_FOUND: nothing of that kind)
-        line = self.view.prices.on_command(command_id, args, self.clock())
+        now = self.clock()
+        prices = self.view.prices
+        line = prices.on_command(command_id, args, now)
         if line:
             self._note(line)
+        current = prices.price(now)
+        if (command_id == 0x00 and current is not None and prices.next_price(now) is None
+                and self._asked_after != current.start and self.price is not None):
+            self._asked_after = current.start  # a new price now: what comes after it?
+            self._spawn(self.ask_next_price())
 
     # -- messaging -------------------------------------------------------------------------
     def _on_message_command(self, command_id: int, args: Any) -> None:

@@ -20,13 +20,20 @@ def free_udp_port() -> int:
 def test_demo_runs_for_its_duration_and_exits_0(tmp_path):
     start = time.monotonic()
     proc = subprocess.run(
-        [str(BIN / "hubsim"), "demo", "--duration", "6", "--no-live", "--data", str(tmp_path)],
+        [str(BIN / "hubsim"), "demo", "--duration", "12", "--no-live", "--data", str(tmp_path)],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert time.monotonic() - start >= 6
+    assert time.monotonic() - start >= 12
     assert "IHD saw" in proc.stdout
     assert "kWh" in proc.stdout
+    # the supplier's script within the run: its tariff, two messages, one confirmed back
+    # (rates from hubsim/data/demo_tariff.toml)
+    price = [line for line in proc.stdout.splitlines() if line.startswith("IHD price")][-1]
+    rate = price.split("£")[1].split("/kWh")[0]
+    assert rate in ("0.1500", "0.2700", "0.4200", "0.6000"), price
+    assert "tariff 'Demo TOU + block'" in price
+    assert "IHD messages 2, confirmed 1; supplier got 1 confirmation(s)" in proc.stdout
     # the meter's identity is kept in the data directory across runs
     assert (tmp_path / "identity.json").exists()
 

@@ -24,7 +24,7 @@ from radios.pcap import PcapWriter
 from sep.clusters.price import PriceServer
 from sep.clusters.supplier_link import SupplierLink
 from sep.meter.tariff import load_tariff
-from sep.zcl.frames import MalformedFrame, Request, decode_header
+from sep.zcl.frames import MalformedFrame, Request, decode_header, server_frame
 
 TSHARK = shutil.which("tshark")
 ESI, METER, IHD, ROGUE = 0x0000, 0x4D4D, 0x3B3B, 0x5555
@@ -70,8 +70,9 @@ class Meter(Node):
                           profile_id=f.profile_id, cluster_id=f.cluster_id, header=header,
                           payload=payload)
             for reply in self.link.handle(req, self.now):
-                statuses.append(reply[-1])
-                await self.send(f.src_nwk, reply)
+                if reply[0] & 0x03 == 0 and reply[2] == 0x0B:  # a Default Response
+                    statuses.append(reply[-1])
+                await self.send(f.src_nwk, reply)  # (and the link's follow-up requests)
         self.price.tick(self.now)
         for frame in self.price.take_outbox():
             for nwk, _ep in sorted(self.price.clients):
@@ -153,10 +154,16 @@ async def test_supplier_prices_reach_the_han_through_the_meter(tmp_path):
 
         # bad input: each refused with its status, and nothing changes
         before = snapshot(meter.price)
-        replay = frames[0:0] or [upstream.push(0x00, upstream.price_payload(
-            upstream.current_price(now), now))]
+        replay = [upstream.push(0x00, upstream.price_payload(upstream.current_price(now), now))]
         upstream.take_outbox()
-        assert await publish(replay) == [INVALID_VALUE]  # its event id is not newer
+        # the same price again (its issuer event id is known): ignored as a duplicate
+        assert await publish(replay) == [SUCCESS]
+        assert snapshot(meter.price) == before
+        # an older issuer event id for a price starting at the same time: stale
+        stale = upstream.price_payload(upstream.current_price(now), now)
+        stale = stale[:4 + 1 + stale[4]] + t.uint32_t(1).serialize() + stale[9 + stale[4]:]
+        stale_frame = server_frame(0x33, 0x00, stale, general=False)
+        assert await publish([stale_frame]) == [INVALID_VALUE]  # its event id is not newer
         bad = [
             (price_payload(provider=0x1111), NOT_AUTHORIZED),  # another supplier
             (price_payload(tier=0), INVALID_VALUE),  # tier 0
@@ -224,8 +231,8 @@ async def test_supplier_prices_reach_the_han_through_the_meter(tmp_path):
     acks = decode(pcap, ["zbee_zcl.cmd.id.rsp", "zbee_zcl.attr.status"],
                   where=f"zbee_nwk.src == 0x{METER:04x} && zbee_zcl.cmd.id == 0x0b")
     statuses = [int(r["zbee_zcl.attr.status"][0], 0) for r in acks]
-    assert statuses[:15] == [SUCCESS] * 15
-    assert statuses[15:] == [INVALID_VALUE, NOT_AUTHORIZED, INVALID_VALUE, INVALID_VALUE,
+    assert statuses[:16] == [SUCCESS] * 16  # (the 16th: the duplicate price, ignored)
+    assert statuses[16:] == [INVALID_VALUE, NOT_AUTHORIZED, INVALID_VALUE, INVALID_VALUE,
                              INVALID_VALUE, MALFORMED, INVALID_VALUE, NOT_FOUND, NOT_FOUND,
                              INVALID_VALUE, NOT_AUTHORIZED]
     assert ZCL_EPOCH  # (imported for symmetry with test_price)

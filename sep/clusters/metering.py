@@ -482,6 +482,8 @@ class MeteringServer(ClusterServer):
         return Status.SUCCESS
 
     def _local_change_supply(self, req: Request, args: Any, now: float) -> Status:
+        if req.broadcast:  # a local change comes from one device the consumer is at
+            return Status.NOT_AUTHORIZED
         try:
             self.supply.local_change(int(args.proposed_supply_status))
         except Refused as exc:

@@ -76,6 +76,10 @@ class Refused(Exception):
         self.status = status
 
 
+class Duplicate(Refused):
+    """The same command (issuer event id) again: applied already, answered SUCCESS."""
+
+
 class PriceIngest:
     """Mixin of :class:`~sep.clusters.price.PriceServer`: applies the supplier's commands."""
 
@@ -126,6 +130,7 @@ class PriceIngest:
         #: tariffs the supplier sent: their current price is the supplier's PublishPrice
         #: (SE carries no TOU schedule), so taking one over keeps the supplier's prices
         self._from_supplier: set[int] = set()
+        self._price_ids: dict[int, int] = {}  # the supplier's issuer event id per price start
 
     def ingest(self, command_id: int, payload: bytes, now: float) -> Status:
         """Apply a Publish* (or CancelTariff) from the supplier upstream; re-publish it to
@@ -146,6 +151,8 @@ class PriceIngest:
         args = decode_schema(schema(command_id), payload, strict=False)
         try:
             handler(args, now)
+        except Duplicate:
+            return Status.SUCCESS  # the same command again (asked for, and pushed): no-op
         except Refused as exc:
             LOGGER.info("Price command 0x%02X from the supplier refused: %s", command_id, exc)
             self._note(f"refused 0x{command_id:02X}: {exc}")
@@ -166,7 +173,9 @@ class PriceIngest:
 
     def _check_id(self, kind: str, event_id: int, index: int = 0) -> None:
         last = self._upstream.get(kind)
-        if last is not None and (event_id, index) <= last:
+        if last is not None and (event_id, index) == last:
+            raise Duplicate(Status.SUCCESS, f"issuer event id {event_id} again")
+        if last is not None and (event_id, index) < last:
             raise Refused(Status.INVALID_VALUE, f"issuer event id {event_id} is not newer")
 
     def _commit_id(self, kind: str, event_id: int, index: int = 0) -> None:
@@ -206,15 +215,24 @@ class PriceIngest:
         if duration == 0:
             raise Refused(Status.INVALID_VALUE, "zero duration")
         event_id = int(args.issuer_event_id)
-        self._check_id("price", event_id)
+        start = self._when(args.start_time, now)
+        # Prices are events of their own (a scheduled one may arrive after a newer current
+        # one): stale only against a known price for the same start.
+        known = self._price_ids.get(start)
+        if known == event_id:
+            raise Duplicate(Status.SUCCESS, f"price {event_id} again")
+        if known is not None and event_id < known:
+            raise Refused(Status.INVALID_VALUE, f"issuer event id {event_id} is not newer")
         rate = Decimal(int(args.price)).scaleb(-digits)
         tariff.price_units(rate, "price")  # must be exact at our trailing digits
         text = label.decode("utf-8", errors="replace")
         if len(text.encode()) > MAX_RATE_LABEL:
             raise Refused(Status.INVALID_VALUE, "rate label is not UTF-8")
-        self._commit_id("price", event_id)
-        self.schedule_price(tier=tier, unit_rate=rate, label=text, now=now,
-                            start=self._when(args.start_time, now), duration_minutes=duration)
+        self.schedule_price(tier=tier, unit_rate=rate, label=text, now=now, start=start,
+                            duration_minutes=duration)
+        self._price_ids[start] = event_id
+        for old in sorted(self._price_ids)[:-64]:  # the supplier's ids of recent prices only
+            del self._price_ids[old]
 
     def _duration_type(self, value: int) -> str:
         timebase, control = value & 0x0F, value >> 4

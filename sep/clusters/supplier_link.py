@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import zigpy.types as t
 from zigpy.zcl import foundation
 
-from sep.clusters.general import to_zcl_time
+from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
 from sep.zcl.frames import MalformedFrame, Request, Status, build_frame, default_response
 from sep.zcl.messaging import Messaging
 from sep.zcl.price import Price
@@ -101,6 +101,19 @@ class SupplierLink:
             out.append(self.request(MESSAGING_CLUSTER, 0x00))
         return out
 
+    @staticmethod
+    def _starts_now(publish_price: bytes, now: float) -> bool:
+        """Whether a PublishPrice payload's start time is "now" or already past."""
+        label_len = publish_price[4] if len(publish_price) > 4 else 0
+        at = 5 + label_len + 4 + 4 + 1 + 2 + 1 + 1  # .. current time, unit, currency, tiers
+        start = int.from_bytes(publish_price[at:at + 4], "little")
+        return start == 0 or start + ZIGBEE_EPOCH <= now
+
+    def _scheduled_prices(self) -> bytes:
+        schema = Price.server_commands[0x01].schema  # GetScheduledPrices: from now, two
+        return self.request(PRICE_CLUSTER, 0x01, schema(start_time=0,
+                                                        number_of_events=2).serialize())[1]
+
     def _tariff_details(self, payload: bytes) -> list[bytes]:
         """After the tariff we asked for: its price matrix, block thresholds, tier labels."""
         tariff_id = t.uint32_t(int.from_bytes(payload[8:12], "little")).serialize()
@@ -150,6 +163,10 @@ class SupplierLink:
                     and req.tsn in self._tariff_asks:
                 self._tariff_asks.discard(req.tsn)
                 follow = self._tariff_details(req.payload)
+            if req.cluster_id == PRICE_CLUSTER and req.command_id == 0x00 \
+                    and self._starts_now(req.payload, now):
+                # a price in force now: ask what follows it (SE carries no TOU schedule)
+                follow = [self._scheduled_prices()]
         else:
             self.stats.refused += 1
             self._note(f"refused cluster 0x{req.cluster_id:04X} command 0x{req.command_id:02X} "
