@@ -80,6 +80,7 @@ class MeterSettings:
     ota_query_interval: float = 24 * 3600  # seconds between QueryNextImage
     supplier: str | None = None  # IEEE of the supplier's ESI (default: the trust centre)
     tariff: Path | None = None  # a tariff TOML file (examples/tariff.toml); default one rate
+    network: Any = None  # EZSP: a radios.ezsp.NetworkSettings for forming (None: zigpy picks)
     supplier_search_interval: float = 5.0  # seconds between searches until the ESI answers
 
 
@@ -142,6 +143,7 @@ class MeterApp:
             baudrate=settings.baudrate,
             flow_control=settings.flow_control,
             manufacturer_code=MANUFACTURER_CODE,
+            network=settings.network,
         )
         self.ota: OtaService | None = None
         self.update_log: list[dict[str, Any]] = []

@@ -43,6 +43,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--isolated-metrology", action="store_true",
                    help="run metrology in its own process (needs --data); the meter reads it "
                    "through the read-only socket protocol")
+    n = p.add_argument_group(
+        "EZSP network", "what the meter forms when its stick has no network yet (--radio ezsp; "
+        "a stick that has one keeps it), and who may join")
+    n.add_argument("--channel", type=int, choices=range(11, 27), metavar="11..26",
+                   help="802.15.4 channel (default: zigpy picks)")
+    n.add_argument("--pan-id", type=lambda v: int(v, 0), metavar="0xPPPP")
+    n.add_argument("--extended-pan-id", metavar="AA:BB:CC:DD:EE:FF:00:11")
+    n.add_argument("--network-key", metavar="HEX", help="16-byte network key (default random)")
+    n.add_argument("--tc-link-key", metavar="HEX",
+                   help="the trust centre link key (default ZigBeeAlliance09)")
+    n.add_argument("--tc-policy", choices=("preconfigured", "install_code", "closed"),
+                   help="who the trust centre admits; SE: install_code (only devices whose "
+                   "install-code key was given with --install-code)")
+    n.add_argument("--install-code", action="append", default=[], metavar="IEEE=CODE",
+                   help="admit this device with the link key of its install code (hex, CRC "
+                   "included); repeatable; opens the network for --permit-join seconds")
+    n.add_argument("--permit-join", type=int, default=0, metavar="SECONDS",
+                   help="open the network to joiners for this long after start (default: "
+                   "closed, or 60 with --install-code)")
     g = p.add_argument_group("firmware update")
     g.add_argument("--trust", type=Path, metavar="DIR",
                    help="trust directory (ca.pub, allowed_signers.txt) for OTA images; "
@@ -206,8 +225,31 @@ def _run(args: argparse.Namespace) -> int:
         except TariffError as exc:
             print(f"sep meter: {exc}", file=sys.stderr)
             return 2
+    network = None
+    installs: list[tuple[str, str]] = []
+    if args.radio == "ezsp":
+        from radios.ezsp import NetworkSettings
+
+        network = NetworkSettings(channel=args.channel, pan_id=args.pan_id,
+                                  extended_pan_id=args.extended_pan_id,
+                                  network_key=args.network_key, tc_link_key=args.tc_link_key,
+                                  tc_policy=args.tc_policy)
+        try:
+            network.zigpy_nwk()
+            network.ezsp_policies()
+            for item in args.install_code:
+                ieee, sep_, code = item.partition("=")
+                if not sep_:
+                    raise ValueError(f"--install-code {item!r}: give IEEE=CODE")
+                installs.append((ieee, code))
+        except ValueError as exc:
+            print(f"sep meter: {exc}", file=sys.stderr)
+            return 2
+    elif args.install_code or args.tc_policy or args.network_key:
+        print("sep meter: the EZSP network options need --radio ezsp", file=sys.stderr)
+        return 2
     settings = MeterSettings(radio=args.radio, device=device, ieee=args.ieee,
-                             tariff=args.tariff,
+                             tariff=args.tariff, network=network,
                              endpoint=endpoint, data_dir=args.data, seed=args.seed,
                              baudrate=args.baudrate, flow_control=args.flow_control, mqtt=mqtt,
                              file_version=args.file_version or APP_FILE_VERSION,
@@ -263,6 +305,15 @@ def _run(args: argparse.Namespace) -> int:
         if args.data is not None and not args.no_ota:
             updater = _attach_updater(app, args, request_exit)
         await app.start()
+        if installs:
+            from radios.ezsp import permit_with_install_code
+
+            for ieee, code in installs:
+                await permit_with_install_code(app.controller, ieee, code,
+                                               time_s=args.permit_join or 60)
+                LOGGER.info("install-code join open for %s", ieee)
+        elif args.permit_join:
+            await app.controller.permit(args.permit_join)
         print(f"meter {app.ieee} version 0x{settings.file_version:08X} serving SE endpoint "
               f"{endpoint} on {args.radio} ({device}); Ctrl-C stops", flush=True)
         try:
