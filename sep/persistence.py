@@ -9,6 +9,9 @@
 - the supply (relay) state: a supply the supplier turned off stays off through a power
   cut, and the last issuer event id is kept so an old ChangeSupply cannot be replayed;
 - Metering snapshots (TakeSnapshot), so GetSnapshot answers after a restart;
+- the tariff in force (TOU tiers, schedule, blocks; two copies, as configuration), so one
+  set at run time — by the supplier or over MQTT — is still in force after a power cut
+  (a ``--tariff`` file given at start wins over it);
 - the event log: power-up, integrity faults, every supply switch and refused supply
   command, firmware update steps.
 
@@ -25,6 +28,7 @@ from typing import Any
 from sep.clusters.metering import Snapshot
 from sep.meter.load_profile import Interval
 from sep.meter.supply import SupplyControl
+from sep.meter.tariff import TariffError, tariff_from_dict, tariff_to_dict
 from sep.store import CorruptRecord, Store
 
 LOGGER = logging.getLogger(__name__)
@@ -52,6 +56,7 @@ class MeterPersistence:
         self._pending: list[tuple[int, int, int]] = []
         self._day: int | None = None
         self._ticks = 0
+        self._saved_tariff: Any = None
         self.on_event: Any = None  # also tell someone (the MQTT bridge)
 
     # -- start-up --------------------------------------------------------------------------
@@ -101,7 +106,36 @@ class MeterPersistence:
             app.metering.snapshots = [Snapshot(int(s[0]), int(s[1]), int(s[2]), int(s[3]),
                                                tuple(int(v) for v in s[4])) for s in snaps]
         app.metering.on_snapshot = self._on_snapshot
+        self._restore_tariff()
         self.refresh_faults()
+
+    def _restore_tariff(self) -> None:
+        app = self.app
+        if getattr(app.settings, "tariff", None) is not None:
+            return  # the tariff file given at start is the configuration
+        try:
+            doc = self.store.get_record("config", "tariff")
+        except CorruptRecord:
+            LOGGER.error("stored tariff is corrupt (both copies): not used")
+            return
+        if doc is None:
+            return
+        try:
+            tariff = tariff_from_dict(doc, source="stored tariff")
+        except TariffError as exc:  # intact but not readable by this version: not used
+            LOGGER.error("stored tariff not used: %s", exc)
+            return
+        app.price.restore_tariff(tariff)
+        self._saved_tariff = tariff
+        LOGGER.info("tariff %r (id %d) restored", tariff.label, tariff.issuer_tariff_id)
+
+    def _save_tariff(self) -> None:
+        tariff = self.app.price.tariff
+        if tariff is self._saved_tariff:
+            return
+        if tariff != self._saved_tariff:
+            self.store.put_record("config", "tariff", tariff_to_dict(tariff))
+        self._saved_tariff = tariff
 
     def startup_check(self) -> None:
         report = self.store.check()
@@ -165,6 +199,7 @@ class MeterPersistence:
                 self.store.put_billing(self._day, tier + 1, regs.tiers_delivered[tier],
                                        regs.tiers_received[tier], 0)
         self._day = day
+        self._save_tariff()
         self._ticks += 1
         m = getattr(self.app.metrology, "registers", None)
         if self._ticks % 10 == 1:

@@ -290,6 +290,14 @@ class PriceServer(PriceIngest, ClusterServer):
         return CurrentPrice(event.tier, event.rate, event.label, event.issuer_event_id,
                             event.start, event.duration_min)
 
+    def restore_tariff(self, tariff: Tariff) -> None:
+        """At start-up, before the server has seen the time: the tariff that was in force
+        (from the store). Published to the HAN as the server starts, like any tariff."""
+        if self.tariff_since is not None:
+            raise RuntimeError("restore_tariff is for start-up, before the first tick")
+        self.tariff = tariff
+        self._install_getters()
+
     def set_tariff(self, tariff: Tariff, now: float, *, start: float | None = None
                    ) -> list[bytes]:
         """Replace the tariff now (``start`` None or not later than now), or schedule it.

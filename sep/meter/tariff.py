@@ -595,6 +595,48 @@ class _Reader:
         return tuple(out)
 
 
+def tariff_to_dict(tariff: Tariff) -> dict[str, Any]:
+    """The tariff as a document with the TOML file's keys (JSON-safe: decimals and dates as
+    text); :func:`tariff_from_dict` reads it back to an equal tariff. The meter stores the
+    tariff in force this way, so a tariff set at run time survives a restart."""
+    def names(table: Mapping[str, int], code: int) -> str:
+        return next(name for name, value in table.items() if value == code)
+
+    def period(r: Recurrence) -> dict[str, Any]:
+        return {"start": dt.datetime.fromtimestamp(r.start, dt.UTC).isoformat(),
+                "duration": r.duration, "timebase": r.timebase}
+
+    doc: dict[str, Any] = {
+        "provider_id": tariff.provider_id, "issuer_tariff_id": tariff.issuer_tariff_id,
+        "label": tariff.label, "currency": tariff.currency,
+        "price_trailing_digits": tariff.price_trailing_digits,
+        "unit_of_measure": tariff.unit_of_measure,
+        "commodity": names(COMMODITIES, tariff.commodity_type), "timezone": tariff.timezone,
+        "standing_charge": str(tariff.standing_charge),
+        "tiers": [{"tier": x.number, "label": x.label, "rate": str(x.rate)}
+                  for x in tariff.tiers],
+        "schedule": [{"days": [WEEKDAYS[d]],
+                      "switches": {f"{s.minute // 60:02d}:{s.minute % 60:02d}": s.tier
+                                   for s in day}}
+                     for d, day in enumerate(tariff.schedule)],
+        "gas": {"conversion_factor": str(tariff.conversion_factor),
+                "calorific_value_unit": names(CALORIFIC_UNITS, tariff.calorific_value_unit)},
+    }
+    if tariff.calorific_value is not None:
+        doc["gas"]["calorific_value"] = str(tariff.calorific_value)
+    if tariff.block_thresholds_kwh and tariff.block_period is not None:
+        prices: dict[str, list[str]] = {}
+        for (tier, _block), price in tariff.block_prices:
+            prices.setdefault(str(tier), []).append(str(price))
+        doc["blocks"] = {"thresholds_kwh": [str(v) for v in tariff.block_thresholds_kwh],
+                         "prices": prices, "period": period(tariff.block_period)}
+    if tariff.co2 is not None:
+        doc["co2"] = {"value": str(tariff.co2), "unit": names(CO2_UNITS, tariff.co2_unit)}
+    if tariff.billing_period is not None:
+        doc["billing_period"] = period(tariff.billing_period)
+    return doc
+
+
 def tariff_from_dict(doc: Any, *, source: str | None = None) -> Tariff:
     """A tariff from a document with the TOML file's keys (e.g. JSON from MQTT)."""
     return _Reader(source).tariff(doc)
