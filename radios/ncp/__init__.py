@@ -4,7 +4,7 @@ Unmodified bellows (the host side) talks to it over TCP (``socket://HOST:PORT``)
 as it would to a Silicon Labs stick. Layers, each sans-IO except the shell:
 
 - :mod:`radios.ncp.ash` — ASH framing, acknowledgement and retransmission (device side);
-- :mod:`radios.ncp.ezsp` — the EZSP frame layer and the command set bellows uses, on
+- :mod:`radios.ncp.ezsp` (+ ``cmd_*.py``) — the EZSP frame layer and the command set bellows uses, on
   bellows' own command tables and types;
 - :mod:`radios.ncp.state` — the NCP's non-volatile state (network, keys, tokens) as JSON;
 - :mod:`radios.ncp.node` — the emulated stack as a node on :class:`radios.air.VirtualAir`;

@@ -32,6 +32,15 @@ The firmware's radio side (sending on the air, the ZDO server, joins) is behind 
 :class:`Radio` protocol, implemented by :mod:`radios.ncp.node`; its events come back
 through :meth:`EzspNcp.message_sent`, :meth:`EzspNcp.incoming_message` and
 :meth:`EzspNcp.trust_center_join`.
+
+The command handlers (``cmd_<name>``, found by name when a frame arrives) are mixins by
+subject, each module holding one: :mod:`radios.ncp.cmd_config` (configuration, values,
+policies, endpoints, counters, manufacturing and NV3 tokens), :mod:`radios.ncp.cmd_network`
+(forming, scans, tables, permit joining), :mod:`radios.ncp.cmd_security` (security state,
+keys) and :mod:`radios.ncp.cmd_messaging` (sends, Green Power); what they share with this
+module (bellows' command table, the status conversions) is in :mod:`radios.ncp.cmd_common`.
+This module keeps the frame layer and the core: RAM state, dispatch, callbacks, the
+radio's events and the network up/down helpers.
 """
 
 from __future__ import annotations
@@ -42,21 +51,19 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import bellows.types as bt
-import zigpy.types as zt
 import zigpy.zdo.types as zdo_t
-from bellows.ezsp.v13 import commands as v13_commands
+
+from radios.ncp.cmd_common import COMMANDS, STACK_TYPE, STACK_VERSION, Ezsp, EzspAsSl, S, sl_to
+from radios.ncp.cmd_config import ConfigCommands
+from radios.ncp.cmd_messaging import MessagingCommands
+from radios.ncp.cmd_network import NetworkCommands
+from radios.ncp.cmd_security import SecurityCommands
 
 LOGGER = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 13  # EmberZNet 7.4.x, what bellows 1.2.1 drives as EZSPv13
-STACK_TYPE = 2  # mesh
-STACK_VERSION = (7, 4, 4, 0)
-STACK_BUILD = 244
 MAX_FRAME_LENGTH = 220  # EZSP_MAX_FRAME_LENGTH 200 + the extended header, with headroom
-MANUFACTURER_STRING = "sep NCP emulator"
-BOARD_NAME = "sep-ncp-emu"
 
-COMMANDS: dict[str, tuple[int, Any, Any]] = v13_commands.COMMANDS
 BY_ID: dict[int, tuple[str, Any, Any]] = {
     cmd_id: (name, req, rsp) for name, (cmd_id, req, rsp) in COMMANDS.items()
 }
@@ -69,14 +76,6 @@ FC_HI_SECURITY = 0x80
 LEGACY_EXTENDED_ID = 0xFF  # v5..v7 legacy frames: frame id 0xFF, then 0x00, then the id
 VERSION_ID = 0x00
 INVALID_COMMAND_ID = COMMANDS["invalidCommand"][0]
-
-S = bt.sl_Status
-Ezsp = bt.EzspStatus
-
-# bellows' own map (EmberStatus|EzspStatus -> sl_Status), turned round
-_FROM_SL: dict[tuple[type, S], Any] = {}
-for (_kind, _value), _sl in bt.SL_STATUS_MAP.items():
-    _FROM_SL.setdefault((_kind, _sl), _value)
 
 # Defaults of the configuration values bellows reads back (others default to 0)
 CONFIG_DEFAULTS: dict[str, int] = {
@@ -108,16 +107,6 @@ CONFIG_DEFAULTS: dict[str, int] = {
     "CONFIG_TC_REJOINS_USING_WELL_KNOWN_KEY_TIMEOUT_S": 90,
     "CONFIG_APPLICATION_ZDO_FLAGS": 0,
 }
-
-
-def sl_to(kind: Any, status: S) -> Any:
-    """An sl_Status in the status type a schema field has (EmberStatus, EzspStatus...)."""
-    if kind is S or not isinstance(kind, type) or not issubclass(kind, zt.enum8 | zt.enum32):
-        return status
-    value = _FROM_SL.get((kind, status))
-    if value is None:
-        value = _FROM_SL.get((kind, S.FAIL), 0x01)
-    return kind(value)
 
 
 class FrameError(ValueError):
@@ -169,7 +158,7 @@ def serialize_fields(schema: Any, values: dict[str, Any] | tuple | Any) -> bytes
     out = {}
     for name, kind in schema.items():
         value = values[name]
-        if isinstance(value, _EzspAsSl):
+        if isinstance(value, EzspAsSl):
             value = value.status if kind is Ezsp else bt.sl_Status.from_ember_status(value.status)
         if isinstance(value, S):
             value = sl_to(kind, value)
@@ -207,7 +196,7 @@ class NcpCounters:
     unknown_ids: list[int] = dataclasses.field(default_factory=list)
 
 
-class EzspNcp:
+class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingCommands):
     """The command dispatcher and RAM state of one emulated NCP.
 
     ``handle`` takes one EZSP frame from the host; replies and callbacks accumulate in
@@ -289,7 +278,7 @@ class EzspNcp:
     def _invalid(self, seq: int, status: bt.EzspStatus, why: str, *, legacy: bool) -> None:
         self.counters.invalid += 1
         LOGGER.warning("NCP: invalid command (%s): %s", status.name, why)
-        params = serialize_fields(COMMANDS["invalidCommand"][2], {"status": _EzspAsSl(status)})
+        params = serialize_fields(COMMANDS["invalidCommand"][2], {"status": EzspAsSl(status)})
         self.outbox.append(encode_frame(seq, INVALID_COMMAND_ID, params, legacy=legacy))
 
     def _version(self, frame: EzspFrame) -> None:
@@ -356,6 +345,10 @@ class EzspNcp:
         self.outbox.append(encode_frame(self.last_seq, cmd_id,
                                         serialize_fields(rsp_schema, fields), callback=True))
 
+    def outbox_after(self, action: Callable[[], None]) -> None:
+        """Run ``action`` after the current response is queued (callbacks follow it)."""
+        self._after.append(action)
+
     # -- events from the radio --------------------------------------------------------------
     def message_sent(self, kind: bt.EmberOutgoingMessageType, dst: int, aps: bt.EmberApsFrame,
                      tag: int, status: S, payload: bytes) -> None:
@@ -399,493 +392,3 @@ class EzspNcp:
             self.network_up = False
             self.radio.network_down()
             self.callback("stackStatusHandler", status=S.NETWORK_DOWN)
-
-    # -- configuration frames -----------------------------------------------------------------
-    def cmd_nop(self) -> dict:
-        return {}
-
-    def cmd_echo(self, data: bytes) -> dict:
-        return {"echo": data}
-
-    def cmd_getConfigurationValue(self, configId: Any) -> dict:
-        value = self.config.get(int(configId))
-        if value is None:
-            if configId.name.startswith("undefined"):
-                return {"status": S.INVALID_PARAMETER, "value": 0}
-            value = 0
-        return {"status": S.OK, "value": value}
-
-    def cmd_setConfigurationValue(self, configId: Any, value: int) -> dict:
-        if self.network_up:  # the stack has allocated its tables
-            return {"status": sl_or_ezsp(Ezsp.ERROR_INVALID_CALL)}
-        if configId.name.startswith("undefined"):
-            return {"status": sl_or_ezsp(Ezsp.ERROR_INVALID_ID)}
-        self.config[int(configId)] = int(value)
-        return {"status": S.OK}
-
-    def cmd_getValue(self, valueId: Any) -> dict:
-        vid = bt.EzspValueId
-        if valueId == vid.VALUE_VERSION_INFO:
-            major, minor, patch, special = STACK_VERSION
-            value = bt.uint16_t(STACK_BUILD).serialize() + bytes([major, minor, patch, special,
-                                                                  0xAA])
-        elif valueId == vid.VALUE_FREE_BUFFERS:
-            value = bytes([min(self.config.get(int(bt.EzspConfigId.CONFIG_PACKET_BUFFER_COUNT),
-                                               75), 255)])
-        elif valueId == vid.VALUE_NWK_FRAME_COUNTER:
-            value = bt.uint32_t(self.state.nwk_frame_counter).serialize()
-        elif valueId == vid.VALUE_APS_FRAME_COUNTER:
-            value = bt.uint32_t(self.state.aps_frame_counter).serialize()
-        elif valueId == vid.VALUE_NODE_SHORT_ID:
-            value = bt.uint16_t(0x0000 if self.network_up else 0xFFFE).serialize()
-        elif int(valueId) in self.values:
-            value = self.values[int(valueId)]
-        else:
-            return {"status": sl_or_ezsp(Ezsp.ERROR_INVALID_ID), "value": b""}
-        return {"status": S.OK, "value": value}
-
-    def cmd_setValue(self, valueId: Any, value: bytes) -> dict:
-        vid = bt.EzspValueId
-        if valueId.name.startswith("undefined"):
-            return {"status": sl_or_ezsp(Ezsp.ERROR_INVALID_ID)}
-        if valueId == vid.VALUE_NWK_FRAME_COUNTER:
-            self.state.nwk_frame_counter = int.from_bytes(value[:4], "little")
-            self.on_persist()
-        elif valueId == vid.VALUE_APS_FRAME_COUNTER:
-            self.state.aps_frame_counter = int.from_bytes(value[:4], "little")
-            self.on_persist()
-        else:
-            self.values[int(valueId)] = bytes(value)
-        return {"status": S.OK}
-
-    def cmd_getPolicy(self, policyId: Any) -> dict:
-        return {"status": S.OK, "decisionId": self.policies.get(int(policyId), 0)}
-
-    def cmd_setPolicy(self, policyId: Any, decisionId: Any) -> dict:
-        self.policies[int(policyId)] = int(decisionId)
-        return {"status": S.OK}
-
-    def cmd_addEndpoint(self, endpoint: int, profileId: int, deviceId: int,
-                        deviceVersion: int, inputClusterCount: int,
-                        outputClusterCount: int, inputClusterList: list,
-                        outputClusterList: list) -> dict:
-        if self.network_up or endpoint in self.endpoints or endpoint in (0, 0xFF):
-            return {"status": sl_or_ezsp(Ezsp.ERROR_INVALID_CALL)}
-        # the two lists are anonymous: bellows' schema reads both into the first one
-        clusters = [int(c) for c in [*inputClusterList, *outputClusterList]]
-        if len(clusters) != inputClusterCount + outputClusterCount:
-            return {"status": sl_or_ezsp(Ezsp.ERROR_INVALID_VALUE)}
-        self.endpoints[endpoint] = zdo_t.SimpleDescriptor(
-            endpoint=endpoint, profile=profileId, device_type=deviceId,
-            device_version=deviceVersion, input_clusters=clusters[:inputClusterCount],
-            output_clusters=clusters[inputClusterCount:])
-        return {"status": S.OK}
-
-    def cmd_setManufacturerCode(self, code: int) -> dict:
-        self.manufacturer_code = int(code)
-        return {}
-
-    def cmd_customFrame(self, payload: bytes) -> dict:
-        # A stock NCP has no custom (XNCP) frame handler
-        return {"status": S.INVALID_STATE, "reply": b""}
-
-    def cmd_readCounters(self) -> dict:
-        return {"values": list(self.mac_counters)}
-
-    def cmd_readAndClearCounters(self) -> dict:
-        values = list(self.mac_counters)
-        self.mac_counters = [0] * len(self.mac_counters)
-        return {"values": values}
-
-    def cmd_getMfgToken(self, tokenId: Any) -> dict:
-        tid = bt.EzspMfgTokenId
-        if tokenId == tid.MFG_STRING:
-            data = MANUFACTURER_STRING.encode().ljust(16, b"\xff")
-        elif tokenId == tid.MFG_BOARD_NAME:
-            data = BOARD_NAME.encode().ljust(16, b"\xff")
-        elif tokenId == tid.MFG_CUSTOM_EUI_64:
-            data = b"\xff" * 8
-        elif tokenId == tid.MFG_MANUF_ID:
-            data = bt.uint16_t(self.manufacturer_code).serialize()
-        else:
-            data = b"\xff" * 8
-        return {"tokenData": data}
-
-    # -- tokens (NV3) -------------------------------------------------------------------------
-    def _token_value(self, token: int) -> bytes | None:
-        nv3 = bt.NV3KeyId
-        st = self.state
-        if token in (nv3.CREATOR_STACK_RESTORED_EUI64, nv3.NVM3KEY_STACK_RESTORED_EUI64):
-            return bt.EUI64.convert(st.restored_eui64 or "ff:ff:ff:ff:ff:ff:ff:ff").serialize()
-        if token == nv3.NVM3KEY_STACK_NODE_DATA:
-            return bt.NV3StackNodeData(
-                panId=st.pan_id, radioTxPower=self.radio_power, radioFreqChannel=st.channel,
-                stackProfile=2,
-                nodeType=bt.EmberNodeType.COORDINATOR if st.formed
-                else bt.EmberNodeType.UNKNOWN_DEVICE,
-                zigbeeNodeId=0x0000 if st.formed else 0xFFFF,
-                extendedPanId=bt.ExtendedPanId.convert(st.extended_pan_id),
-            ).serialize()
-        if token == nv3.NVM3KEY_STACK_TRUST_CENTER:
-            return bt.NV3StackTrustCenterToken(
-                mode=st.security_bitmask & 0xFFFF, eui64=bt.EUI64.convert(st.tc_eui64),
-                key=bt.KeyData.convert(st.tc_link_key)).serialize()
-        if token == nv3.NVM3KEY_STACK_NETWORK_MANAGEMENT:
-            return bt.NV3StackNetworkManagementToken(
-                active_channels=bt.Channels(st.channels), manager_node_id=st.nwk_manager_id,
-                update_id=st.nwk_update_id, padding=0).serialize()
-        stored = st.tokens.get(f"{token:08x}")
-        return bytes.fromhex(stored) if stored is not None else None
-
-    def cmd_getTokenData(self, token: int, index: int) -> Any:
-        rsp = COMMANDS["getTokenData"][2]
-        value = self._token_value(int(token)) if index == 0 else None
-        if value is None:
-            return rsp(status=sl_to(rsp.fields.status.type, S.NOT_FOUND))
-        return rsp(status=sl_to(rsp.fields.status.type, S.OK), value=bt.LVBytes32(value))
-
-    def cmd_setTokenData(self, token: int, index: int, token_data: bytes) -> dict:
-        nv3 = bt.NV3KeyId
-        st = self.state
-        data = bytes(token_data)
-        try:
-            if token in (nv3.CREATOR_STACK_RESTORED_EUI64, nv3.NVM3KEY_STACK_RESTORED_EUI64):
-                eui, _ = bt.EUI64.deserialize(data)
-                st.restored_eui64 = None if str(eui) == "ff:ff:ff:ff:ff:ff:ff:ff" else str(eui)
-            elif token == nv3.NVM3KEY_STACK_NODE_DATA:
-                node, _ = bt.NV3StackNodeData.deserialize(data)
-                st.tx_power = int(node.radioTxPower)
-            elif token == nv3.NVM3KEY_STACK_TRUST_CENTER:
-                tc, _ = bt.NV3StackTrustCenterToken.deserialize(data)
-                st.tc_eui64 = str(tc.eui64)
-            elif token == nv3.NVM3KEY_STACK_NETWORK_MANAGEMENT:
-                mgmt, _ = bt.NV3StackNetworkManagementToken.deserialize(data)
-                st.nwk_update_id = int(mgmt.update_id)
-                st.nwk_manager_id = int(mgmt.manager_node_id)
-            else:
-                st.tokens[f"{int(token):08x}"] = data.hex()
-        except (ValueError, KeyError):
-            return {"status": S.INVALID_PARAMETER}
-        self.on_persist()
-        return {"status": S.OK}
-
-    def cmd_tokenFactoryReset(self, excludeOutgoingFC: bool, excludeBootCounter: bool) -> dict:
-        self._take_network_down()
-        self.state.factory_reset(keep_frame_counter=bool(excludeOutgoingFC))
-        self.on_persist()
-        self._event("factory reset of the NCP tokens")
-        return {}
-
-    # -- networking -------------------------------------------------------------------------
-    def cmd_networkState(self) -> dict:
-        status = bt.EmberNetworkStatus
-        return {"status": status.JOINED_NETWORK if self.network_up else status.NO_NETWORK}
-
-    def cmd_networkInit(self, networkInitBitmask: Any) -> dict:
-        if self.network_up:
-            return {"status": S.INVALID_STATE}
-        if not self.state.formed:
-            return {"status": S.NOT_JOINED}
-        self.outbox_after(lambda: self._bring_network_up("resumed"))
-        return {"status": S.OK}
-
-    def outbox_after(self, action: Callable[[], None]) -> None:
-        """Run ``action`` after the current response is queued (callbacks follow it)."""
-        self._after.append(action)
-
-    def cmd_formNetwork(self, parameters: bt.EmberNetworkParameters) -> dict:
-        if self.network_up:
-            return {"status": S.INVALID_STATE}
-        st = self.state
-        st.formed = True
-        st.pan_id = int(parameters.panId)
-        st.extended_pan_id = str(parameters.extendedPanId)
-        st.channel = int(parameters.radioChannel)
-        st.tx_power = int(parameters.radioTxPower)
-        st.channels = int(parameters.channels) or (1 << st.channel)
-        st.nwk_manager_id = int(parameters.nwkManagerId)
-        st.nwk_update_id = 0  # formNetwork ignores nwkUpdateId (bellows knows)
-        st.tc_eui64 = str(st.ieee)
-        self.radio_power = st.tx_power
-        self.on_persist()
-        self.outbox_after(lambda: self._bring_network_up("formed"))
-        return {"status": S.OK}
-
-    def cmd_leaveNetwork(self) -> dict:
-        if not self.network_up:
-            return {"status": S.INVALID_STATE}
-        self.state.formed = False
-        self.on_persist()
-        self.outbox_after(self._take_network_down)
-        self._event("left the network")
-        return {"status": S.OK}
-
-    def cmd_getNetworkParameters(self) -> dict:
-        if not self.network_up:
-            return {"status": S.NOT_JOINED, "nodeType": bt.EmberNodeType.UNKNOWN_DEVICE,
-                    "parameters": self._network_params()}
-        return {"status": S.OK, "nodeType": bt.EmberNodeType.COORDINATOR,
-                "parameters": self._network_params()}
-
-    def cmd_getNodeId(self) -> dict:
-        return {"nodeId": 0x0000 if self.network_up else 0xFFFE}
-
-    def cmd_getEui64(self) -> dict:
-        return {"eui64": self.state.ieee}
-
-    def cmd_setRadioPower(self, power: int) -> dict:
-        if not -43 <= power <= 20:
-            return {"status": S.INVALID_PARAMETER}
-        self.radio_power = int(power)
-        return {"status": S.OK}
-
-    def cmd_setRadioChannel(self, channel: int) -> dict:
-        if not 11 <= channel <= 26:
-            return {"status": S.INVALID_PARAMETER}
-        self.state.channel = int(channel)
-        self.on_persist()
-        return {"status": S.OK}
-
-    def cmd_permitJoining(self, duration: int) -> dict:
-        if not self.network_up:
-            return {"status": S.NOT_JOINED}
-        self.radio.permit_joining(int(duration))
-        if duration:
-            self._event(f"permit joining for {int(duration)} s")
-        return {"status": S.OK}
-
-    def cmd_setConcentrator(self, **_: Any) -> dict:
-        return {"status": S.OK}
-
-    def cmd_setSourceRouteDiscoveryMode(self, mode: int) -> dict:
-        return {"remainingTime": 0}
-
-    def cmd_startScan(self, scanType: Any, channelMask: Any, duration: int) -> dict:
-        if scanType != bt.EzspNetworkScanType.ENERGY_SCAN:
-            # an active scan for beacons: the virtual air has no other PAN to find
-            channels = [c for c in range(11, 27) if int(channelMask) & (1 << c)]
-            self.outbox_after(lambda: self.callback(
-                "scanCompleteHandler", channel=channels[-1] if channels else 0xFF,
-                status=S.OK))
-            return {"status": S.OK}
-        channels = [c for c in range(11, 27) if int(channelMask) & (1 << c)]
-        if not channels:
-            return {"status": S.INVALID_PARAMETER}
-
-        def results() -> None:
-            for channel in channels:  # every channel equally quiet: zigpy keeps its choice
-                self.callback("energyScanResultHandler", channel=channel, maxRssiValue=-95)
-            self.callback("scanCompleteHandler", channel=0xFF, status=S.OK)
-
-        self.outbox_after(results)
-        return {"status": S.OK}
-
-    def cmd_stopScan(self) -> dict:
-        return {"status": S.OK}
-
-    def cmd_setSourceRoute(self, destination: int, relayList: list) -> dict:
-        return {"status": S.OK}
-
-    def cmd_getChildData(self, index: int) -> dict:
-        # no end-device children on the virtual air: every slot is empty
-        empty = COMMANDS["getChildData"][2]["child_data"](
-            eui64=bt.EUI64.convert("00:00:00:00:00:00:00:00"),
-            type=bt.EmberNodeType.UNKNOWN_DEVICE, id=0xFFFF, phy=0, power=0, timeout=0,
-            timeout_remaining=0)
-        return {"status": S.NOT_JOINED, "child_data": empty}
-
-    def cmd_getAddressTableRemoteNodeId(self, addressTableIndex: int) -> dict:
-        return {"nodeId": 0xFFFF}
-
-    def cmd_lookupEui64ByNodeId(self, nodeId: int) -> dict:
-        eui = self.radio.lookup_eui64(int(nodeId))
-        if eui is None:
-            return {"status": S.NOT_FOUND, "eui64": bt.EUI64.convert("00:00:00:00:00:00:00:00")}
-        return {"status": S.OK, "eui64": eui}
-
-    def cmd_lookupNodeIdByEui64(self, eui64: bt.EUI64) -> dict:
-        nwk = self.radio.lookup_node_id(eui64)
-        return {"nodeId": 0xFFFF if nwk is None else nwk}
-
-    def cmd_getExtendedTimeout(self, remoteEui64: bt.EUI64) -> dict:
-        return {"extendedTimeout": self.extended_timeouts.get(str(remoteEui64), False)}
-
-    def cmd_setExtendedTimeout(self, remoteEui64: bt.EUI64, extendedTimeout: bool) -> dict:
-        self.extended_timeouts[str(remoteEui64)] = bool(extendedTimeout)
-        return {}
-
-    def cmd_getMulticastTableEntry(self, index: int) -> dict:
-        size = self.config.get(int(bt.EzspConfigId.CONFIG_MULTICAST_TABLE_SIZE), 16)
-        if index >= size:
-            return {"status": S.INVALID_INDEX,
-                    "value": bt.EmberMulticastTableEntry(multicastId=0, endpoint=0,
-                                                         networkIndex=0)}
-        entry = self.multicast.get(int(index)) or bt.EmberMulticastTableEntry(
-            multicastId=0, endpoint=0, networkIndex=0)
-        return {"status": S.OK, "value": entry}
-
-    def cmd_setMulticastTableEntry(self, index: int, value: Any) -> dict:
-        size = self.config.get(int(bt.EzspConfigId.CONFIG_MULTICAST_TABLE_SIZE), 16)
-        if index >= size:
-            return {"status": S.INVALID_INDEX}
-        self.multicast[int(index)] = value
-        return {"status": S.OK}
-
-    # -- messaging ----------------------------------------------------------------------------
-    def cmd_sendUnicast(self, type: Any, indexOrDestination: int, apsFrame: Any,
-                        messageTag: int, messageContents: bytes) -> dict:
-        if not self.network_up:
-            return {"status": S.NETWORK_DOWN, "sequence": 0}
-        if type != bt.EmberOutgoingMessageType.OUTGOING_DIRECT:
-            return {"status": S.INVALID_PARAMETER, "sequence": 0}
-        seq = self.radio.send_unicast(int(indexOrDestination), apsFrame, int(messageTag),
-                                      bytes(messageContents))
-        return {"status": S.OK, "sequence": seq}
-
-    def cmd_sendBroadcast(self, destination: int, apsFrame: Any, radius: int,
-                          messageTag: int, messageContents: bytes) -> dict:
-        if not self.network_up:
-            return {"status": S.NETWORK_DOWN, "sequence": 0}
-        if destination < 0xFFF8:
-            return {"status": S.INVALID_PARAMETER, "sequence": 0}
-        seq = self.radio.send_broadcast(int(destination), apsFrame, int(radius),
-                                        int(messageTag), bytes(messageContents))
-        return {"status": S.OK, "sequence": seq}
-
-    def cmd_sendMulticast(self, apsFrame: Any, hops: int, nonmemberRadius: int,
-                          messageTag: int, messageContents: bytes) -> dict:
-        if not self.network_up:
-            return {"status": S.NETWORK_DOWN, "sequence": 0}
-        seq = self.radio.send_broadcast(0xFFFD, apsFrame, int(hops), int(messageTag),
-                                        bytes(messageContents))
-        return {"status": S.OK, "sequence": seq}
-
-    # -- security -----------------------------------------------------------------------------
-    def cmd_setInitialSecurityState(self, state: bt.EmberInitialSecurityState) -> dict:
-        if self.network_up:
-            return {"status": S.INVALID_STATE}
-        st = self.state
-        bits = bt.EmberInitialSecurityBitmask
-        st.security_bitmask = int(state.bitmask)
-        if bits.HAVE_PRECONFIGURED_KEY in state.bitmask:
-            st.tc_link_key = bytes(state.preconfiguredKey).hex()
-        if bits.HAVE_NETWORK_KEY in state.bitmask:
-            st.network_key = bytes(state.networkKey).hex()
-            st.network_key_seq = int(state.networkKeySequenceNumber)
-        if bits.HAVE_TRUST_CENTER_EUI64 in state.bitmask:
-            st.tc_eui64 = str(state.preconfiguredTrustCenterEui64)
-        else:
-            st.tc_eui64 = str(st.ieee)
-        self.on_persist()
-        return {"status": S.OK}
-
-    def _current_security_bitmask(self) -> bt.EmberCurrentSecurityBitmask:
-        cur = bt.EmberCurrentSecurityBitmask
-        init = bt.EmberInitialSecurityBitmask(self.state.security_bitmask)
-        bitmask = cur.STANDARD_SECURITY_MODE
-        if bt.EmberInitialSecurityBitmask.TRUST_CENTER_GLOBAL_LINK_KEY in init:
-            bitmask |= cur.GLOBAL_LINK_KEY
-        if bt.EmberInitialSecurityBitmask.TRUST_CENTER_USES_HASHED_LINK_KEY in init:
-            bitmask |= cur.TRUST_CENTER_USES_HASHED_LINK_KEY
-        bitmask |= cur.HAVE_TRUST_CENTER_LINK_KEY
-        return cur(bitmask)
-
-    def cmd_getCurrentSecurityState(self) -> dict:
-        if not self.network_up:
-            return {"status": S.NOT_JOINED, "state": bt.EmberCurrentSecurityState(
-                bitmask=0, trustCenterLongAddress=bt.EUI64.convert(self.state.tc_eui64))}
-        return {"status": S.OK, "state": bt.EmberCurrentSecurityState(
-            bitmask=self._current_security_bitmask(),
-            trustCenterLongAddress=bt.EUI64.convert(self.state.tc_eui64))}
-
-    def cmd_exportKey(self, context: bt.SecurityManagerContextV13) -> dict:
-        kind = bt.SecurityManagerKeyType
-        if context.core_key_type == kind.NETWORK:
-            return {"key": bt.KeyData.convert(self.state.network_key), "status": S.OK}
-        if context.core_key_type == kind.TC_LINK:
-            return {"key": bt.KeyData.convert(self.state.tc_link_key), "status": S.OK}
-        if context.core_key_type == kind.APP_LINK:
-            for k in self.state.link_keys:
-                if k.ieee == str(context.eui64):
-                    return {"key": bt.KeyData.convert(k.key), "status": S.OK}
-        return {"key": bt.KeyData(b"\x00" * 16), "status": S.NOT_FOUND}
-
-    def cmd_getNetworkKeyInfo(self) -> dict:
-        st = self.state
-        return {"status": S.OK, "network_key_info": bt.SecurityManagerNetworkKeyInfo(
-            network_key_set=st.formed, alternate_network_key_set=False,
-            network_key_sequence_number=st.network_key_seq, alt_network_key_sequence_number=0,
-            network_key_frame_counter=st.nwk_frame_counter)}
-
-    def cmd_clearKeyTable(self) -> dict:
-        self.state.link_keys.clear()
-        self.on_persist()
-        return {"status": S.OK}
-
-    def cmd_importLinkKey(self, index: int, address: bt.EUI64, key: bt.KeyData) -> dict:
-        from radios.ncp.state import LinkKey
-
-        size = self.config.get(int(bt.EzspConfigId.CONFIG_KEY_TABLE_SIZE), 4)
-        if index >= size:
-            return {"status": S.INVALID_INDEX}
-        keys = [k for k in self.state.link_keys if k.ieee != str(address)]
-        keys.insert(min(index, len(keys)), LinkKey(ieee=str(address), key=bytes(key).hex()))
-        self.state.link_keys = keys
-        self.on_persist()
-        return {"status": S.OK}
-
-    def cmd_exportLinkKeyByIndex(self, index: int) -> dict:
-        meta = bt.SecurityManagerAPSKeyMetadata(bitmask=0, outgoing_frame_counter=0,
-                                                incoming_frame_counter=0, ttl_in_seconds=0)
-        if index < len(self.state.link_keys):
-            k = self.state.link_keys[index]
-            return {"eui64": bt.EUI64.convert(k.ieee), "plaintext_key": bt.KeyData.convert(k.key),
-                    "key_data": meta, "status": S.OK}
-        return {"eui64": bt.EUI64.convert("00:00:00:00:00:00:00:00"),
-                "plaintext_key": bt.KeyData(b"\x00" * 16), "key_data": meta,
-                "status": S.NOT_FOUND}
-
-    def cmd_findKeyTableEntry(self, address: bt.EUI64, linkKey: bool) -> dict:
-        for i, k in enumerate(self.state.link_keys):
-            if k.ieee == str(address):
-                return {"index": i}
-        return {"index": 0xFF}
-
-    def cmd_eraseKeyTableEntry(self, index: int) -> dict:
-        if index < len(self.state.link_keys):
-            del self.state.link_keys[index]
-            self.on_persist()
-            return {"status": S.OK}
-        return {"status": S.INVALID_INDEX}
-
-    def cmd_importTransientKey(self, eui64: bt.EUI64, plaintext_key: bt.KeyData,
-                               flags: Any) -> dict:
-        self.transient_keys[str(eui64)] = bytes(plaintext_key)
-        LOGGER.info("NCP: transient link key for %s", eui64)
-        return {"status": S.OK}
-
-    def cmd_clearTransientLinkKeys(self) -> dict:
-        self.transient_keys.clear()
-        return {}
-
-    # -- Green Power (no proxy/sink tables in the emulated firmware) ---------------------------
-    def cmd_gpSinkTableClearAll(self) -> dict:
-        return {}
-
-    def cmd_gpProxyTableProcessGpPairing(self, **_: Any) -> dict:
-        return {"gpPairingAdded": False}
-
-
-def sl_or_ezsp(status: bt.EzspStatus) -> Any:
-    """An EzspStatus where a schema says sl_Status/EzspStatus (v13 mixes them)."""
-    return _EzspAsSl(status)
-
-
-class _EzspAsSl:
-    """Marks an EzspStatus; :func:`serialize_fields` writes it as the field's type wants."""
-
-    def __init__(self, status: bt.EzspStatus) -> None:
-        self.status = status
-
-    def __repr__(self) -> str:
-        return f"<{self.status!r}>"
