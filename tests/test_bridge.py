@@ -10,6 +10,7 @@ from decimal import Decimal
 import aiomqtt
 import pytest
 from broker import Broker
+from waiting import until
 
 from radios.air import VirtualAir
 from sep.app import MeterApp, MeterSettings
@@ -40,15 +41,6 @@ async def collect(client: aiomqtt.Client, into: dict, stop: asyncio.Event) -> No
         into.setdefault(str(msg.topic), []).append(msg.payload)
 
 
-async def wait_until(pred, timeout=15.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 def broker(tmp_path):
     b = Broker(tmp_path).start()
@@ -66,8 +58,8 @@ async def test_discovery_and_values_through_se_arithmetic(broker):
         async with meter_with_bridge(cfg) as (app, clock):
             origin = clock.t
             clock.advance(5400)
-            await wait_until(lambda: len(got.get(f"sep/{NODE}/reading", [])) >= 3)
-            await wait_until(lambda: f"sep/{NODE}/state" in got)
+            await until(lambda: len(got.get(f"sep/{NODE}/reading", [])) >= 3, 15.0)
+            await until(lambda: f"sep/{NODE}/state" in got, 15.0)
         task.cancel()
     energy = json.loads(got[f"homeassistant/sensor/{NODE}/energy_import/config"][-1])
     assert energy["device_class"] == "energy" and energy["state_class"] == "total_increasing"
@@ -109,15 +101,15 @@ async def test_readings_survive_a_broker_outage_in_order(tmp_path):
     sub_task = asyncio.create_task(subscriber(stop))
     try:
         async with meter_with_bridge(cfg, data_dir=tmp_path) as (app, clock):
-            await wait_until(lambda: len(seqs) >= 5)
+            await until(lambda: len(seqs) >= 5, 15.0)
             broker.stop()
             await asyncio.sleep(1.5)  # readings pile up in the outbox meanwhile
             queued = len(app.bridge.outbox)
             assert queued > 5
             broker.start()
-            await wait_until(lambda: len(app.bridge.outbox) == 0, timeout=30)
+            await until(lambda: len(app.bridge.outbox) == 0, timeout=30)
             last = app.bridge.submit(app.meter_state())  # the newest reading's number
-            await wait_until(lambda: seqs and seqs[-1] >= last, timeout=30)
+            await until(lambda: seqs and seqs[-1] >= last, timeout=30)
     finally:
         stop.set()
         sub_task.cancel()
@@ -153,7 +145,7 @@ async def test_tls_with_a_test_ca(tmp_path):
                                     publish_interval=0.1)
         async with meter_with_bridge(cfg) as (app, _):
             await asyncio.wait_for(app.bridge.connected.wait(), 10)
-            await wait_until(lambda: app.bridge.published > 0)
+            await until(lambda: app.bridge.published > 0, 15.0)
         # Without our CA the server certificate is not trusted
         cfg = BridgeConfig.from_url(f"mqtts://127.0.0.1:{broker.port}", publish_interval=0.1)
         async with meter_with_bridge(cfg) as (app, _):
@@ -231,9 +223,9 @@ async def test_events_and_ota_status_reach_the_broker(broker, tmp_path):
         try:
             supply = app.metering.supply
             assert supply.remote_change(supply.provider_id, 1, 0, 0, clock.now()) is None
-            await wait_until(lambda: any(b"SUPPLY_CHANGE" in m for m in got.get(
-                f"sep/{NODE}/event", [])))
-            await wait_until(lambda: f"sep/{NODE}/state" in got)
+            await until(lambda: any(b"SUPPLY_CHANGE" in m for m in got.get(
+                f"sep/{NODE}/event", [])), 15.0)
+            await until(lambda: f"sep/{NODE}/state" in got, 15.0)
         finally:
             await app.stop()
         task.cancel()

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from waiting import until
 
 from hubsim.hub import CommsHub
 from hubsim.ihd import InHomeDisplay
@@ -22,14 +23,6 @@ ECONOMY7 = ROOT / "examples" / "tariff.toml"
 DEMO = ROOT / "hubsim" / "data" / "demo_tariff.toml"
 NOON = 1_767_614_400  # Monday 2026-01-05 12:00 UTC (GMT: Europe/London = UTC)
 SEED = 5
-
-
-async def until(cond, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ the field values the test sent, with no malformed frames.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 
@@ -14,6 +13,7 @@ import pytest
 import zigpy.types as t
 from test_messaging import frame
 from test_pcap import malformed, tshark_fields
+from waiting import until
 from zigpy.zcl import foundation
 
 from hubsim.hub import CommsHub
@@ -27,14 +27,6 @@ from sep.clock import ManualClock
 TSHARK = shutil.which("tshark")
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (.ci/run installs it)")
 Z2000 = 946_684_800
-
-
-async def until(cond, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

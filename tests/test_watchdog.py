@@ -14,10 +14,15 @@ import time
 import uuid
 
 import pytest
+from waiting import until as _until
 
 from sep.watchdog import Watchdog, notify_address, sd_notify, watchdog_interval
 
 TOL = 0.15  # scheduling tolerance on a loaded 2-core CI machine
+
+
+def until(cond, timeout: float = 5.0):
+    return _until(cond, timeout, step=0.005)  # fine steps: these tests time detections
 
 
 class Recorder:
@@ -27,13 +32,6 @@ class Recorder:
 
     def event(self, kind: str, details: dict) -> None:
         self.events.append((kind, details))
-
-
-async def until(cond, timeout: float = 5.0, step: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(step)
 
 
 @pytest.mark.parametrize("how", ["awaits forever", "busy without beating"])
