@@ -70,6 +70,12 @@ async def test_price_now_next_tariff_and_the_switch_to_peak(han_with):
     assert prices.standing_charge == Decimal("0.5312") and prices.tiers_in_use == 3
     assert prices.tier_labels == {1: "Night", 2: "Day", 3: "Peak"}
     assert prices.block_thresholds == [6000]  # 6 kWh, in the meter's register units (Wh)
+    # with the clock standing still, nobody asks anything again: the HAN is quiet
+    price_frames: list[int] = []
+    meter.controller.air.add_tap(lambda f, _t: price_frames.append(f.cluster_id)
+                                 if f.cluster_id in (0x0700, 0x0703) else None)
+    await asyncio.sleep(1.5)
+    assert price_frames == []
     await step(clock, meter, 4 * 3600 + 60, every=600)
     await until(lambda: prices.price(clock.now()).label == "Peak")
     assert prices.price(clock.now()).rate == Decimal("0.4200")

@@ -25,7 +25,14 @@ import zigpy.types as t
 from zigpy.zcl import foundation
 
 from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
-from sep.zcl.frames import MalformedFrame, Request, Status, build_frame, default_response
+from sep.zcl.frames import (
+    MalformedFrame,
+    Request,
+    Status,
+    build_frame,
+    decode_schema,
+    default_response,
+)
 from sep.zcl.messaging import Messaging
 from sep.zcl.price import Price
 
@@ -59,6 +66,7 @@ class SupplierLink:
         self.log: list[str] = []
         self.upstream_messages: set[int] = set()  # ids of the supplier's messages
         self._tariff_asks: set[int] = set()  # TSNs of our GetTariffInformation requests
+        self._followed: list[int] = []  # current prices whose successors we asked for
         self._tsn = 0x80  # requests of ours (apart from the endpoint's report TSNs)
 
     @property
@@ -101,18 +109,25 @@ class SupplierLink:
             out.append(self.request(MESSAGING_CLUSTER, 0x00))
         return out
 
-    @staticmethod
-    def _starts_now(publish_price: bytes, now: float) -> bool:
-        """Whether a PublishPrice payload's start time is "now" or already past."""
-        label_len = publish_price[4] if len(publish_price) > 4 else 0
-        at = 5 + label_len + 4 + 4 + 1 + 2 + 1 + 1  # .. current time, unit, currency, tiers
-        start = int.from_bytes(publish_price[at:at + 4], "little")
-        return start == 0 or start + ZIGBEE_EPOCH <= now
-
-    def _scheduled_prices(self) -> bytes:
-        schema = Price.server_commands[0x01].schema  # GetScheduledPrices: from now, two
-        return self.request(PRICE_CLUSTER, 0x01, schema(start_time=0,
-                                                        number_of_events=2).serialize())[1]
+    def _after_current_price(self, publish_price: bytes, now: float) -> list[bytes]:
+        """When a price in force now arrives for the first time: ask the ESI what follows
+        it (SE carries no TOU schedule). Asked from its end, so the answer holds only
+        later prices and asks nothing again."""
+        try:
+            args = decode_schema(Price.client_commands[0x00].schema, publish_price, strict=False)
+        except MalformedFrame:
+            return []
+        start = int(args.start_time)
+        start = int(now) if start == 0 else start + ZIGBEE_EPOCH
+        duration = int(args.duration_in_minutes)
+        event_id = int(args.issuer_event_id)
+        if start > now or duration == 0xFFFF or event_id in self._followed:
+            return []
+        self._followed.append(event_id)
+        del self._followed[:-16]
+        schema = Price.server_commands[0x01].schema  # GetScheduledPrices
+        return [self.request(PRICE_CLUSTER, 0x01, schema(
+            start_time=to_zcl_time(start + 60 * duration), number_of_events=2).serialize())[1]]
 
     def _tariff_details(self, payload: bytes) -> list[bytes]:
         """After the tariff we asked for: its price matrix, block thresholds, tier labels."""
@@ -163,10 +178,8 @@ class SupplierLink:
                     and req.tsn in self._tariff_asks:
                 self._tariff_asks.discard(req.tsn)
                 follow = self._tariff_details(req.payload)
-            if req.cluster_id == PRICE_CLUSTER and req.command_id == 0x00 \
-                    and self._starts_now(req.payload, now):
-                # a price in force now: ask what follows it (SE carries no TOU schedule)
-                follow = [self._scheduled_prices()]
+            if req.cluster_id == PRICE_CLUSTER and req.command_id == 0x00:
+                follow = self._after_current_price(req.payload, now)
         else:
             self.stats.refused += 1
             self._note(f"refused cluster 0x{req.cluster_id:04X} command 0x{req.command_id:02X} "
