@@ -34,6 +34,11 @@ def test_demo_runs_for_its_duration_and_exits_0(tmp_path):
     assert rate in ("0.1500", "0.2700", "0.4200", "0.6000"), price
     assert "tariff 'Demo TOU + block'" in price
     assert "IHD messages 2, confirmed 1; supplier got 1 confirmation(s)" in proc.stdout
+    # no node keeps asking another: a 12 s run carries a few hundred frames (a loop
+    # between the meter and the ESI once made it tens of thousands)
+    summary = [line for line in proc.stdout.splitlines() if line.startswith("IHD saw")][-1]
+    frames = int(summary.split(" frames on the air")[0].rsplit(" ", 1)[-1])
+    assert frames < 2000, summary
     # the meter's identity is kept in the data directory across runs
     assert (tmp_path / "identity.json").exists()
 
