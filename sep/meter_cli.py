@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tariff", type=Path, metavar="FILE",
                    help="the tariff (TOML, see examples/tariff.toml; default one rate of "
                    "0.2450 GBP/kWh); re-read on SIGHUP, and the HAN is told at once")
+    p.add_argument("--supplier", metavar="IEEE",
+                   help="the supplier's ESI whose prices, tariffs and messages the meter takes "
+                   "and re-publishes to its HAN (default: the trust centre, NWK 0x0000)")
     p.add_argument("--isolated-metrology", action="store_true",
                    help="run metrology in its own process (needs --data); the meter reads it "
                    "through the read-only socket protocol")
@@ -225,6 +228,15 @@ def _run(args: argparse.Namespace) -> int:
         except TariffError as exc:
             print(f"sep meter: {exc}", file=sys.stderr)
             return 2
+    if args.supplier is not None:
+        import zigpy.types as t
+
+        try:
+            t.EUI64.convert(args.supplier)
+        except ValueError:
+            print(f"sep meter: --supplier {args.supplier!r} is not an IEEE address "
+                  "(aa:bb:cc:dd:ee:ff:00:11)", file=sys.stderr)
+            return 2
     network = None
     installs: list[tuple[str, str]] = []
     if args.radio == "ezsp":
@@ -249,7 +261,7 @@ def _run(args: argparse.Namespace) -> int:
         print("sep meter: the EZSP network options need --radio ezsp", file=sys.stderr)
         return 2
     settings = MeterSettings(radio=args.radio, device=device, ieee=args.ieee,
-                             tariff=args.tariff, network=network,
+                             tariff=args.tariff, network=network, supplier=args.supplier,
                              endpoint=endpoint, data_dir=args.data, seed=args.seed,
                              baudrate=args.baudrate, flow_control=args.flow_control, mqtt=mqtt,
                              file_version=args.file_version or APP_FILE_VERSION,

@@ -54,3 +54,6 @@ def test_meter_refuses_bad_network_options():
     wrong = subprocess.run([str(BIN / "sep"), "meter", "--tc-policy", "install_code"],
                            capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "--radio ezsp" in wrong.stderr
+    who = subprocess.run([str(BIN / "sep"), "meter", "--supplier", "hub"],
+                         capture_output=True, text=True, timeout=60)
+    assert who.returncode == 2 and "not an IEEE address" in who.stderr
