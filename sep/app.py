@@ -59,6 +59,7 @@ IMAGE_TYPE_APPLICATION = APPLICATION_IMAGE_TYPE  # OTA image type of this applic
 IMAGE_TYPE_METROLOGY = METROLOGY_IMAGE_TYPE  # never accepted over the air
 APP_FILE_VERSION = 0x00010000
 OTA_CLUSTER = 0x0019
+SUPPLIER_SEARCH_MAX = 600.0  # seconds: the slowest search for an ESI that is not there
 
 
 @dataclasses.dataclass
@@ -81,7 +82,8 @@ class MeterSettings:
     supplier: str | None = None  # IEEE of the supplier's ESI (default: the trust centre)
     tariff: Path | None = None  # a tariff TOML file (examples/tariff.toml); default one rate
     network: Any = None  # EZSP: a radios.ezsp.NetworkSettings for forming (None: zigpy picks)
-    supplier_search_interval: float = 5.0  # seconds between searches until the ESI answers
+    supplier_search_interval: float = 5.0  # first wait between searches for the ESI
+    supplier_refresh_interval: float = 1800.0  # then ask it again this often (seconds)
 
 
 def load_identity(settings: MeterSettings) -> str:
@@ -465,13 +467,22 @@ class MeterApp:
                              profile_id=0x0109, cluster_id=cluster_id, data=frame))
 
     async def _find_supplier(self) -> None:
-        """Look for the ESI (a Price or Messaging server) until the authorised one answers."""
-        while self.supplier.esi is None:
-            try:
-                await self.match_descriptor(self.supplier.clusters, self._esi_found)
-            except (zigpy.exceptions.DeliveryError, OSError) as exc:
-                LOGGER.debug("ESI search not sent: %s", exc)
-            await asyncio.sleep(self.settings.supplier_search_interval)
+        """Look for the ESI (a Price or Messaging server) until the authorised one answers
+        (the search backs off to once in ten minutes on a HAN without one), then ask it
+        again now and then, so a restarted ESI knows the meter as a client again."""
+        delay = self.settings.supplier_search_interval
+        while True:
+            if self.supplier.esi is None:
+                try:
+                    await self.match_descriptor(self.supplier.clusters, self._esi_found)
+                except (zigpy.exceptions.DeliveryError, OSError) as exc:
+                    LOGGER.debug("ESI search not sent: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SUPPLIER_SEARCH_MAX)
+                continue
+            await asyncio.sleep(self.settings.supplier_refresh_interval)
+            for cluster_id, frame in self.supplier.hello():
+                self._send_to_esi(cluster_id, frame)
 
     def _message_confirmed(self, msg: Any, confirmation: dict[str, Any]) -> None:
         up = self.supplier.confirmation(msg.message_id, self.clock.now(),

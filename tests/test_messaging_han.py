@@ -6,6 +6,7 @@ the field values the test sent, with no malformed frames.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 
@@ -141,6 +142,39 @@ async def test_protected_message_replacement_cancel_and_cancel_all(han_pcap):
     protected = [r for r in rows if r["zbee_zcl_se.msg.cmd.srv_tx.id"] == "0x02"]
     assert {r["zbee_zcl_se.msg.message"] for r in protected} == {
         "Your PIN is needed", "Your PIN is needed today"}
+
+
+async def test_a_restarted_esi_knows_the_meter_again_and_nothing_is_shown_twice(tmp_path):
+    air = VirtualAir()
+    clock = ManualClock()
+    hub = CommsHub(air=air, clock=clock.now)
+    await hub.start()
+    meter = MeterApp(MeterSettings(ieee="00:0d:6f:00:00:00:4e:02", tick_seconds=0.05,
+                                   supplier_search_interval=0.2, supplier_refresh_interval=0.3),
+                     clock=clock, air=air)
+    await meter.start()
+    ihd = InHomeDisplay(air=air, clock=clock.now)
+    await ihd.start()
+    try:
+        await ihd.connect()
+        await until(lambda: hub.supplier.clients)
+        hub.supplier.send_message("Meter read tomorrow", message_id=31,
+                                  confirmation_required=True)
+        await until(lambda: 31 in ihd.view.messages and ihd.view.messages[31].confirmed)
+        assert len(meter.messaging.messages[31].confirmations) == 1
+        pushed: list[bytes] = []
+        air.add_tap(lambda f, _t: pushed.append(f.payload) if f.cluster_id == 0x0703
+                    and f.src_nwk == meter.nwk and f.dst_nwk != 0 else None)
+        hub.supplier.messaging.clients.clear()  # the ESI restarted: it knows no client
+        await until(lambda: hub.supplier.clients, timeout=5)  # the meter asked again
+        await asyncio.sleep(0.7)  # two more refreshes
+        assert len(meter.messaging.messages[31].confirmations) == 1  # kept
+        assert pushed == []  # the same message again is not shown to the IHD again
+        assert len(hub.supplier.confirmations) == 1
+    finally:
+        await ihd.stop()
+        await meter.stop()
+        await hub.stop()
 
 
 async def test_confirmation_with_response_text_and_bad_confirmations(han_pcap):

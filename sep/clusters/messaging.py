@@ -123,6 +123,12 @@ class Message:
         end = self.end
         return end is not None and now >= end
 
+    def same_as(self, other: Message, start_now: bool = False) -> bool:
+        """The same message (a start of "now" matches whenever it started)."""
+        return (self.message_id, self.control, self.duration_min, self.text, self.protected) \
+            == (other.message_id, other.control, other.duration_min, other.text,
+                other.protected) and (start_now or self.start == other.start)
+
     def confirmed_by(self, nwk: int) -> bool:
         return any(c["nwk"] == nwk for c in self.confirmations)
 
@@ -228,6 +234,9 @@ class MessagingServer(ClusterServer):
                               int(now) if start == START_NOW else start + ZIGBEE_EPOCH,
                               int(args.duration_in_minutes), text,
                               protected=command_id == DISPLAY_PROTECTED)
+                old = self.messages.get(msg.message_id)
+                if old is not None and old.same_as(msg, start == START_NOW):
+                    return Status.SUCCESS  # the same message again (asked for anew): kept
                 self._queue(msg)
             elif command_id == CANCEL:
                 self.cancel_message(int(args.message_id))
