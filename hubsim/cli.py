@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from sep import __version__
-from sep.cli_run import run
+from sep.cli_run import run, tariff_file
 
 
 def _positive(value: str) -> float:
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how the demo meter reaches the air: virtual (default), or ezsp: "
                       "unmodified bellows on the EZSP NCP emulator (the meter is then the "
                       "coordinator and the hub joins as a router)")
-    demo.add_argument("--tariff", type=Path, metavar="FILE",
+    demo.add_argument("--tariff", type=tariff_file, metavar="FILE",
                       help="the supplier's tariff (TOML, see examples/tariff.toml; default a "
                       "three-tier time-of-use tariff with a daily block)")
     demo.add_argument("--no-script", action="store_true",
@@ -120,14 +120,6 @@ def _demo(args: argparse.Namespace) -> int:
                        external_meter=args.external_meter, mqtt=mqtt, meters=args.meters,
                        live=False if args.no_live else None, meter_radio=args.meter_radio,
                        tariff=args.tariff, script=not args.no_script)
-    if args.tariff is not None:
-        from sep.meter.tariff import TariffError, load_tariff
-
-        try:
-            load_tariff(args.tariff)
-        except TariffError as exc:
-            print(f"hubsim demo: {exc}", file=sys.stderr)
-            return 2
     try:
         result = asyncio.run(run_demo(opts))
     except TimeoutError as exc:

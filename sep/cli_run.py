@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 
 def run(parser: argparse.ArgumentParser, argv: list[str] | None,
@@ -22,3 +23,15 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None,
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+
+
+def tariff_file(value: str) -> Path:
+    """An argparse ``type``: a tariff TOML file that loads (else a usage error, exit 2,
+    naming the key that is wrong)."""
+    from sep.meter.tariff import TariffError, load_tariff
+
+    try:
+        load_tariff(value)
+    except TariffError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return Path(value)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from radios.factory import RADIO_KINDS
+from sep.cli_run import tariff_file
 
 LOGGER = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baudrate", type=int, default=115200, help="EZSP serial speed")
     p.add_argument("--flow-control", choices=("hardware", "software"), default=None)
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
-    p.add_argument("--tariff", type=Path, metavar="FILE",
+    p.add_argument("--tariff", type=tariff_file, metavar="FILE",
                    help="the tariff (TOML, see examples/tariff.toml; default one rate of "
                    "0.2450 GBP/kWh); re-read on SIGHUP, and the HAN is told at once")
     p.add_argument("--supplier", metavar="IEEE",
@@ -221,13 +222,6 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     from sep.app import APP_FILE_VERSION
     from sep.meter.tariff import TariffError, load_tariff
-
-    if args.tariff is not None:
-        try:
-            load_tariff(args.tariff)
-        except TariffError as exc:
-            print(f"sep meter: {exc}", file=sys.stderr)
-            return 2
     if args.supplier is not None:
         import zigpy.types as t
 
