@@ -23,6 +23,7 @@ Configuration (zigpy config dict)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -36,6 +37,7 @@ import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 
 from radios.air import AirPort, VirtualAir, named_air
+from radios.aps import PendingAcks
 from radios.frames import AirFrame, ApsKind, is_broadcast
 from radios.zdo_server import NodeIdentity, ZdoServer, device_announce
 
@@ -105,7 +107,7 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         self._port: AirPort | None = None
         self._link: Any = None
         self._endpoints: dict[int, zdo_t.SimpleDescriptor] = {}
-        self._pending_acks: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self._acks = PendingAcks()
         self._aps_counter = 0
         self._zdo_tsn = 0
         self._identity: NodeIdentity | None = None
@@ -172,10 +174,7 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         if self._link is not None:
             self._link.close()
             self._link = None
-        for fut in self._pending_acks.values():
-            if not fut.done():
-                fut.cancel()
-        self._pending_acks.clear()
+        self._acks.cancel_all()
 
     # -- network state -----------------------------------------------------------------
     async def load_network_info(self, *, load_devices: bool = False) -> None:
@@ -323,11 +322,8 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         if dst_nwk == self._identity.nwk:  # to ourselves: loop back without the air
             asyncio.get_running_loop().call_soon(self._on_frame, frame)
             return
-        fut: asyncio.Future[None] | None = None
-        if want_ack:
-            fut = asyncio.get_running_loop().create_future()
-            self._pending_acks[(dst_nwk, counter)] = fut
-        try:
+        with contextlib.ExitStack() as stack:
+            fut = stack.enter_context(self._acks.expect(dst_nwk, counter)) if want_ack else None
             if not await self._transmit(frame):
                 raise zigpy.exceptions.DeliveryError(
                     f"no MAC ACK from 0x{dst_nwk:04X}", status=t.MACStatus.MAC_NO_ACK
@@ -339,18 +335,13 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
                     raise zigpy.exceptions.DeliveryError(
                         f"no APS ACK from 0x{dst_nwk:04X}", status=t.MACStatus.MAC_NO_ACK
                     ) from None
-        finally:
-            if fut is not None:
-                self._pending_acks.pop((dst_nwk, counter), None)
 
     # -- receiving ---------------------------------------------------------------------
     def _on_frame(self, frame: AirFrame) -> None:
         if self._identity is None:
             return
         if frame.kind == ApsKind.ACK:
-            fut = self._pending_acks.get((frame.src_nwk, frame.aps_counter))
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+            self._acks.resolve(frame)
             return
         if frame.kind != ApsKind.DATA:
             return

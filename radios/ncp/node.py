@@ -14,6 +14,7 @@ too; a ``Device_annce`` is reported as ``trustCenterJoinHandler`` and passed up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -23,6 +24,7 @@ import zigpy.types as zt
 import zigpy.zdo.types as zdo_t
 
 from radios.air import AirPort, VirtualAir
+from radios.aps import PendingAcks
 from radios.frames import AirFrame, ApsKind
 from radios.ncp.ezsp import EzspNcp
 from radios.ncp.state import NcpState
@@ -70,7 +72,7 @@ class NcpNode:
         self.port: AirPort | None = None
         self.zdo: ZdoServer | None = None
         self._aps_counter = 0
-        self._pending: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self._acks = PendingAcks()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._known: dict[int, int] = {}  # nwk -> ieee (int) of nodes heard announcing
         self.permit_until = 0.0
@@ -103,10 +105,7 @@ class NcpNode:
         if self.port is not None:
             self.port.detach()
             self.port = None
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.cancel()
-        self._pending.clear()
+        self._acks.cancel_all()
 
     def close(self) -> None:
         self.network_down()
@@ -167,23 +166,20 @@ class NcpNode:
             ok = await self._transmit(frame.replace(ack_request=False))
         else:
             for attempt in range(APS_ATTEMPTS if want_ack else 1):
-                fut: asyncio.Future[None] | None = None
-                if want_ack:
-                    fut = asyncio.get_running_loop().create_future()
-                    self._pending[(frame.dst_nwk, frame.aps_counter)] = fut
-                try:
-                    mac_ok = await self._transmit(frame)
-                    self._count(Counter.COUNTER_MAC_TX_UNICAST_SUCCESS if mac_ok
-                                else Counter.COUNTER_MAC_TX_UNICAST_FAILED)
-                    if mac_ok and fut is not None:
-                        await asyncio.wait_for(asyncio.shield(fut), self.aps_ack_wait)
-                    ok = mac_ok
-                except (TimeoutError, asyncio.CancelledError):
-                    ok = False
-                    if self.port is None:
-                        break
-                finally:
-                    self._pending.pop((frame.dst_nwk, frame.aps_counter), None)
+                with contextlib.ExitStack() as stack:
+                    fut = stack.enter_context(
+                        self._acks.expect(frame.dst_nwk, frame.aps_counter)) if want_ack else None
+                    try:
+                        mac_ok = await self._transmit(frame)
+                        self._count(Counter.COUNTER_MAC_TX_UNICAST_SUCCESS if mac_ok
+                                    else Counter.COUNTER_MAC_TX_UNICAST_FAILED)
+                        if mac_ok and fut is not None:
+                            await asyncio.wait_for(asyncio.shield(fut), self.aps_ack_wait)
+                        ok = mac_ok
+                    except (TimeoutError, asyncio.CancelledError):
+                        ok = False
+                        if self.port is None:
+                            break
                 if ok:
                     break
                 if attempt:
@@ -228,9 +224,7 @@ class NcpNode:
         if ncp is None or self.port is None or frame.pan_id != self.state.pan_id:
             return
         if frame.kind == ApsKind.ACK:
-            fut = self._pending.get((frame.src_nwk, frame.aps_counter))
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+            self._acks.resolve(frame)
             return
         if frame.kind != ApsKind.DATA:
             return
