@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from sep import __version__
-from sep.cli_run import run, tariff_file
+from sep.cli.common import run, tariff_file
 
 
 def _positive(value: str) -> float:

@@ -35,7 +35,6 @@ from sep.clock import Clock, WallClock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
 from sep.clusters.messaging import MessagingServer
 from sep.clusters.metering import MeteringServer
-from sep.clusters.ota_client import OtaClient
 from sep.clusters.price import PriceServer
 from sep.clusters.supplier_link import SupplierLink
 from sep.endpoint import SeEndpoint
@@ -43,7 +42,8 @@ from sep.firmware.appimage import APP_MANUFACTURER_CODE
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
 from sep.meter.tariff import Tariff, load_tariff, tariff_from_dict
 from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
-from sep.ota_service import OtaService, Verifier
+from sep.ota.client import OtaClient
+from sep.ota.service import OtaService, Verifier
 from sep.packets import serve, to_packet
 from sep.persistence import MeterPersistence
 from sep.store import Store

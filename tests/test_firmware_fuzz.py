@@ -12,7 +12,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sep.firmware.cli import describe
+from sep.cli.ota import describe
 from sep.firmware.errors import ImageError
 from sep.firmware.format import HEADER_OFFSETS, OtaHeader, Tag, assemble, parse_header, parse_image
 from sep.firmware.manifest import MANIFEST_TAG, Manifest, decode_manifest

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sep.cli import main
-from sep.firmware import cli as ota_cli
+from sep.cli import ota as ota_cli
 from sep.firmware.format import parse_image
 from sep.firmware.keys import (
     ALLOWED_SIGNERS,

@@ -16,7 +16,7 @@ from sep.app import MeterApp, MeterSettings
 from sep.cli import main
 from sep.clock import ManualClock
 from sep.firmware.policy import DeviceIdentity
-from sep.firmware_gate import make_gate
+from sep.ota.gate import make_gate
 
 IEEE = "00:0d:6f:00:00:00:2a:b0"
 

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sep.security import ccm, ecdsa, ecmqv, ecqv
+from radios import crypto as ccm
+from radios.crypto import InstallCodeError, link_key_from_install_code
+from sep.security import ecdsa, ecmqv, ecqv
 from sep.security.aes_mmo import AesMmo, aes_mmo, hmac_aes_mmo
 from sep.security.curves import (
     INFINITY,
@@ -20,7 +22,6 @@ from sep.security.curves import (
     point_from_bytes,
     point_to_bytes,
 )
-from sep.security.install_code import InstallCodeError, link_key_from_install_code
 
 VECTORS = json.loads((Path(__file__).resolve().parents[2] / "shared" / "vectors"
                       / "zigbee-crypto.json").read_text())

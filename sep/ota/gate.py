@@ -11,11 +11,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from sep.clusters.ota_client import ImageIdent
 from sep.firmware.errors import ImageError
 from sep.firmware.keys import KeyMaterialError, load_trust
 from sep.firmware.policy import DeviceIdentity, check_offer, check_policy
 from sep.firmware.verify import check_image
+from sep.ota.client import ImageIdent
 
 LOGGER = logging.getLogger(__name__)
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 from sep import __version__
-from sep.cli_run import run
+from sep.cli.common import run
 
 # Modules that contribute sub-commands. Each is imported lazily so that a broken or
 # heavy area does not slow down or break the others' commands.
 _SUBCOMMAND_MODULES = (
-    "sep.meter_cli",
-    "sep.firmware.cli",
-    "sep.store.cli",
-    "sep.ncp_cli",
+    "sep.cli.meter",
+    "sep.cli.ota",
+    "sep.cli.store",
+    "sep.cli.ncp",
 )
 
 
@@ -48,6 +47,3 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     return run(build_parser(), argv, quiet_loggers=())
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,8 +15,8 @@ import json
 import os
 from pathlib import Path
 
-from sep.clusters.ota_client import DownloadState, ImageIdent
 from sep.firmware.fileio import write_atomic
+from sep.ota.client import DownloadState, ImageIdent
 
 
 class FileSink:

@@ -23,8 +23,8 @@ import zigpy.zdo.types as zdo_t
 from zigpy.zcl import foundation
 from zigpy.zcl.clusters.general import Ota
 
-from sep.clusters.ota_client import Effect, Frame, OtaClient
-from sep.firmware.staging import FileSink
+from sep.ota.client import Effect, Frame, OtaClient
+from sep.ota.staging import FileSink
 
 LOGGER = logging.getLogger(__name__)
 OTA_CLUSTER = 0x0019

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from radios.factory import RADIO_KINDS
-from sep.cli_run import tariff_file
+from sep.cli.common import tariff_file
 
 LOGGER = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace) -> int:
-    from sep.supervisor import supervise
+    from sep.ota.supervisor import supervise
 
     meter_args = args.meter_args[1:] if args.meter_args[:1] == ["--"] else args.meter_args
     return supervise(args.data, meter_args, trial_timeout=args.trial_timeout)
@@ -178,8 +178,8 @@ def _attach_updater(app, args: argparse.Namespace, request_exit):
     from sep.app import IMAGE_TYPE_APPLICATION, MANUFACTURER_CODE
     from sep.firmware.policy import DeviceIdentity
     from sep.firmware.slots import SlotManager
-    from sep.firmware_gate import make_gate
-    from sep.updater import Updater
+    from sep.ota.gate import make_gate
+    from sep.ota.updater import Updater
 
     slots = SlotManager(args.data)
     device = DeviceIdentity(manufacturer_code=MANUFACTURER_CODE,

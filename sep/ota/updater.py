@@ -4,7 +4,7 @@ Composition of the OTA service (download + verify), the A/B slots and the superv
 
 - ``apply(path, version)``: read the verified image, stage it into the inactive slot
   (re-verifying the stored bytes), activate it on trial and ask the process to exit with
-  :data:`sep.supervisor.EXIT_ACTIVATE` so the supervisor boots it.
+  :data:`sep.ota.supervisor.EXIT_ACTIVATE` so the supervisor boots it.
 - ``health_check()`` after start-up: metrology readable and OK, the network up, and the SE
   endpoint answering a Read Attributes of its own Basic cluster. Only then is a trial
   slot confirmed. Every step goes to the update log.
@@ -38,7 +38,7 @@ class Updater:
         self.log = log
 
     async def apply(self, path: Path, version: int) -> None:
-        from sep.supervisor import EXIT_ACTIVATE
+        from sep.ota.supervisor import EXIT_ACTIVATE
 
         loop = asyncio.get_running_loop()
         image = await loop.run_in_executor(None, path.read_bytes)

@@ -1,0 +1,7 @@
+"""``python -m sep.cli``: the `sep` command."""
+
+import sys
+
+from sep.cli import main
+
+sys.exit(main())
