@@ -21,6 +21,29 @@ def _positive(value: str) -> float:
     return number
 
 
+def admitted_code(text: str) -> tuple[str, bytes]:
+    """IEEE=CODE, checked (argparse type)."""
+    import zigpy.types as t
+
+    from radios.crypto import InstallCodeError, link_key_from_install_code
+
+    ieee, sep_, code = text.partition("=")
+    if not sep_:
+        raise argparse.ArgumentTypeError(f"{text!r}: give IEEE=CODE")
+    try:
+        ieee = str(t.EUI64.convert(ieee))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{ieee!r} is not an IEEE address") from None
+    try:
+        raw = bytes.fromhex(code.replace(":", "").replace("-", ""))
+        link_key_from_install_code(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"install code for {ieee}: {exc if isinstance(exc, InstallCodeError) else 'not hex'}"
+        ) from None
+    return ieee, raw
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hubsim",
@@ -51,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also serve the air on udp://127.0.0.1:PORT so `sep meter "
                       "--device udp://127.0.0.1:PORT` can join from another process")
     demo.add_argument("--external-meter", action="store_true",
-                      help="start no meter here; wait for one to join over --air-port")
+                      help="start no meter here; wait for one to join over --air-port (give "
+                      "the hub its install code with --install-code)")
+    demo.add_argument("--install-code", action="append", default=[], metavar="IEEE=CODE",
+                      type=admitted_code,
+                      help="the hub (trust centre) admits this device by its install code "
+                      "(hex, CRC included); repeatable. The demo's own devices get theirs "
+                      "automatically (kept in DIR/install_codes.json with --data)")
     demo.add_argument("--meter-radio", choices=("virtual", "ezsp"), default="virtual",
                       help="how the demo meter reaches the air: virtual (default), or ezsp: "
                       "unmodified bellows on the EZSP NCP emulator (the meter is then the "
@@ -119,7 +148,8 @@ def _demo(args: argparse.Namespace) -> int:
                        speed=args.speed, seed=args.seed, air_port=args.air_port,
                        external_meter=args.external_meter, mqtt=mqtt, meters=args.meters,
                        live=False if args.no_live else None, meter_radio=args.meter_radio,
-                       tariff=args.tariff, script=not args.no_script)
+                       tariff=args.tariff, script=not args.no_script,
+                       install_codes=dict(args.install_code))
     try:
         result = asyncio.run(run_demo(opts))
     except TimeoutError as exc:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -26,7 +28,8 @@ from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
 from hubsim.supplier import Supplier
 from radios.air import VirtualAir
-from sep.app import MeterApp, MeterSettings
+from radios.crypto import make_install_code
+from sep.app import MeterApp, MeterSettings, load_identity
 from sep.clock import ScaledClock
 from sep.meter.tariff import Tariff, load_tariff
 from sep.persistence import stored_sim_time
@@ -54,6 +57,39 @@ class DemoOptions:
     tariff: Path | None = None  # the supplier's tariff (default hubsim/data/demo_tariff.toml)
     meter_radio: str = "virtual"  # "ezsp": the meter runs on bellows on the NCP emulator
     script: bool = True  # the supplier's messages and peak price event
+    # install codes of meters in other processes (--external-meter): IEEE -> code
+    install_codes: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+
+IHD_IEEE = "00:0d:6f:00:00:00:1d:01"
+
+
+def fleet_ieee(n: int) -> str:
+    return f"00:0d:6f:00:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}:5e:e9"
+
+
+def provision(data_dir: Path | None, ieees: list[str]) -> dict[str, bytes]:
+    """Each device's install code, as printed on its label: made once per device and, with
+    a data directory, kept in DIR/install_codes.json (mode 0600) for the next run."""
+    path = data_dir / "install_codes.json" if data_dir else None
+    codes: dict[str, str] = {}
+    if path is not None and path.exists():
+        codes = json.loads(path.read_text())
+    changed = False
+    for ieee in ieees:
+        if ieee not in codes:
+            codes[ieee] = make_install_code().hex()
+            changed = True
+    if path is not None and changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, json.dumps(codes, indent=1).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    return {ieee: bytes.fromhex(codes[ieee]) for ieee in ieees}
 
 
 @dataclasses.dataclass
@@ -155,8 +191,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     if opts.pcap is not None:
         from radios.pcap import PcapWriter
 
-        writer = PcapWriter(opts.pcap)
-        air.add_tap(writer.write)
+        writer = PcapWriter(opts.pcap).capture(air)  # and FILE.keys
     server = None
     if opts.air_port is not None:
         from radios.udp import serve_udp
@@ -166,14 +201,34 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
 
     tariff: Tariff = load_tariff(opts.tariff or DEMO_TARIFF)
     ezsp = opts.meter_radio == "ezsp" and not opts.external_meter
-    # With the meter on an EZSP stick the meter is coordinator and trust centre (bellows
-    # runs only so), and the hub joins its network as a router.
-    hub = CommsHub(air=air, clock=clock.now, tariff=tariff,
-                   role="router" if ezsp else "coordinator")
+    settings = MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
+                             initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt,
+                             supplier_search_interval=1.0)
+    settings.ieee = load_identity(settings)
+    hub_ieee = "00:0d:6f:00:00:00:00:01"
+    # Every device's install code, as the installer registers it with the comms hub.
+    devices = [IHD_IEEE, hub_ieee] + ([] if opts.external_meter else [settings.ieee]) + [
+        fleet_ieee(n) for n in range(1, opts.meters)]
+    codes = provision(opts.data_dir, devices)
+    codes.update(opts.install_codes)
+    data = opts.data_dir
+    # SMETS2: the hub is coordinator and trust centre and admits only devices whose
+    # install code it holds. With the meter on an EZSP stick the meter is coordinator and
+    # trust centre instead (bellows runs only so): the hub joins it with its own code.
+    if ezsp:
+        hub = CommsHub(air=air, clock=clock.now, tariff=tariff, role="router",
+                       install_code=codes[hub_ieee], ieee=hub_ieee,
+                       state=str(data / "hub-radio.json") if data else None)
+    else:
+        hub = CommsHub(air=air, clock=clock.now, tariff=tariff, ieee=hub_ieee,
+                       install_codes={k: v for k, v in codes.items() if k != hub_ieee},
+                       state=str(data / "hub-radio.json") if data else None)
     emulator = None
     meter: MeterApp | None = None
     extra_meters: list[MeterApp] = []
-    ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now)
+    ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now,
+                        ieee=IHD_IEEE, install_code=codes[IHD_IEEE],
+                        state=str(data / "ihd-radio.json") if data else None)
     readings: list[Any] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,24 +239,28 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         if not ezsp:
             await hub.start()
         if not opts.external_meter:
-            settings = MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
-                                     initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt,
-                                     supplier_search_interval=1.0)
             if ezsp:
-                from radios.ezsp import EZSP_SE_ENDPOINT
+                from radios.ezsp import EZSP_SE_ENDPOINT, NetworkSettings
                 from radios.ncp import start_emulator
-                from sep.app import load_identity
 
-                settings.ieee = load_identity(settings)
                 state = opts.data_dir / "ncp.json" if opts.data_dir else None
                 emulator = await start_emulator(air, state_path=state, ieee=settings.ieee)
                 settings.radio, settings.device = "ezsp", emulator.url
                 settings.endpoint = EZSP_SE_ENDPOINT
-                settings.supplier = str(hub.app.config["virtual"]["ieee"])
+                settings.supplier = hub_ieee
+                settings.network = NetworkSettings(channel=air.channel, pan_id=air.pan_id,
+                                                   tc_policy="install_code")
                 console.print(f"meter on bellows, EZSP NCP emulator at {emulator.url}")
+            else:
+                settings.install_code = codes[settings.ieee].hex()
             meter = MeterApp(settings, clock=clock, air=air)
             await meter.start()
             if ezsp:
+                from radios.ezsp import permit_with_install_code
+
+                for ieee in (hub_ieee, IHD_IEEE):  # the meter's trust centre admits them
+                    await permit_with_install_code(meter.controller, ieee, codes[ieee],
+                                                   time_s=254)
                 await hub.start()  # joins the meter's network; the meter sees it join
             else:
                 await hub.wait_interviewed(meter.ieee)
@@ -209,11 +268,12 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             for n in range(1, opts.meters):
                 # Fleet members: deterministic identities and seeds, data kept apart.
                 extra = MeterApp(
-                    MeterSettings(ieee=f"00:0d:6f:00:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}:5e:e9",
+                    MeterSettings(ieee=fleet_ieee(n),
                                   seed=opts.seed + n, tick_seconds=2.0,
                                   initial_wh=DEMO_INITIAL_WH + 997 * n, mqtt=opts.mqtt,
                                   data_dir=(opts.data_dir / f"meter-{n}")
-                                  if opts.data_dir else None),
+                                  if opts.data_dir else None,
+                                  install_code=codes[fleet_ieee(n)].hex(),),
                     clock=clock, air=air,
                 )
                 await extra.start()
@@ -276,7 +336,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             server.close()
         if writer is not None:
             writer.close()
-            console.print(f"capture written to {opts.pcap}")
+            console.print(f"capture written to {opts.pcap}, its keys to {opts.pcap}.keys "
+                          f"(tshark -o uat:zigbee_pc_keys:LINE for each line decrypts it)")
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)

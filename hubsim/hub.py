@@ -24,6 +24,7 @@ from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
 from sep.meter.tariff import Tariff
+from sep.zcl.security import requires_aps_security
 
 LOGGER = logging.getLogger(__name__)
 HUB_SE_ENDPOINT = 9
@@ -33,11 +34,25 @@ class CommsHub:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:00:01", air: VirtualAir | None = None,
                  device: str | None = None, ota: OtaServerCore | None = None,
                  clock: Callable[[], float] = time.time, supplier: bool = True,
-                 tariff: Tariff | None = None, role: str = "coordinator") -> None:
+                 tariff: Tariff | None = None, role: str = "coordinator",
+                 install_codes: dict[str, bytes] | None = None, state: str | None = None,
+                 install_code: bytes | None = None, link_key: bytes | None = None,
+                 permit_join: float = 254) -> None:
+        # role "coordinator" (SMETS2): the hub is coordinator and trust centre; with
+        # ``install_codes`` it admits only those devices (SE: install_code policy), and
+        # permits joining for ``permit_join`` seconds once up. Without codes it runs the
+        # development network (radios.virtual.virtual_config).
         # role "router": the hub joins a network whose coordinator is the meter (an ESP on
-        # an EZSP stick, the SE 1.x model); it then interviews nothing by itself.
+        # an EZSP stick, the SE 1.x model) with ``install_code`` or ``link_key``; it then
+        # interviews nothing by itself.
+        security: dict = {"aps_policy": requires_aps_security, "state": state}
+        if role == "coordinator" and install_codes is not None:
+            security.update(tc_policy="install_code", permit_join=permit_join,
+                            install_codes={k: bytes(v).hex() for k, v in install_codes.items()})
+        elif role != "coordinator":
+            security.update(install_code=install_code, link_key=link_key)
         cfg = virtual_config(ieee, role=role, air=air, path=device or "virtual://default",
-                             default_endpoints=True)
+                             default_endpoints=True, **security)
         # Besides zigpy's own endpoints, the hub's Smart Energy endpoint: where the HAN
         # finds its OTA server and the supplier's prices and messages.
         # The supplier's ESI: Messaging, and Price when the supplier has a tariff to publish.
@@ -60,6 +75,7 @@ class CommsHub:
 
     async def start(self) -> None:
         await self.app.startup(auto_form=True)
+        LOGGER.info("hub up: %s", self.app.state.node_info.ieee)
         if self.supplier is not None:
             await self.supplier.start()
 
@@ -78,6 +94,14 @@ class CommsHub:
 
     def raw_device_initialized(self, device: zigpy.device.Device) -> None:
         pass
+
+    def admit(self, ieee: str, install_code: bytes, seconds: int = 254) -> None:
+        """Register a device's install code (the installer's step) and open the network."""
+        node = getattr(self.app, "node", None)
+        if node is None:
+            raise RuntimeError("the hub is not up")
+        node.add_install_code(int(ieee.replace(":", ""), 16), install_code)
+        node.permit(float(seconds))
 
     async def wait_interviewed(self, ieee: str, timeout: float = 20.0) -> zigpy.device.Device:
         deadline = time.monotonic() + timeout

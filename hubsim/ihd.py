@@ -39,6 +39,7 @@ from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
 from sep.zcl.messaging import CONFIRMATION_REQUIRED, ENHANCED_CONFIRMATION, EXT_CONFIRMED
 from sep.zcl.messaging import Messaging as SeMessaging
 from sep.zcl.price import Price as SePrice
+from sep.zcl.security import requires_aps_security
 
 LOGGER = logging.getLogger(__name__)
 
@@ -143,8 +144,14 @@ class IhdView:
 class InHomeDisplay:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:1d:01", air: VirtualAir | None = None,
                  device: str | None = None, report_min: int = 1, report_max: int = 30,
-                 clock: Any = None) -> None:
-        cfg = virtual_config(ieee, role="router", air=air, path=device or "virtual://default")
+                 clock: Any = None, install_code: bytes | None = None,
+                 state: str | None = None) -> None:
+        # a router on the HAN, joining with its install code (SE) — or, without one, the
+        # development network's key; SE clusters travel APS-encrypted
+        security: dict[str, Any] = {"aps_policy": requires_aps_security, "state": state,
+                                    "install_code": install_code}
+        cfg = virtual_config(ieee, role="router", air=air, path=device or "virtual://default",
+                             **security)
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [
             zdo_t.SimpleDescriptor(
                 endpoint=1, profile=SE_PROFILE, device_type=IHD_DEVICE_TYPE, device_version=0,
@@ -227,6 +234,8 @@ class InHomeDisplay:
         self.view.meter_ieee = str(dev.ieee)
         self.view.meter_nwk = nwk
         self._note(f"interviewed {dev.manufacturer} {dev.model} ({dev.ieee})")
+        await self.secure_link(dev.ieee)
+        await self.bind(dev, ep)
         self.metering = dev.endpoints[ep].in_clusters[Metering.cluster_id]
         self.metering.on_event(AttributeReportedEvent.event_type, self._on_report)
         self.metering.on_event(AttributeUpdatedEvent.event_type, self._on_report)
@@ -348,6 +357,22 @@ class InHomeDisplay:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def secure_link(self, meter: t.EUI64) -> None:
+        """An application link key with the meter (APS Request Key to the trust centre):
+        SE clusters travel APS-encrypted under it."""
+        request = getattr(self.app, "request_link_key", None)
+        if request is None or self.app.has_link_key(meter):  # type: ignore[attr-defined]
+            return
+        await request(meter)
+        self._note("link key with the meter from the trust centre")
+
+    async def bind(self, dev: Any, ep: int) -> None:
+        """ZDO Bind_req on the meter: its Metering reports come to us."""
+        dst = zdo_t.MultiAddress(addrmode=0x03, ieee=self.app.state.node_info.ieee, endpoint=1)
+        rsp = await dev.zdo.Bind_req(dev.ieee, ep, Metering.cluster_id, dst)
+        status = rsp[0] if isinstance(rsp, (list, tuple)) else rsp
+        self._note(f"bound Metering ({getattr(status, 'name', status)})")
 
     async def read_formatting(self) -> None:
         names = ["unit_of_measure", "multiplier", "divisor", "summation_formatting",

@@ -25,6 +25,7 @@ import zigpy.application
 import zigpy.exceptions
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
+from zigpy.zcl import foundation
 
 from radios.air import VirtualAir
 from radios.factory import make_controller
@@ -48,7 +49,8 @@ from sep.packets import serve, to_packet
 from sep.persistence import MeterPersistence
 from sep.store import Store
 from sep.watchdog import Watchdog
-from sep.zcl.frames import Reply
+from sep.zcl.frames import Reply, parse_read_attributes_response, read_attributes_frame
+from sep.zcl.security import requires_aps_security
 
 LOGGER = logging.getLogger(__name__)
 
@@ -59,7 +61,11 @@ IMAGE_TYPE_APPLICATION = APPLICATION_IMAGE_TYPE  # OTA image type of this applic
 IMAGE_TYPE_METROLOGY = METROLOGY_IMAGE_TYPE  # never accepted over the air
 APP_FILE_VERSION = 0x00010000
 OTA_CLUSTER = 0x0019
-SUPPLIER_SEARCH_MAX = 600.0  # seconds: the slowest search for an ESI that is not there
+TIME_CLUSTER = 0x000A
+TIME_SYNC_ATTRIBUTES = (0x0000, 0x0001, 0x0002, 0x0003, 0x0004, 0x0005)
+SUPPLIER_SEARCH_MAX = 600.0
+HAN_SEARCH_FIRST = 5.0  # seconds before the meter looks for a HAN again, doubling
+HAN_SEARCH_MAX = 300.0  # seconds: the slowest search for an ESI that is not there
 
 
 @dataclasses.dataclass
@@ -84,6 +90,11 @@ class MeterSettings:
     network: Any = None  # EZSP: a radios.ezsp.NetworkSettings for forming (None: zigpy picks)
     supplier_search_interval: float = 5.0  # first wait between searches for the ESI
     supplier_refresh_interval: float = 1800.0  # then ask it again this often (seconds)
+    # -- the secure HAN (virtual radio; an EZSP stick keeps its own) --
+    install_code: str | None = None  # our install code (hex, CRC included): join with it
+    link_key: str | None = None  # or a preconfigured trust-centre link key (32 hex digits)
+    channels: list[int] | None = None  # where to look for the HAN (default: the air's)
+    time_sync_interval: float = 3600.0  # seconds between reads of the trust centre's Time
 
 
 def load_identity(settings: MeterSettings) -> str:
@@ -124,7 +135,8 @@ class MeterApp:
         self.basic = BasicServer(manufacturer=MANUFACTURER_NAME, model=MODEL,
                                  sw_build_id=__version__)
         self.identify = IdentifyServer(self.clock)
-        self.time = TimeServer(self.clock)
+        # a Time client of the trust centre / ESI; serves Time as synchronised once set
+        self.time = TimeServer(self.clock, master=False)
         self.messaging = MessagingServer(on_confirm=self._message_confirmed)
         self.price = PriceServer(
             tariff=load_tariff(settings.tariff) if settings.tariff else None,
@@ -136,6 +148,7 @@ class MeterApp:
                                    output_clusters=(OTA_CLUSTER, *self.supplier.clusters))
         for cluster_id in self.supplier.clusters:
             self.endpoint.client_handlers[cluster_id] = self.supplier.handle
+        self.endpoint.client_handlers[TIME_CLUSTER] = self._time_answer
         self.controller: zigpy.application.ControllerApplication = make_controller(
             settings.radio,
             ieee=self.ieee,
@@ -146,6 +159,7 @@ class MeterApp:
             flow_control=settings.flow_control,
             manufacturer_code=MANUFACTURER_CODE,
             network=settings.network,
+            security=self._radio_security(settings),
         )
         self.ota: OtaService | None = None
         self.update_log: list[dict[str, Any]] = []
@@ -162,6 +176,8 @@ class MeterApp:
         self.controller.packet_received = self._on_packet  # type: ignore[method-assign]
         self._loop_task: asyncio.Task[None] | None = None
         self._supplier_task: asyncio.Task[None] | None = None
+        self._time_task: asyncio.Task[None] | None = None
+        self._han_task: asyncio.Task[None] | None = None
         self._match_purposes: dict[int, Callable[[int, list[int]], Any]] = {}
         self._send_tasks: set[asyncio.Task[Any]] = set()
         self.last_reading: Reading | None = None
@@ -178,6 +194,21 @@ class MeterApp:
                                      data_dir=settings.data_dir)
 
 
+    @staticmethod
+    def _radio_security(settings: MeterSettings) -> dict[str, Any]:
+        """What the virtual radio needs to join the HAN securely and keep its keys."""
+        # one quick look for the HAN at start; the meter keeps searching in the background
+        sec: dict[str, Any] = {"aps_policy": requires_aps_security, "join_attempts": 1}
+        if settings.data_dir is not None:
+            sec["state"] = str(settings.data_dir / "radio.json")
+        if settings.install_code:
+            sec["install_code"] = bytes.fromhex(settings.install_code)
+        elif settings.link_key:
+            sec["link_key"] = bytes.fromhex(settings.link_key)
+        if settings.channels:
+            sec["channels"] = list(settings.channels)
+        return sec if settings.radio == "virtual" else {}
+
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         if self.persistence is not None and self.bridge is not None:
@@ -190,24 +221,49 @@ class MeterApp:
             # the full integrity check of everything stored, before serving anything
             await asyncio.get_running_loop().run_in_executor(None, self.persistence.startup_check)
         await self.poll_metrology()
-        await self.controller.startup(auto_form=True)
-        ni = self.controller.state.node_info
-        LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
-                    self.endpoint.endpoint_id)
+        if not await self._join_han():
+            # a meter meters with or without its HAN: it keeps looking for one
+            self._han_task = asyncio.create_task(self._keep_joining(), name="meter-han")
         # the loop beats once per tick: allow three missed ticks before calling it hung
         timeout = max(self.settings.watchdog_timeout, 3 * self.settings.tick_seconds)
         self.watchdog.register("meter-periodic", timeout, self._periodic)
         await self.watchdog.start()
         self._supplier_task = asyncio.create_task(self._find_supplier(), name="meter-supplier")
+        self._time_task = asyncio.create_task(self._sync_time(), name="meter-time")
         if self.ota is not None:
             await self.ota.start()
         if self.bridge is not None:
             await self.bridge.start()
             self._bridge_task = asyncio.create_task(self._feed_bridge(), name="meter-bridge")
 
+    async def _join_han(self) -> bool:
+        try:
+            await self.controller.startup(auto_form=True)
+        except zigpy.exceptions.FormationFailure as exc:
+            LOGGER.warning("no HAN to join (%s); looking again in the background", exc)
+            return False
+        ni = self.controller.state.node_info
+        LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
+                    self.endpoint.endpoint_id)
+        return True
+
+    async def _keep_joining(self) -> None:
+        delay = HAN_SEARCH_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            if await self._join_han():
+                return
+            delay = min(delay * 2, HAN_SEARCH_MAX)
+
+    @property
+    def on_han(self) -> bool:
+        node = getattr(self.controller, "node", None)
+        return node.joined if node is not None else True
+
     async def stop(self) -> None:
         await self.watchdog.stop()
-        for task in (self._loop_task, self._bridge_task, self._supplier_task):
+        for task in (self._loop_task, self._bridge_task, self._supplier_task, self._time_task,
+                     self._han_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -232,7 +288,9 @@ class MeterApp:
 
     @property
     def nwk(self) -> int:
-        return int(self.controller.state.node_info.nwk)
+        """Our NWK address (0xFFFE while not on a HAN)."""
+        nwk = self.controller.state.node_info.nwk
+        return 0xFFFE if nwk is None else int(nwk)
 
     # -- periodic work -----------------------------------------------------------------
     async def poll_metrology(self) -> Reading:
@@ -248,11 +306,54 @@ class MeterApp:
             beat()
             try:
                 await self.poll_metrology()
-                for reply in self.endpoint.reports(self.clock.now()):
+                for reply in self._to_bound(self.endpoint.reports(self.clock.now())):
                     self._send(reply)
             except Exception:  # noqa: BLE001 - keep serving; the watchdog sees repeats
                 LOGGER.exception("periodic meter work failed")
             await asyncio.sleep(self.settings.tick_seconds)
+
+    def _to_bound(self, replies: list[Reply]) -> list[Reply]:
+        """Attribute reports also go to every device bound to the cluster (ZDO Bind_req,
+        kept by the radio's binding table), once per destination."""
+        bindings_for = getattr(self.controller, "bindings_for", None)
+        if bindings_for is None:
+            return replies
+        out = list(replies)
+        sent = {(r.cluster_id, r.dst_nwk, r.dst_ep, r.data) for r in replies}
+        for reply in replies:
+            if reply.data[2:3] != bytes([foundation.GeneralCommand.Report_Attributes]):
+                continue
+            for ieee, ep in bindings_for(self.endpoint.endpoint_id, reply.cluster_id):
+                nwk = self.controller.nwk_of(ieee)
+                key = (reply.cluster_id, nwk, ep, reply.data)
+                if nwk is None or key in sent:
+                    continue
+                sent.add(key)
+                out.append(dataclasses.replace(reply, dst_nwk=nwk, dst_ep=ep))
+        return out
+
+    # -- Time: a client of the trust centre ----------------------------------------------------
+    async def _sync_time(self) -> None:
+        """Read Time from the ESI (the comms hub: the HAN's time master) now and then; the
+        answer sets our Time server (``_time_answer``)."""
+        while True:
+            esi = self.supplier.esi
+            if esi is not None:
+                dst_nwk, dst_ep = esi
+                frame = read_attributes_frame(self.endpoint.next_tsn(), TIME_SYNC_ATTRIBUTES)
+                self._send(Reply(dst_nwk=dst_nwk, dst_ep=dst_ep, src_ep=self.endpoint.endpoint_id,
+                                 profile_id=0x0109, cluster_id=TIME_CLUSTER, data=frame))
+            await asyncio.sleep(self.settings.time_sync_interval if self.time.synchronised
+                                else min(5.0, self.settings.time_sync_interval))
+
+    def _time_answer(self, req: Any, now: float) -> list[bytes]:
+        """Read Attributes Response of the trust centre's Time server."""
+        if self.supplier.esi is None or req.src_nwk != self.supplier.esi[0]:
+            return []
+        values = parse_read_attributes_response(req)
+        if values is not None:
+            self.time.synchronise(values)
+        return []
 
     # -- MQTT bridge -------------------------------------------------------------------
     def meter_state(self) -> MeterState:

@@ -5,7 +5,8 @@ coordinator's own endpoints, so the meter's endpoint is served here: packets add
 to it are decoded, handed to the cluster server, and the answers come back as
 :class:`~sep.zcl.frames.Reply` values for the shell to send.
 
-Drop rules (APS/ZCL): another endpoint, or a profile other than SE (0x0109) or the
+Drop rules (APS/ZCL): a frame of a cluster SE protects with link keys that the radio says
+arrived without APS security is dropped (counted in ``frames_unsecured``); another endpoint, or a profile other than SE (0x0109) or the
 wildcard, is not for us and is dropped silently; a frame whose ZCL header cannot be
 decoded has no transaction to answer and is dropped; an unknown cluster gets
 UNSUPPORTED_CLUSTER (unicast only). Server-to-client frames are for the endpoint's client
@@ -33,6 +34,7 @@ from sep.zcl.frames import (
     default_response,
     server_frame,
 )
+from sep.zcl.security import requires_aps_security
 
 LOGGER = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class SeEndpoint:
         self._tsn = 0
         self.frames_in = 0
         self.frames_dropped = 0
+        self.frames_unsecured = 0
 
     def descriptor(self) -> zdo_t.SimpleDescriptor:
         return zdo_t.SimpleDescriptor(
@@ -72,9 +75,16 @@ class SeEndpoint:
         return dst_ep in (self.endpoint_id, 0xFF) and profile_id in (SE_PROFILE, WILDCARD_PROFILE)
 
     def handle(self, *, src_nwk: int, src_ep: int, dst_ep: int, profile_id: int,
-               cluster_id: int, data: bytes, broadcast: bool, now: float) -> list[Reply]:
+               cluster_id: int, data: bytes, broadcast: bool, now: float,
+               src_ieee: int | None = None, aps_secured: bool | None = None) -> list[Reply]:
         if not self.accepts(dst_ep, profile_id):
             self.frames_dropped += 1
+            return []
+        if aps_secured is False and requires_aps_security(SE_PROFILE, cluster_id):
+            # SE 5.4.6: this cluster travels under the partner's link key only
+            self.frames_unsecured += 1
+            LOGGER.info("dropped cluster 0x%04X frame from 0x%04X without APS security",
+                        cluster_id, src_nwk)
             return []
         self.frames_in += 1
         try:
@@ -85,7 +95,8 @@ class SeEndpoint:
             return []
         req = Request(src_nwk=src_nwk, src_ep=src_ep, dst_ep=self.endpoint_id,
                       profile_id=SE_PROFILE, cluster_id=cluster_id, header=header,
-                      payload=payload, broadcast=broadcast)
+                      payload=payload, broadcast=broadcast, src_ieee=src_ieee,
+                      aps_secured=aps_secured)
 
         def reply(frame: bytes) -> Reply:
             return Reply(dst_nwk=src_nwk, dst_ep=src_ep, src_ep=self.endpoint_id,

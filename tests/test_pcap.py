@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from radios.frames import AirFrame, ApsKind
-from radios.pcap import PcapWriter, encode_mac_frame, fcs
+from radios.pcap import PcapWriter, encode_mac_frame, fcs, tshark_key_options
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (.ci/run installs it)")
@@ -21,7 +21,8 @@ BIN = Path(sys.executable).parent
 
 
 def tshark_fields(path: Path, fields: list[str], display: str | None = None) -> list[list[str]]:
-    cmd = [TSHARK, "-r", str(path), "-T", "fields", "-E", "separator=;", "-E", "occurrence=a"]
+    cmd = [TSHARK, "-r", str(path), *tshark_key_options(path), "-T", "fields", "-E",
+           "separator=;", "-E", "occurrence=a"]
     if display:
         cmd += ["-Y", display]
     for f in fields:
@@ -31,7 +32,8 @@ def tshark_fields(path: Path, fields: list[str], display: str | None = None) -> 
 
 
 def malformed(path: Path) -> str:
-    return subprocess.run([TSHARK, "-r", str(path), "-Y", "_ws.malformed || _ws.expert.severity == error"],
+    return subprocess.run([TSHARK, "-r", str(path), *tshark_key_options(path), "-Y",
+                           "_ws.malformed || _ws.expert.severity == error"],
                           capture_output=True, text=True, check=True).stdout
 
 

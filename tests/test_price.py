@@ -20,11 +20,11 @@ import aiomqtt
 import pytest
 import zigpy.types as t
 from broker import Broker
-from test_messaging import CLIENT, cmd, frame
+from secure import se_client, trust_centre
+from test_messaging import CLIENT_IEEE, cmd
 
 from radios.air import VirtualAir
-from radios.frames import ApsKind
-from radios.pcap import PcapWriter
+from radios.pcap import PcapWriter, tshark_key_options
 from sep.app import MeterApp, MeterSettings
 from sep.bridge.config import BridgeConfig
 from sep.clock import ManualClock
@@ -61,7 +61,9 @@ def tshark_time(unix: int) -> str:
 
 def decode(pcap: Path, fields: list[str], where: str = "zbee_aps.cluster == 0x0700") -> list[dict[str, list[str]]]:
     """One dict per frame: field → every occurrence (tshark -T fields)."""
-    args = [TSHARK, "-r", str(pcap), "-Y", where, "-T", "fields", "-E", "separator=|",
+    where = f"({where}) && zbee_zcl"  # ZCL frames only (not the APS ACKs of that cluster)
+    args = [TSHARK, "-r", str(pcap), *tshark_key_options(pcap), "-Y", where, "-T", "fields",
+            "-E", "separator=|",
             "-E", "occurrence=a", "-E", "aggregator=;"]
     for f in fields:
         args += ["-e", f]
@@ -76,23 +78,30 @@ def decode(pcap: Path, fields: list[str], where: str = "zbee_aps.cluster == 0x07
 def malformed(pcap: Path, *, but: str = "") -> str:
     """Frames tshark finds malformed or flags (but those matching ``but``, sent bad on purpose)."""
     where = "(_ws.malformed || _ws.expert)" + (f" && !({but})" if but else "")
-    return subprocess.run([TSHARK, "-r", str(pcap), "-Y", where],
+    return subprocess.run([TSHARK, "-r", str(pcap), *tshark_key_options(pcap), "-Y", where],
                           capture_output=True, text=True, check=True).stdout
 
 
 class HanClient:
     """A raw node on the air that talks Price to the meter and keeps what comes back."""
 
-    def __init__(self, air: VirtualAir, meter: MeterApp, nwk: int = CLIENT) -> None:
+    def __init__(self, node: Any, meter: MeterApp) -> None:
         self.meter = meter
-        self.nwk = nwk
-        self.got: list[bytes] = []
+        self.node = node
         self.n = 0
-        self.port = air.attach(nwk, nwk, self._rx)
 
-    def _rx(self, f: Any) -> None:
-        if f.cluster_id == 0x0700 and f.kind == ApsKind.DATA and f.dst_nwk == self.nwk:
-            self.got.append(f.payload)
+    @classmethod
+    async def connect(cls, air: VirtualAir, meter: MeterApp, ieee: int = CLIENT_IEEE) -> HanClient:
+        return cls(await se_client(air, ieee, meter), meter)
+
+    @property
+    def nwk(self) -> int:
+        return self.node.nwk
+
+    @property
+    def got(self) -> list[bytes]:
+        return [ind.payload for ind in self.node.received
+                if ind.cluster == 0x0700 and ind.dst_nwk == self.node.nwk]
 
     async def wait(self, before: int, expect: int) -> list[bytes]:
         for _ in range(200):
@@ -107,8 +116,7 @@ class HanClient:
     async def ask(self, command_id: int, payload: bytes = b"", expect: int = 1) -> list[bytes]:
         self.n += 1
         before = len(self.got)
-        await self.port.transmit(frame(self.meter.nwk, cmd(self.n, command_id, payload), self.n,
-                                       cluster=0x0700))
+        await self.node.send(self.meter.nwk, 0x0700, cmd(self.n, command_id, payload))
         return await self.wait(before, expect)
 
     async def pushed(self, expect: int) -> list[bytes]:
@@ -139,13 +147,13 @@ def status(frames: list[bytes]) -> int:
 async def test_every_price_command_crosses_the_air(tmp_path):
     air = VirtualAir()
     pcap = tmp_path / "price.pcap"
-    writer = PcapWriter(pcap)
-    air.add_tap(writer.write)
+    writer = PcapWriter(pcap).capture(air)
+    tc = await trust_centre(air)
     clock = ManualClock()
     meter = MeterApp(MeterSettings(ieee="00:0d:6f:00:00:00:9e:01", tick_seconds=0.05),
                      clock=clock, air=air)
     await meter.start()
-    han = HanClient(air, meter)
+    han = await HanClient.connect(air, meter)
     e7 = load_tariff(EXAMPLE)
     try:
         # the default tariff: one rate, "Standard" at 0.2450 GBP/kWh
@@ -215,6 +223,8 @@ async def test_every_price_command_crosses_the_air(tmp_path):
         assert meter.price.current is not None and meter.price.current.label == "Promo"
     finally:
         await meter.stop()
+        await han.node.stop()
+        await tc.stop()
         writer.close()
 
     assert malformed(pcap) == ""
@@ -338,7 +348,7 @@ async def test_every_price_command_crosses_the_air(tmp_path):
     asked = decode(pcap, ["zbee_zcl_se.price.cmd.srv_rx.id", P + "command_options",
                           P + "number_of_events", P + "issuer_tariff_id", P + "tariff_type",
                           P + "min_issuer_event_id", P + "price_ack_time"],
-                   where=f"zbee_aps.cluster == 0x0700 && zbee_nwk.src == 0x{CLIENT:04x}")
+                   where=f"zbee_aps.cluster == 0x0700 && zbee_nwk.src == 0x{han.nwk:04x}")
     ids = [r["zbee_zcl_se.price.cmd.srv_rx.id"][0] for r in asked]
     for command in range(0x00, 0x0C):
         assert f"0x{command:02x}" in ids

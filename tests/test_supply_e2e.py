@@ -16,6 +16,7 @@ import asyncio
 
 import pytest
 import zigpy.types as t
+from secure import se_client
 from test_metering_tshark import (
     AGG,
     MET,
@@ -32,14 +33,13 @@ from test_metering_tshark import (
 )
 from zigpy.zcl import foundation
 
-from radios.frames import AirFrame, ApsKind
+from radios.rawnode import RawNode
 from sep.metrology.load import HouseholdLoad
 from sep.store import Store
 
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
 
 EVENING = START + 10 * 3600  # the house imports: stopped accrual is visible
-IHD_NWK = 0x3B3B
 S = foundation.Status
 
 
@@ -48,27 +48,28 @@ def wh(load: HouseholdLoad, on_spans: list[tuple[int, int]]) -> int:
     return sum(load.energy_j(a, b)[0] for a, b in on_spans) // 3600
 
 
-class RawNode:
-    """A HAN node that is not the trust centre (say an IHD) sending raw ZCL frames."""
+class IhdNode:
+    """A HAN node that is not the trust centre (say an IHD) sending raw ZCL frames, with an
+    application link key with the meter (so its frames are taken, and judged by who it is)."""
 
-    def __init__(self, han: Han) -> None:
+    def __init__(self, han: Han, node: RawNode) -> None:
         self.han = han
-        self.got: list[bytes] = []
-        self.port = han.air.attach(0x3B3B00000000AA77, IHD_NWK, self._rx)
+        self.node = node
         self.n = 0
 
-    def _rx(self, f: AirFrame) -> None:
-        if f.kind == ApsKind.DATA and f.cluster_id == 0x0702:
-            self.got.append(f.payload)
+    @classmethod
+    async def create(cls, han: Han) -> IhdNode:
+        return cls(han, await se_client(han.air, 0x3B3B00000000AA77, han.meter))
+
+    @property
+    def got(self) -> list[bytes]:
+        return [ind.payload for ind in self.node.received if ind.cluster == 0x0702]
 
     async def command(self, command_id: int, payload: bytes) -> bytes:
         self.n += 1
         before = len(self.got)
         data = foundation.ZCLHeader.cluster(0x40 + self.n, command_id).serialize() + payload
-        await self.port.transmit(AirFrame(
-            kind=ApsKind.DATA, pan_id=0x1A62, src_nwk=IHD_NWK, dst_nwk=self.han.meter.nwk,
-            src_ieee=0x3B3B00000000AA77, profile_id=0x0109, cluster_id=0x0702, src_ep=1,
-            dst_ep=1, aps_counter=self.n, payload=data))
+        await self.node.send(self.han.meter.nwk, 0x0702, data)
         for _ in range(200):
             if len(self.got) > before:
                 return self.got[-1]
@@ -96,7 +97,7 @@ async def test_disconnect_arm_and_local_restore(tmp_path):
     load = HouseholdLoad(SEED, SOLAR_W)
     meter = han.meter.metering
     provider = meter.supply.provider_id
-    ihd = RawNode(han)
+    ihd = await IhdNode.create(han)
     m = han.metering
     try:
         await m.configure_reporting(0x0014, 0, 0, 1)  # SupplyStatus on change, not periodic
@@ -238,7 +239,7 @@ async def test_load_limit_then_reset_counter(tmp_path):
     supply = han.meter.metering.supply
     provider = supply.provider_id
     m = han.metering
-    ihd = RawNode(han)
+    ihd = await IhdNode.create(han)
     try:
         await han.run(300)
         # a demand limit under the house's base load: exceeded from now on

@@ -66,6 +66,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--permit-join", type=int, default=0, metavar="SECONDS",
                    help="open the network to joiners for this long after start (default: "
                    "closed, or 60 with --install-code)")
+    h = p.add_argument_group(
+        "secure HAN (--radio virtual)", "how the meter joins its HAN: its own install code "
+        "(SE; the hub must hold it) or a preconfigured trust-centre link key; without either "
+        "it joins the development network (radios.virtual.DEVELOPMENT_KEY). Its keys and "
+        "frame counters are kept in DIR/radio.json (mode 0600, checksummed) with --data")
+    h.add_argument("--own-install-code", metavar="CODE", type=install_code_arg,
+                   help="this meter's install code (hex, CRC included), as on its label")
+    h.add_argument("--join-link-key", metavar="HEX", type=key_arg,
+                   help="join with this preconfigured trust-centre link key (16 bytes hex)")
+    h.add_argument("--pcap", type=Path, metavar="FILE",
+                   help="write every frame on the air to FILE (encrypted, as on the air) and "
+                   "the keys to FILE.keys, for Wireshark")
     g = p.add_argument_group("firmware update")
     g.add_argument("--trust", type=Path, metavar="DIR",
                    help="trust directory (ca.pub, allowed_signers.txt) for OTA images; "
@@ -100,6 +112,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("meter_args", nargs=argparse.REMAINDER,
                     help="options passed to `sep meter` (after --)")
     sv.set_defaults(func=_supervise)
+
+
+def install_code_arg(text: str) -> str:
+    """An install code with a good CRC (argparse type)."""
+    from radios.crypto import InstallCodeError, link_key_from_install_code
+
+    try:
+        link_key_from_install_code(bytes.fromhex(text.replace(":", "").replace("-", "")))
+    except ValueError as exc:  # bad hex, bad length, bad CRC
+        raise argparse.ArgumentTypeError(
+            str(exc) if isinstance(exc, InstallCodeError) else f"not hex: {text!r}") from None
+    return text.replace(":", "").replace("-", "").lower()
+
+
+def key_arg(text: str) -> str:
+    try:
+        key = bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
+    if len(key) != 16:
+        raise argparse.ArgumentTypeError(f"a key has 16 bytes, not {len(key)}")
+    return key.hex()
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -201,8 +235,22 @@ def _attach_updater(app, args: argparse.Namespace, request_exit):
     return updater
 
 
+async def _open_air(device: str):  # noqa: ANN202 - (VirtualAir, UDP link or None)
+    """The air a --pcap tap listens on: the named in-process air or a mirror of a UDP one."""
+    from radios.air import VirtualAir, named_air
+
+    if device.startswith("udp://"):
+        from radios.udp import connect_udp
+
+        host, _, port = device[len("udp://"):].rpartition(":")
+        air = VirtualAir()
+        return air, await connect_udp(air, host or "127.0.0.1", int(port))
+    return named_air(device[len("virtual://"):] or "default"), None
+
+
 def _run(args: argparse.Namespace) -> int:
     from radios.ezsp import EZSP_SE_ENDPOINT
+    from radios.pcap import PcapWriter
     from sep.app import MeterApp, MeterSettings
     from sep.clock import ScaledClock
 
@@ -259,7 +307,12 @@ def _run(args: argparse.Namespace) -> int:
                              endpoint=endpoint, data_dir=args.data, seed=args.seed,
                              baudrate=args.baudrate, flow_control=args.flow_control, mqtt=mqtt,
                              file_version=args.file_version or APP_FILE_VERSION,
-                             ota_query_interval=args.ota_query_interval)
+                             ota_query_interval=args.ota_query_interval,
+                             install_code=args.own_install_code, link_key=args.join_link_key)
+    if args.radio != "virtual" and (args.own_install_code or args.join_link_key or args.pcap):
+        print("sep meter: --own-install-code, --join-link-key and --pcap need --radio virtual "
+              "(a stick keeps its own keys)", file=sys.stderr)
+        return 2
 
     async def main() -> int:
         from sep.persistence import stored_sim_time
@@ -283,7 +336,11 @@ def _run(args: argparse.Namespace) -> int:
             assert metro_proc.stdout is not None
             await metro_proc.stdout.readline()  # "metrology serving on ..."
             metrology = MetrologyClient(str(sock))
-        app = MeterApp(settings, clock=clock, metrology=metrology)
+        air, writer, link = None, None, None
+        if args.pcap is not None:
+            air, link = await _open_air(device)
+            writer = PcapWriter(args.pcap).capture(air)
+        app = MeterApp(settings, clock=clock, metrology=metrology, air=air)
         stop = asyncio.Event()
         exit_code = 0
         loop = asyncio.get_running_loop()
@@ -330,6 +387,12 @@ def _run(args: argparse.Namespace) -> int:
             pass
         finally:
             await app.stop()
+            if link is not None:
+                link.close()
+            if writer is not None:
+                writer.close()
+                print(f"capture written to {args.pcap}, its keys to {args.pcap}.keys",
+                      flush=True)
             if metro_proc is not None:
                 metrology.close()  # hang up first, so the process stops cleanly
                 await asyncio.sleep(0.05)

@@ -141,6 +141,28 @@ class TimeServer(ClusterServer):
         self.last_set = int(value)
         self.values[0x0001] = int(self.values[0x0001]) | self.SYNCHRONIZED
 
+    @property
+    def synchronised(self) -> bool:
+        return bool(int(self.values[0x0001]) & (self.MASTER | self.SYNCHRONIZED))
+
+    def synchronise(self, master: dict[int, Any]) -> bool:
+        """Take the time, zone and DST read from our time master (a Time client's work):
+        we then serve Time as synchronised, never as master (ZCL 3.12.2.2.2). Returns
+        False when the source is neither master nor synchronised itself."""
+        status = int(master.get(0x0001, 0))
+        if not status & (self.MASTER | self.SYNCHRONIZED) or 0x0000 not in master:
+            return False
+        utc = int(master[0x0000])
+        if utc in (0, 0xFFFFFFFF):
+            return False
+        self.offset = utc + ZIGBEE_EPOCH - self.clock.now()
+        self.last_set = utc
+        for attr in (0x0002, 0x0003, 0x0004, 0x0005):
+            if attr in master:
+                self.values[attr] = int(master[attr])
+        self.values[0x0001] = self.SYNCHRONIZED
+        return True
+
     def _valid_until(self) -> int:
         if self.valid_for is None or self.last_set == 0xFFFFFFFF:
             return 0xFFFFFFFF
