@@ -41,6 +41,7 @@ class Request:
     header: foundation.ZCLHeader
     payload: bytes
     broadcast: bool = False
+    src_ieee: int | None = None
 
     @property
     def tsn(self) -> int:
