@@ -202,7 +202,7 @@ def read_certificate(path: Path) -> bytes:
     try:
         parse_certificate(data)
     except CertificateError as exc:
-        raise KeyFileError(f"{path}: {exc}") from None
+        raise KeyFileError(f"{path} is not a certificate: {exc}") from None
     return data
 
 
