@@ -10,6 +10,8 @@ here. Frames are read by the SE byte layout, not by our schema.
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ke_support import (
     CBKE1,
     IEEE_A,
@@ -562,3 +564,56 @@ def test_credentials_must_name_this_node():
         KeyEstablishment([creds(2, IEEE_A), creds(2, IEEE_A)], endpoint=1)
     with pytest.raises(ValueError, match="at least one"):
         KeyEstablishment([], endpoint=1)
+
+
+def test_an_internal_error_ends_the_exchange_with_no_resources():
+    def broken(fn, *args, **kwargs):
+        if fn.__name__ == "derive":
+            raise RuntimeError("maths backend gone")
+        return fn(*args, **kwargs)
+
+    u = node("U", IEEE_A, 0x4A01, (2,))
+    v = node("V", IEEE_B, 0x0000, (2,), compute=broken)
+    air = Air(u, v)
+    air.initiate(u, v)
+    assert only_terminate(air, by_server=True)[0] == NO_RESOURCES
+    assert [f.reason for f in v.failed] == ["internal error"]
+    assert v.core.exchanges == 0
+    assert_no_key(u, v)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=st.lists(st.tuples(
+    st.integers(0, 3),  # source node
+    st.sampled_from([0x01, 0x09, 0x19, 0x11, 0x05, 0x00, 0x08, 0x18]),  # frame control
+    st.integers(0, 5),  # command id
+    st.one_of(st.binary(max_size=90),
+              st.builds(lambda n, b: n.to_bytes(2, "little") + b, st.integers(0, 3),
+                        st.binary(min_size=50, max_size=80))),
+), max_size=12))
+def test_arbitrary_frames_never_raise_and_state_stays_bounded(frames):
+    from sep.zcl.frames import Reply
+
+    v = node("V", IEEE_B, 0x0000, (1,), max_sessions=2)
+    senders = [node(f"S{i}", 0x000D6F0000000100 + i, 0x0100 + i, (1,)) for i in range(4)]
+    air = Air(v, *senders)
+    for src, fc, cmd, payload in frames:
+        head = bytes([fc, 0x33]) + (b"\x34\x12" if fc & 0x04 else b"") + bytes([cmd])
+        air.run(senders[src], [Reply(v.nwk, 1, 1, 0x0109, 0x0800, head + payload)])
+        assert v.core.exchanges <= 2
+    assert v.established == [] and all(s.established == [] for s in senders)
+    for sent in air.sent:
+        if sent.src is v and sent.cluster_specific and sent.command == 0x03:
+            assert 1 <= terminate_fields(sent)[0] <= 6
+
+
+def test_the_client_side_attribute_answers_a_server_read():
+    from sep.zcl.frames import Reply
+
+    u, v = node("U", IEEE_A, 0x4A01, (1, 2)), node("V", IEEE_B, 0x0000, (2,))
+    air = Air(u, v)
+    # V (a server) reads U's client KeyEstablishmentSuite: a server-to-client Read Attributes
+    air.run(v, [Reply(u.nwk, 1, 1, 0x0109, 0x0800, bytes([0x18, 0x21, 0x00, 0x00, 0x00]))])
+    answer = air.sent[-1]
+    assert answer.src is u and answer.data[:3] == bytes([0x10, 0x21, 0x01])  # client to server
+    assert answer.payload == bytes([0x00, 0x00, 0x00, 0x31, 0x03, 0x00])  # enum16 0x0003

@@ -290,9 +290,7 @@ class KeyEstablishment:
             except _Refused as exc:
                 return self._refuse(session, exc, req)
             except Exception:  # noqa: BLE001 - a bug must end the exchange, not the meter
-                LOGGER.exception("key establishment with %016x failed", session.ieee)
-                return self._refuse(session, _Refused(KeStatus.NO_RESOURCES, "internal error"),
-                                    req)
+                return self._internal_error(session, req)
 
     # -- the responder ------------------------------------------------------------------------
     def _initiate_request(self, req: Request, now: float) -> list[Effect]:
@@ -335,6 +333,8 @@ class KeyEstablishment:
             return [self._reply(req, ke.INITIATE, self._initiate_payload(suite))]
         except _Refused as exc:
             return self._refuse(session, exc, req)
+        except Exception:  # noqa: BLE001
+            return self._internal_error(session, req)
         finally:
             session.lock.release()
 
@@ -385,7 +385,9 @@ class KeyEstablishment:
             session.lock.release()
 
     def _start(self, session: _Session, now: float) -> list[Effect]:
+        """(Re)start an exchange as the initiator: nothing of an earlier attempt is kept."""
         session.deadline = now + self.margin
+        session.own_ephemeral, session.keys = 0, None
         if session.suite is None:
             session.state = State.READ_SUITES
             payload = t.uint16_t(ke.ATTR_KEY_ESTABLISHMENT_SUITE).serialize()
@@ -545,12 +547,13 @@ class KeyEstablishment:
         return done
 
     def _general(self, req: Request, now: float, to_server: bool) -> list[Effect]:
-        if to_server or req.command_id in (GC.Read_Attributes, GC.Discover_Attributes,
-                                           GC.Discover_Attribute_Extended):
-            # our server's attribute, or (the partner asking a client) our client's copy
+        known = foundation.GENERAL_COMMANDS.get(req.command_id)
+        if known is None or (known.direction == Direction.Client_to_Server
+                             and req.command_id != GC.Report_Attributes):
+            # a request: our server's attribute, or (a server asking us) our client's copy
             return [self._reply_frame(req, f) for f in self.attributes.handle(req, now)]
-        if req.command_id not in (GC.Read_Attributes_rsp, GC.Default_Response):
-            return []
+        if to_server or req.command_id not in (GC.Read_Attributes_rsp, GC.Default_Response):
+            return []  # answers we did not ask for, reports
         session = self._find(req)
         if session is None or not session.initiator:
             return []
@@ -569,6 +572,8 @@ class KeyEstablishment:
                                send=False)
             except _Refused as exc:
                 return self._refuse(session, exc, None)
+            except Exception:  # noqa: BLE001
+                return self._internal_error(session, None)
 
     # -- time ---------------------------------------------------------------------------------
     def tick(self, now: float) -> list[Effect]:
@@ -643,6 +648,10 @@ class KeyEstablishment:
         out.append(KeyEstablishmentFailed(session.ieee, session.nwk, exc.status, exc.reason,
                                           initiator=session.initiator))
         return out
+
+    def _internal_error(self, session: _Session, req: Request | None) -> list[Effect]:
+        LOGGER.exception("key establishment with %016x failed", session.ieee)
+        return self._refuse(session, _Refused(KeStatus.NO_RESOURCES, "internal error"), req)
 
     def _stray(self, req: Request) -> list[Effect]:
         """A KE command from a node we have no exchange with (or in the wrong role)."""
