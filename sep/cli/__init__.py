@@ -20,6 +20,7 @@ _SUBCOMMAND_MODULES = (
     "sep.cli.ota",
     "sep.cli.store",
     "sep.cli.ncp",
+    "sep.cli.config",
 )
 
 
