@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from sep import __version__
-from sep.cli.common import run, tariff_file
+from sep.cli.common import new_file, port_number, run, tariff_file
 
 
 def _positive(value: str) -> float:
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--duration", type=_positive, metavar="SECONDS",
                       help="stop after this many (wall-clock) seconds and exit 0")
-    demo.add_argument("--pcap", type=Path, metavar="FILE",
+    demo.add_argument("--pcap", type=new_file, metavar="FILE",
                       help="write every frame on the air to FILE (open it in Wireshark)")
     demo.add_argument("--data", type=Path, metavar="DIR",
                       help="keep the demo meter's data (identity, ...) in DIR across runs")
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulated time runs N times faster than the wall clock (default 60)")
     demo.add_argument("--seed", type=int, default=1,
                       help="seed of the simulated household load (default 1)")
-    demo.add_argument("--air-port", type=int, metavar="PORT",
+    demo.add_argument("--air-port", type=port_number, metavar="PORT",
                       help="also serve the air on udp://127.0.0.1:PORT so `sep meter "
                       "--device udp://127.0.0.1:PORT` can join from another process")
     demo.add_argument("--external-meter", action="store_true",
@@ -120,9 +120,11 @@ def _demo(args: argparse.Namespace) -> int:
                        external_meter=args.external_meter, mqtt=mqtt, meters=args.meters,
                        live=False if args.no_live else None, meter_radio=args.meter_radio,
                        tariff=args.tariff, script=not args.no_script)
+    from hubsim.demo import DemoError
+
     try:
         result = asyncio.run(run_demo(opts))
-    except TimeoutError as exc:
+    except (TimeoutError, DemoError) as exc:
         print(f"hubsim demo: {exc}", file=sys.stderr)
         return 1
     v = result.view
