@@ -290,7 +290,7 @@ class MeterApp:
         m = self.metering
         r = self.last_reading
         reg = m.registers
-        tiers = m.config.tiers_in_use
+        tiers = min(m.config.tiers_in_use, self.price.tariff.tier_count)  # the tariff's tiers
         return MeterState(
             ieee=self.ieee,
             timestamp=r.timestamp if r else self.clock.now(),

@@ -99,8 +99,8 @@ class MqttBridge:
     async def stop(self) -> None:
         """Say ``offline`` (availability and bridge state, retained) if connected, then
         disconnect cleanly — so a stopped meter never stays ``online`` on the broker."""
-        client = self._client
-        if client is not None and self.connected.is_set():
+        client = self._client  # set while a session is up (even before it is announced)
+        if client is not None:
             try:
                 await asyncio.wait_for(self._goodbye(client), GOODBYE_TIMEOUT)
             except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
