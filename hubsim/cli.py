@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mqtt", metavar="URL",
                       help="every meter publishes to this broker (mqtt:// or mqtts://)")
     demo.add_argument("--mqtt-username", help="broker user name")
-    demo.add_argument("--mqtt-password", help="broker password")
+    demo.add_argument("--mqtt-password",
+                      help="broker password (better: $SEP_MQTT_PASSWORD, kept out of argv)")
     demo.add_argument("--mqtt-ca", type=Path, help="CA certificate for mqtts://")
     demo.add_argument("--mqtt-base", default="sep", help="base topic (default sep)")
     demo.add_argument("--mqtt-interval", type=float, default=10.0,
@@ -109,7 +111,9 @@ def _demo(args: argparse.Namespace) -> int:
 
         try:
             mqtt = BridgeConfig.from_url(args.mqtt, username=args.mqtt_username,
-                                         password=args.mqtt_password, ca_file=args.mqtt_ca,
+                                         password=args.mqtt_password
+                                         or os.environ.get("SEP_MQTT_PASSWORD"),
+                                         ca_file=args.mqtt_ca,
                                          base_topic=args.mqtt_base,
                                          publish_interval=args.mqtt_interval)
         except BridgeConfigError as exc:

@@ -213,7 +213,14 @@ def _attach_updater(app, args: argparse.Namespace, request_exit):
                             image_type=IMAGE_TYPE_APPLICATION,
                             current_file_version=app.settings.file_version,
                             hardware_version=args.hardware_version)
-    verify, precheck = make_gate(args.trust, device)
+    verify, gate_precheck = make_gate(args.trust, device)
+
+    def precheck(offer):  # an image that failed its trial boot here is not taken again
+        if offer.file_version in slots.boot_state().failed:
+            return (f"version 0x{offer.file_version:08X} failed its trial boot on this meter "
+                    "(reverted): not installed again")
+        return gate_precheck(offer)
+
     update_log = ChainedLog.open(args.data)  # update-log.jsonl, MAC-chained like the events
 
     def log(entry: dict) -> None:

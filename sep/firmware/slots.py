@@ -68,6 +68,9 @@ class BootState:
     pending: str | None = None
     trial: bool = False
     trial_boots: int = 0
+    #: file versions that failed their trial here: never installed again (no boot loop of
+    #: download, activate, crash, revert, download...)
+    failed: list[int] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> bytes:
         """The record as stored: with its checksum (``sep.store.checked``)."""
@@ -196,7 +199,7 @@ class SlotManager:
         if state.pending is None or self.info(state.pending) is None:
             raise SlotError("no complete pending slot to activate")
         new = BootState(active=state.pending, previous=state.active, pending=None, trial=True,
-                        trial_boots=0)
+                        trial_boots=0, failed=state.failed)
         self._save(new)
         return new.active
 
@@ -211,8 +214,12 @@ class SlotManager:
     def revert(self, reason: str) -> BootState:
         state = self.boot_state()
         LOGGER.warning("reverting slot %s to %s: %s", state.active, state.previous, reason)
+        failed = list(state.failed)
+        info = self.info(state.active) if state.trial else None
+        if info is not None and info.file_version not in failed:
+            failed = (failed + [info.file_version])[-8:]
         new = BootState(active=state.previous, previous=state.previous, pending=None,
-                        trial=False, trial_boots=0)
+                        trial=False, trial_boots=0, failed=failed)
         self._save(new)
         return new
 
