@@ -35,8 +35,9 @@ NODE = IEEE.replace(":", "")
 E7 = ROOT / "examples" / "tariff.toml"  # two tiers, a standing charge
 
 # --- Home Assistant's MQTT discovery schema -----------------------------------------------
-# Encoded from home-assistant/core (dev branch as indexed in 2026, the probatio-based schemas
-# after `object_id` was removed in favour of `default_entity_id`):
+# Encoded from home-assistant/core, Home Assistant 2025.10 and later (`default_entity_id` in
+# the common entity schema; `object_id` deprecated, its removal announced for 2026.4), read
+# in the dev branch as indexed in 2026 (the probatio-based schemas, object_id gone):
 #   homeassistant/components/mqtt/config.py   MQTT_BASE_SCHEMA, MQTT_RO_SCHEMA, MQTT_RW_SCHEMA
 #   homeassistant/components/mqtt/schemas.py  _MQTT_AVAILABILITY_SCHEMA,
 #       MQTT_ENTITY_COMMON_SCHEMA, MQTT_ENTITY_DEVICE_INFO_SCHEMA, MQTT_ORIGIN_INFO_SCHEMA
