@@ -96,11 +96,16 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(verbose: int, fmt: str = "text") -> None:
+    """Like ``logging.basicConfig``: nothing when someone else (a test runner, an embedding
+    program) already set up logging; our own handler is replaced on a second call."""
+    root = logging.getLogger()
+    if any(not getattr(h, "_sep", False) for h in root.handlers):
+        return
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     handler = logging.StreamHandler()
+    handler._sep = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
