@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 from sep import __version__
-from sep.cli.common import run, tariff_file
+from sep.cli.common import install_code, new_file, port_number, run, tariff_file
 
 
 def _positive(value: str) -> float:
@@ -19,29 +20,6 @@ def _positive(value: str) -> float:
     if number <= 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
     return number
-
-
-def admitted_code(text: str) -> tuple[str, bytes]:
-    """IEEE=CODE, checked (argparse type)."""
-    import zigpy.types as t
-
-    from radios.crypto import InstallCodeError, link_key_from_install_code
-
-    ieee, sep_, code = text.partition("=")
-    if not sep_:
-        raise argparse.ArgumentTypeError(f"{text!r}: give IEEE=CODE")
-    try:
-        ieee = str(t.EUI64.convert(ieee))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{ieee!r} is not an IEEE address") from None
-    try:
-        raw = bytes.fromhex(code.replace(":", "").replace("-", ""))
-        link_key_from_install_code(raw)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"install code for {ieee}: {exc if isinstance(exc, InstallCodeError) else 'not hex'}"
-        ) from None
-    return ieee, raw
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--duration", type=_positive, metavar="SECONDS",
                       help="stop after this many (wall-clock) seconds and exit 0")
-    demo.add_argument("--pcap", type=Path, metavar="FILE",
+    demo.add_argument("--pcap", type=new_file, metavar="FILE",
                       help="write every frame on the air to FILE (open it in Wireshark)")
     demo.add_argument("--data", type=Path, metavar="DIR",
                       help="keep the demo meter's data (identity, ...) in DIR across runs")
@@ -70,14 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulated time runs N times faster than the wall clock (default 60)")
     demo.add_argument("--seed", type=int, default=1,
                       help="seed of the simulated household load (default 1)")
-    demo.add_argument("--air-port", type=int, metavar="PORT",
+    demo.add_argument("--air-port", type=port_number, metavar="PORT",
                       help="also serve the air on udp://127.0.0.1:PORT so `sep meter "
                       "--device udp://127.0.0.1:PORT` can join from another process")
     demo.add_argument("--external-meter", action="store_true",
                       help="start no meter here; wait for one to join over --air-port (give "
                       "the hub its install code with --install-code)")
     demo.add_argument("--install-code", action="append", default=[], metavar="IEEE=CODE",
-                      type=admitted_code,
+                      type=install_code,
                       help="the hub (trust centre) admits this device by its install code "
                       "(hex, CRC included); repeatable. The demo's own devices get theirs "
                       "automatically (kept in DIR/install_codes.json with --data)")
@@ -95,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mqtt", metavar="URL",
                       help="every meter publishes to this broker (mqtt:// or mqtts://)")
     demo.add_argument("--mqtt-username", help="broker user name")
-    demo.add_argument("--mqtt-password", help="broker password")
+    demo.add_argument("--mqtt-password",
+                      help="broker password (better: $SEP_MQTT_PASSWORD, kept out of argv)")
     demo.add_argument("--mqtt-ca", type=Path, help="CA certificate for mqtts://")
     demo.add_argument("--mqtt-base", default="sep", help="base topic (default sep)")
     demo.add_argument("--mqtt-interval", type=float, default=10.0,
@@ -138,7 +117,9 @@ def _demo(args: argparse.Namespace) -> int:
 
         try:
             mqtt = BridgeConfig.from_url(args.mqtt, username=args.mqtt_username,
-                                         password=args.mqtt_password, ca_file=args.mqtt_ca,
+                                         password=args.mqtt_password
+                                         or os.environ.get("SEP_MQTT_PASSWORD"),
+                                         ca_file=args.mqtt_ca,
                                          base_topic=args.mqtt_base,
                                          publish_interval=args.mqtt_interval)
         except BridgeConfigError as exc:
@@ -149,10 +130,13 @@ def _demo(args: argparse.Namespace) -> int:
                        external_meter=args.external_meter, mqtt=mqtt, meters=args.meters,
                        live=False if args.no_live else None, meter_radio=args.meter_radio,
                        tariff=args.tariff, script=not args.no_script,
-                       install_codes=dict(args.install_code))
+                       install_codes={item.partition("=")[0]: bytes.fromhex(item.partition("=")[2])
+                                      for item in args.install_code})
+    from hubsim.demo import DemoError
+
     try:
         result = asyncio.run(run_demo(opts))
-    except TimeoutError as exc:
+    except (TimeoutError, DemoError) as exc:
         print(f"hubsim demo: {exc}", file=sys.stderr)
         return 1
     v = result.view

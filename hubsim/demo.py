@@ -92,6 +92,10 @@ def provision(data_dir: Path | None, ieees: list[str]) -> dict[str, bytes]:
     return {ieee: bytes.fromhex(codes[ieee]) for ieee in ieees}
 
 
+class DemoError(Exception):
+    """The demo cannot run as asked; the message names the option (exit 1)."""
+
+
 @dataclasses.dataclass
 class DemoResult:
     view: IhdView
@@ -134,8 +138,17 @@ def status_line(view: IhdView, now: float) -> str:
     return line
 
 
+def mqtt_line(mqtt: Any) -> str | None:
+    """The broker as the meters' bridges see it (one line for all of them), or None."""
+    if mqtt is None:
+        return None
+    from sep.bridge.status import broker_status
+
+    return broker_status(mqtt.broker).summary()
+
+
 def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
-           supplier: Supplier | None = None) -> Any:
+           supplier: Supplier | None = None, mqtt: Any = None) -> Any:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", justify="right")
     table.add_column()
@@ -170,6 +183,8 @@ def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
             "  [green]confirmed[/]" if msg.confirmed else "  [red]please confirm[/]")
         table.add_row("Message", f"[bold]{msg.text}[/] ({IMPORTANCE[msg.importance]}){state}")
     table.add_row("Reports received", str(view.reports_received))
+    if mqtt is not None:
+        table.add_row("MQTT", mqtt_line(mqtt) or "--")
     table.add_row("Frames on the air", f"{air.frames_sent}  ({time.monotonic() - started:.0f} s)")
     log = "\n".join(view.log[-6:]) or "..."
     panels = [Panel(table, title="In-home display", border_style="cyan"),
@@ -191,12 +206,21 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     if opts.pcap is not None:
         from radios.pcap import PcapWriter
 
-        writer = PcapWriter(opts.pcap).capture(air)  # and FILE.keys
+        try:
+            writer = PcapWriter(opts.pcap).capture(air)  # and FILE.keys
+        except OSError as exc:
+            raise DemoError(f"--pcap {opts.pcap}: {exc.strerror or exc}") from None
     server = None
     if opts.air_port is not None:
         from radios.udp import serve_udp
 
-        server = await serve_udp(air, "127.0.0.1", opts.air_port)
+        try:
+            server = await serve_udp(air, "127.0.0.1", opts.air_port)
+        except (OSError, OverflowError) as exc:
+            if writer is not None:
+                writer.close()
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise DemoError(f"--air-port {opts.air_port}: {why}") from None
         console.print(f"air open for other processes at udp://127.0.0.1:{server.port}")
 
     tariff: Tariff = load_tariff(opts.tariff or DEMO_TARIFF)
@@ -301,8 +325,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         if opts.script and hub.supplier is not None:
             script = asyncio.create_task(supplier_script(hub.supplier, clock))
         deadline = None if opts.duration is None else started + opts.duration
-        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier), console=console,
-                        refresh_per_second=4, transient=False)
+        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier, opts.mqtt),
+                        console=console, refresh_per_second=4, transient=False)
                    if live_view else contextlib.nullcontext())
         with live_cm as live:
             last_line = 0.0
@@ -311,10 +335,14 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 if deadline is not None and now >= deadline:
                     break
                 if live is not None:
-                    live.update(render(ihd.view, air, clock, started, hub.supplier))
+                    live.update(render(ihd.view, air, clock, started, hub.supplier,
+                                       opts.mqtt))
                 elif now - last_line >= 5:
                     last_line = now
-                    console.print(status_line(ihd.view, clock.now()), soft_wrap=True)
+                    line = status_line(ihd.view, clock.now())
+                    if opts.mqtt is not None:
+                        line += f"; MQTT {mqtt_line(opts.mqtt)}"
+                    console.print(line, soft_wrap=True)
                 timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -56,9 +57,41 @@ async def run_ota_demo(image_path: Path, trust: Path, *, data_dir: Path | None =
     try:
         image = load_image(image_path)
     except (OSError, ValueError) as exc:
-        return 2, f"cannot read {image_path}: {exc}"
+        return 2, f"--ota {image_path}: cannot read it: {exc}"
+    if not trust.is_dir():
+        return 2, f"--trust {trust}: not a folder (make one with `sep ota keygen DIR`)"
+    running = running_version(data_dir)
+    if image.file_version == running:
+        # the OTA server offers nothing for it (an older image is offered, and refused by
+        # the meter, which says so): without this the download sat at 0 kB forever
+        return 2, (f"--ota {image_path}: version 0x{image.file_version:08X} is the one the "
+                   "meter runs already (build one with a higher --file-version)")
+    scratch = data_dir is None
     data = data_dir or Path(tempfile.mkdtemp(prefix="sep-ota-demo-"))
     data.mkdir(parents=True, exist_ok=True)
+    try:
+        return await _run(image, trust, data, timeout, console)
+    finally:
+        if scratch:
+            shutil.rmtree(data, ignore_errors=True)  # a scratch meter leaves nothing behind
+
+
+def running_version(data_dir: Path | None) -> int:
+    """The firmware version the demo meter runs: its active slot's, else the factory
+    image's (this package)."""
+    from sep.app import APP_FILE_VERSION
+
+    if data_dir is not None:
+        active = boot_state(data_dir).get("active")
+        if active and active != "factory":
+            version = slot_version(data_dir, active)
+            if version is not None:
+                return version
+    return APP_FILE_VERSION
+
+
+async def _run(image, trust: Path, data: Path, timeout: float,
+               console: Console) -> tuple[int, str]:
     air = VirtualAir()
     core = OtaServerCore([image], upgrade_delay=0)
     hub = CommsHub(air=air, ota=core)

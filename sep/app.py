@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,7 +31,7 @@ from radios.air import VirtualAir
 from radios.factory import make_controller
 from sep import __version__
 from sep.bridge.config import BridgeConfig
-from sep.bridge.payloads import MeterState
+from sep.bridge.payloads import MeterState, currency_code
 from sep.clock import Clock, WallClock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
 from sep.clusters.messaging import MessagingServer
@@ -41,6 +41,7 @@ from sep.clusters.supplier_link import SupplierLink
 from sep.endpoint import SeEndpoint
 from sep.firmware.appimage import APP_MANUFACTURER_CODE
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
+from sep.meter.cost import DailyCost
 from sep.meter.tariff import Tariff, load_tariff, tariff_from_dict
 from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
 from sep.ota.client import OtaClient
@@ -48,6 +49,7 @@ from sep.ota.service import OtaService, Verifier
 from sep.packets import serve, to_packet
 from sep.persistence import MeterPersistence
 from sep.store import Store
+from sep.store.checked import CRC_FIELD, CorruptFile, seal, unseal
 from sep.watchdog import Watchdog
 from sep.zcl.frames import Reply, parse_read_attributes_response, read_attributes_frame
 from sep.zcl.security import requires_aps_security
@@ -107,12 +109,26 @@ def load_identity(settings: MeterSettings) -> str:
         return ieee
     path = settings.data_dir / "identity.json"
     if path.exists():
-        return json.loads(path.read_text())["ieee"]
+        raw = path.read_bytes()
+        try:
+            ieee = str(t.EUI64.convert(unseal(raw, str(path))["ieee"]))
+        except (CorruptFile, KeyError, TypeError, ValueError) as exc:
+            # never a new identity in place of a damaged one: a new meter on the HAN and on
+            # every dashboard, and the old one's data under the wrong name
+            why = exc if isinstance(exc, CorruptFile) else f"{path} holds no IEEE address"
+            raise CorruptFile(f"{why}: restore it from a backup, or give --ieee") from None
+        if CRC_FIELD.encode() not in raw:
+            _write_identity(path, ieee)  # written before records had checksums
+        return ieee
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"ieee": ieee}))
-    os.replace(tmp, path)
+    _write_identity(path, ieee)
     return ieee
+
+
+def _write_identity(path: Path, ieee: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(seal({"ieee": ieee}))
+    os.replace(tmp, path)
 
 
 class MeterApp:
@@ -162,7 +178,9 @@ class MeterApp:
             security=self._radio_security(settings),
         )
         self.ota: OtaService | None = None
+        self._tmp_dirs: list[Path] = []
         self.update_log: list[dict[str, Any]] = []
+        self.cost = DailyCost()  # cost so far today (restored from the store)
         self.on_fatal: Callable[[str], None] = lambda why: LOGGER.critical("fatal: %s", why)
         self.watchdog = Watchdog(on_event=self._watchdog_event,
                                  on_escalate=lambda name: self.on_fatal(f"task {name} keeps hanging"))
@@ -192,6 +210,10 @@ class MeterApp:
                                      manufacturer=MANUFACTURER_NAME, sw_version=__version__,
                                      handlers=self.command_handlers(),
                                      data_dir=settings.data_dir)
+            self.bridge.on_command = lambda name, result: self.audit(
+                "MQTT_COMMAND", command=name, **{k: v for k, v in result.items()
+                                                 if k in ("id", "ok", "error")})
+        self._price_seen = self._price_snapshot()
 
 
     @staticmethod
@@ -236,11 +258,16 @@ class MeterApp:
             await self.bridge.start()
             self._bridge_task = asyncio.create_task(self._feed_bridge(), name="meter-bridge")
 
-    async def _join_han(self) -> bool:
+    async def _join_han(self, *, first: bool = True) -> bool:
         try:
             await self.controller.startup(auto_form=True)
         except zigpy.exceptions.FormationFailure as exc:
-            LOGGER.warning("no HAN to join (%s); looking again in the background", exc)
+            # said once; the background search is quiet until it finds one. A meter on an
+            # air of its own process (virtual://NAME, nobody else there) is alone by design.
+            alone = (self.settings.device or "virtual://").startswith("virtual://")
+            level = logging.DEBUG if not first else logging.INFO if alone else logging.WARNING
+            LOGGER.log(level, "no HAN to join (%s); the meter keeps looking in the background",
+                       exc)
             return False
         ni = self.controller.state.node_info
         LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
@@ -251,7 +278,7 @@ class MeterApp:
         delay = HAN_SEARCH_FIRST
         while True:
             await asyncio.sleep(delay)
-            if await self._join_han():
+            if await self._join_han(first=False):
                 return
             delay = min(delay * 2, HAN_SEARCH_MAX)
 
@@ -260,7 +287,9 @@ class MeterApp:
         node = getattr(self.controller, "node", None)
         return node.joined if node is not None else True
 
-    async def stop(self) -> None:
+    async def stop(self, reason: str = "stop") -> None:
+        """Stop serving; a clean stop is in the event log (``reason``: what asked for it)."""
+        self.audit("STOP", reason=reason)
         await self.watchdog.stop()
         for task in (self._loop_task, self._bridge_task, self._supplier_task, self._time_task,
                      self._han_task):
@@ -278,6 +307,9 @@ class MeterApp:
         if self.persistence is not None:
             self.persistence.close()
             self.persistence = None
+        for tmp in self._tmp_dirs:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._tmp_dirs.clear()
 
     async def __aenter__(self) -> MeterApp:
         await self.start()
@@ -297,6 +329,9 @@ class MeterApp:
         reading = await self.metrology.read()
         self.last_reading = reading
         self.metering.update(reading)
+        self.cost.update(reading.timestamp, reading.delivered_wh,
+                         self.price.current_price(reading.timestamp).unit_rate,
+                         self.price.standing_charge)
         if self.persistence is not None:
             self.persistence.tick(reading.timestamp)
         return reading
@@ -361,7 +396,7 @@ class MeterApp:
         m = self.metering
         r = self.last_reading
         reg = m.registers
-        tiers = m.config.tiers_in_use
+        tiers = min(m.config.tiers_in_use, self.price.tariff.tier_count)  # the tariff's tiers
         return MeterState(
             ieee=self.ieee,
             timestamp=r.timestamp if r else self.clock.now(),
@@ -380,6 +415,8 @@ class MeterApp:
             price=self._price_state(),
             faults=sorted(f"{table}/{key}" for table, key in (
                 self.store.faults if self.store is not None else ())),
+            cost_today=self.cost.cost if self.cost.day is not None else None,
+            cost_day=self.cost.day, currency=self.price.tariff.currency,
         )
 
     def _price_state(self) -> dict[str, Any] | None:
@@ -387,10 +424,11 @@ class MeterApp:
         if cur is None:
             return None
         tariff = self.price.tariff
+        currency = currency_code(tariff.currency)
         state: dict[str, Any] = {
             "unitrate": float(cur.unit_rate), "tier": cur.tier, "label": cur.label,
-            "units": "GBP/kWh", "standingcharge": float(self.price.standing_charge),
-            "tariff": tariff.label}
+            "units": f"{currency}/kWh", "standingcharge": float(self.price.standing_charge),
+            "standingcharge_units": f"{currency}/day", "tariff": tariff.label}
         nxt = self.price.next_price(self.clock.now())
         if nxt is not None:
             state["next"] = {"unitrate": float(nxt.unit_rate), "tier": nxt.tier,
@@ -403,11 +441,44 @@ class MeterApp:
         self.metering.set_block_period(start, thresholds_wh,
                                        tiered=self.price.tariff.tier_count > 1)
 
-    def set_tariff(self, tariff: Tariff) -> None:
+    def set_tariff(self, tariff: Tariff, source: str = "local") -> None:
         """Change the tariff at run time; the HAN is told at once."""
         self.price.set_tariff(tariff, self.clock.now())
         self.flush_pushes()
         LOGGER.info("tariff %r (id %d) in force", tariff.label, tariff.issuer_tariff_id)
+        self.note_price_changes(source)
+
+    # -- the audit trail -----------------------------------------------------------------
+    def audit(self, kind: str, **details: Any) -> None:
+        """Record ``kind`` with ``details`` in the tamper-evident event log (with a data
+        dir) and on MQTT's event topic: one call for any part of the meter, e.g.
+        ``app.audit("JOIN", ieee=str(ieee), nwk=f"0x{nwk:04X}", method="install code")``."""
+        LOGGER.info("event %s %s", kind, details)
+        if self.persistence is not None:
+            self.persistence.event(kind, details)
+        elif self.bridge is not None:
+            self.bridge.publish_event(kind, details)
+
+    def _price_snapshot(self) -> tuple[int, frozenset[tuple[Any, ...]]]:
+        return (self.price.tariff.issuer_tariff_id,
+                frozenset((e.issuer_event_id, e.tier, str(e.rate), e.start, e.duration_min,
+                           e.label) for e in self.price.events))
+
+    def note_price_changes(self, source: str) -> None:
+        """Put a changed tariff and every new price event in the event log."""
+        tariff_id, events = self._price_snapshot()
+        old_id, old_events = self._price_seen
+        self._price_seen = (tariff_id, events)
+        if tariff_id != old_id:
+            t_ = self.price.tariff
+            self.audit("TARIFF_CHANGE", issuer_tariff_id=tariff_id, label=t_.label,
+                       tiers=t_.tier_count, standing_charge=str(t_.standing_charge),
+                       source=source)
+        for ev in sorted(events - old_events):
+            issuer_event_id, tier, rate, start, duration, label = ev
+            self.audit("PRICE_CHANGE", issuer_event_id=issuer_event_id, tier=tier,
+                       rate=rate, label=label, start=start, duration_minutes=duration,
+                       source=source)
 
     def _message_state(self) -> dict[str, Any] | None:
         msg = self.messaging.last_message(self.clock.now())
@@ -458,16 +529,33 @@ class MeterApp:
                                        now=self.clock.now(),
                                        duration_minutes=p.get("duration_minutes", 0xFFFF))
             self.flush_pushes()
+            self.note_price_changes("mqtt")
             return {"tier": p["tier"]}
 
         async def set_tariff(cmd: Any) -> dict[str, Any]:
             tariff = tariff_from_dict(cmd.params["tariff"], source="set_tariff")
-            self.set_tariff(tariff)
+            self.set_tariff(tariff, source="mqtt")
             return {"issuer_tariff_id": tariff.issuer_tariff_id, "label": tariff.label}
 
-        return {"image_notify": image_notify, "display_message": display_message,
-                "cancel_message": cancel_message, "publish_price": publish_price,
-                "set_tariff": set_tariff}
+        async def set_supply(cmd: Any) -> dict[str, Any]:
+            # the consumer's button (LocalChangeSupply): "off" arms (the relay opens and
+            # a local "on" restores it); a supply the supplier turned off stays off
+            from sep.meter.supply import Refused, SupplyStatus
+
+            supply = self.metering.supply
+            want = SupplyStatus.ON if cmd.params["state"] == "on" else SupplyStatus.ARMED
+            try:
+                supply.local_change(int(want), source="mqtt")
+            except Refused as exc:
+                raise ValueError(exc.reason) from None
+            return {"supply": supply.status.name.lower()}
+
+        handlers = {"image_notify": image_notify, "display_message": display_message,
+                    "cancel_message": cancel_message, "publish_price": publish_price,
+                    "set_tariff": set_tariff}
+        if self.settings.mqtt is not None and self.settings.mqtt.supply_control:
+            handlers["set_supply"] = set_supply
+        return handlers
 
     def flush_pushes(self) -> None:
         """Send the servers' queued unsolicited commands now (the periodic loop also does)."""
@@ -489,7 +577,9 @@ class MeterApp:
     def enable_ota(self, *, verifier: Verifier, on_apply: Callable[[Path, int], Any],
                    staging_dir: Path | None = None, **client_options: Any) -> OtaService:
         """Attach the OTA client (before :meth:`start`)."""
-        staging = staging_dir or (self.settings.data_dir or Path(tempfile.mkdtemp())) / "ota"
+        if staging_dir is None and self.settings.data_dir is None:
+            self._tmp_dirs.append(Path(tempfile.mkdtemp(prefix="sep-ota-")))  # gone at stop
+        staging = staging_dir or (self.settings.data_dir or self._tmp_dirs[-1]) / "ota"
 
         def client(sink: Any) -> OtaClient:
             return OtaClient(manufacturer=MANUFACTURER_CODE, image_type=IMAGE_TYPE_APPLICATION,
@@ -607,6 +697,7 @@ class MeterApp:
             self._send(reply)
         if self.endpoint.has_pushes():
             self.flush_pushes()  # what the ESI just published goes on to the HAN now
+        self.note_price_changes("supplier")
 
     def _send(self, reply: Reply) -> None:
         task = asyncio.get_running_loop().create_task(self._send_now(reply))

@@ -30,6 +30,7 @@ from sep.meter.load_profile import Interval
 from sep.meter.supply import SupplyControl
 from sep.meter.tariff import TariffError, tariff_from_dict, tariff_to_dict
 from sep.store import CorruptRecord, Store
+from sep.store.chainlog import ChainedLog
 
 LOGGER = logging.getLogger(__name__)
 STATUS_CHECK_METER = 0x01
@@ -106,6 +107,13 @@ class MeterPersistence:
             app.metering.snapshots = [Snapshot(int(s[0]), int(s[1]), int(s[2]), int(s[3]),
                                                tuple(int(v) for v in s[4])) for s in snaps]
         app.metering.on_snapshot = self._on_snapshot
+        try:
+            cost = self.store.get_record("meter", "cost")
+        except CorruptRecord:
+            cost = None
+            LOGGER.error("stored cost today is corrupt: not used (counted again from now)")
+        if cost and hasattr(app, "cost"):
+            app.cost.restore(cost)
         self._restore_tariff()
         self.refresh_faults()
 
@@ -141,8 +149,21 @@ class MeterPersistence:
         report = self.store.check()
         for p in report.problems:
             self.store.faults.add((p.table, p.key))
+        data_dir = getattr(self.app.settings, "data_dir", None)
+        log_problems: list[str] = []
+        if data_dir is not None:
+            log_problems = ChainedLog.open(data_dir).verify()[1]
+            for why in log_problems:
+                LOGGER.error("update-log.jsonl: %s", why)
+                self.store.faults.add(("update-log", why.split(":")[0]))
+            if log_problems:
+                self.event("INTEGRITY_FAILURE", table="update-log",
+                           key="update-log.jsonl", reason="; ".join(log_problems))
+        last = self.store.last_event()
+        previous = None if last is None else "clean" if last.kind == "STOP" else "unclean"
         self.event("POWER_UP", records_checked=report.rows_checked,
-                   problems=len(report.problems), seconds=round(report.seconds, 3))
+                   problems=len(report.problems) + len(log_problems),
+                   seconds=round(report.seconds, 3), previous_stop=previous)
         self.refresh_faults()
 
     def refresh_faults(self) -> None:
@@ -185,6 +206,8 @@ class MeterPersistence:
             self.store.put_record("sim", "registers", {"t": m.t, "delivered_j": m.delivered_j,
                                                        "received_j": m.received_j})
         self.store.put_record("meter", "registers", self.app.metering.registers.state())
+        if hasattr(self.app, "cost"):
+            self.store.put_record("meter", "cost", self.app.cost.state())
         self.store.close()
 
     def tick(self, t: float) -> None:
@@ -207,4 +230,6 @@ class MeterPersistence:
                 self.store.put_record("sim", "registers", {"t": m.t, "delivered_j": m.delivered_j,
                                                            "received_j": m.received_j})
             self.store.put_record("meter", "registers", regs.state())
+            if hasattr(self.app, "cost"):
+                self.store.put_record("meter", "cost", self.app.cost.state())
         self.refresh_faults()

@@ -21,6 +21,7 @@ _SUBCOMMAND_MODULES = (
     "sep.cli.store",
     "sep.cli.ncp",
     "sep.cli.cert",
+    "sep.cli.config",
 )
 
 

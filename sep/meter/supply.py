@@ -188,12 +188,13 @@ class SupplyControl:
         self.events("SUPPLY_CHANGE_SCHEDULED", {"to": status.name, "at": implementation_time,
                                                 "issuer_event_id": issuer_event_id})
 
-    def local_change(self, proposed: int) -> None:
-        """LocalChangeSupply: 1 = off/armed (from ON), 2 = on (only from ARMED)."""
+    def local_change(self, proposed: int, source: str = "local") -> None:
+        """LocalChangeSupply: 1 = off/armed (from ON), 2 = on (only from ARMED).
+        ``source`` names who pressed the button in the event log (local, mqtt)."""
         if proposed == SupplyStatus.ARMED:
             if self.status == SupplyStatus.OFF:
                 self._refuse("ACTION_DENIED", "the supplier turned the supply off")
-            self._apply(SupplyStatus.ARMED, "local")
+            self._apply(SupplyStatus.ARMED, source)
             return
         if proposed == SupplyStatus.ON:
             if self.status == SupplyStatus.ON:
@@ -201,7 +202,7 @@ class SupplyControl:
             if self.status != SupplyStatus.ARMED:
                 self._refuse("ACTION_DENIED",
                              f"local restore needs the supply armed, it is {self.status.name}")
-            self._apply(SupplyStatus.ON, "local")
+            self._apply(SupplyStatus.ON, source)
             return
         self._refuse("INVALID_VALUE", f"local supply status {proposed} is not allowed")
 

@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, time REAL, tbl TE
 
 REDUNDANT = ("config", "calibration", "chain")  # kinds kept in two copies
 EVENT_KINDS = ("POWER_UP", "INTEGRITY_FAILURE", "INTEGRITY_RECOVERED", "WATCHDOG_RESET",
-               "METROLOGY_FAULT", "CONFIG_CHANGE", "FIRMWARE_UPDATE", "SUPPLY_CHANGE")
+               "METROLOGY_FAULT", "CONFIG_CHANGE", "FIRMWARE_UPDATE", "SUPPLY_CHANGE",
+               "STOP", "SUPERVISOR_RESTART", "MQTT_COMMAND", "TARIFF_CHANGE", "PRICE_CHANGE",
+               "JOIN", "LEAVE", "KEY_ESTABLISHMENT")
 
 
 class CorruptRecord(Exception):
@@ -90,6 +92,20 @@ def crc(data: bytes) -> int:
     return zlib.crc32(data)
 
 
+def store_key(data_dir: Path) -> bytes:
+    """The meter's secret for MACs (``DIR/store.key``, mode 0600), made on first use."""
+    data_dir = Path(data_dir)
+    key_path = data_dir / "store.key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not key_path.exists():
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+            f.flush()
+            os.fsync(f.fileno())
+    return key_path.read_bytes()
+
+
 class Store:
     def __init__(self, path: Path, key: bytes) -> None:
         self.path = path
@@ -105,17 +121,9 @@ class Store:
     def open(cls, data_dir: Path, *, create: bool = True) -> Store:
         data_dir = Path(data_dir)
         db_path = data_dir / "meter.db"
-        key_path = data_dir / "store.key"
         if not create and not db_path.exists():
             raise FileNotFoundError(f"no meter data in {data_dir}")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        if not key_path.exists():
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
-                f.flush()
-                os.fsync(f.fileno())
-        return cls(db_path, key_path.read_bytes())
+        return cls(db_path, store_key(data_dir))
 
     def close(self) -> None:
         self.db.close()
@@ -328,6 +336,11 @@ class Store:
         rows = self.db.execute("SELECT seq, time, kind, details FROM events WHERE seq > ? "
                                "ORDER BY seq", (since,)).fetchall()
         return [Event(s, t, k, json.loads(d)) for s, t, k, d in rows]
+
+    def last_event(self) -> Event | None:
+        row = self.db.execute("SELECT seq, time, kind, details FROM events ORDER BY seq DESC "
+                              "LIMIT 1").fetchone()
+        return None if row is None else Event(row[0], row[1], row[2], json.loads(row[3]))
 
     def _check_events(self, report: CheckReport) -> None:
         prev = bytes(32)
