@@ -186,9 +186,6 @@ class MeteringServer(ClusterServer):
             0x0305: cfg.historical_formatting,
             0x0306: cfg.device_type,
             0x0500: MAX_PERIODS_DELIVERED,
-            0x0607: 0,  # SupplyTamperState, set by SetSupplyStatus
-            0x0608: 0,  # SupplyDepletionState
-            0x0609: 0,  # SupplyUncontrolledFlowState
         })
         g = self.getters
         g[0x0000] = lambda: self._reading().delivered_wh
@@ -201,6 +198,9 @@ class MeteringServer(ClusterServer):
         g[0x0604] = lambda: self.supply.arm_duration_s
         g[0x0605] = lambda: int(self.supply.load_limit_state)
         g[0x0606] = lambda: self.supply.load_limit_counter
+        g[0x0607] = lambda: int(self.supply.tamper_state)  # set by SetSupplyStatus
+        g[0x0608] = lambda: int(self.supply.depletion_state)
+        g[0x0609] = lambda: int(self.supply.uncontrolled_flow_state)
         g[0x0B00] = lambda: (to_zcl_time(self.supply.pending.implementation_time)
                              if self.supply.pending else 0xFFFFFFFF)
         g[0x0B01] = lambda: int(self.supply.pending.status if self.supply.pending
@@ -459,7 +459,8 @@ class MeteringServer(ClusterServer):
         SupplyStatusResponse goes out then (SE: it reports the status after implementation)."""
         for change in self.supply.implemented:
             self.push(0x0C, self._supply_status_response(
-                change.provider_id, change.issuer_event_id, to_zcl_time(change.implementation_time)))
+                change.provider_id, change.issuer_event_id, to_zcl_time(change.implementation_time)),
+                dst=change.requester)
         self.supply.implemented.clear()
 
     def _change_supply(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
@@ -470,7 +471,8 @@ class MeteringServer(ClusterServer):
             self._authority(req)
             self.supply.remote_change(
                 int(args.provider_id), int(args.issuer_event_id), impl_unix,
-                int(args.proposed_supply_status), now, ack_required=ack)
+                int(args.proposed_supply_status), now, ack_required=ack,
+                requester=(req.src_nwk, req.src_ep))
         except Refused as exc:
             return Status[exc.status]
         if ack and impl_unix != CANCEL and self.supply.pending is None:  # applied now
@@ -491,19 +493,14 @@ class MeteringServer(ClusterServer):
         return Status.SUCCESS
 
     def _set_supply_status(self, req: Request, args: Any, now: float) -> Status:
-        states = [int(args.supply_tamper_state), int(args.supply_depletion_state),
-                  int(args.supply_uncontrolled_flow_state), int(args.load_limit_supply_state)]
         try:
             self._authority(req)
+            self.supply.set_supply_status(
+                int(args.issuer_event_id), int(args.supply_tamper_state),
+                int(args.supply_depletion_state), int(args.supply_uncontrolled_flow_state),
+                int(args.load_limit_supply_state))
         except Refused as exc:
             return Status[exc.status]
-        if any(s not in SupplyStatus._value2member_map_ for s in states):
-            return Status.INVALID_VALUE
-        self.values[0x0607], self.values[0x0608], self.values[0x0609] = states[:3]
-        self.supply.load_limit_state = SupplyStatus(states[3])
-        self.supply.events("SUPPLY_STATUS_SET", {
-            "issuer_event_id": int(args.issuer_event_id), "tamper": states[0],
-            "depletion": states[1], "uncontrolled_flow": states[2], "load_limit": states[3]})
         return Status.SUCCESS
 
     def _reset_load_limit_counter(self, req: Request, args: Any, now: float) -> Status:
