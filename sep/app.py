@@ -129,6 +129,7 @@ class MeterApp:
         self.price = PriceServer(
             tariff=load_tariff(settings.tariff) if settings.tariff else None,
             on_tier=self.metering.set_active_tier, on_block_period=self._block_period)
+        self.metering.price_source = self.price  # bills to date follow the prices in force
         self.supplier = SupplierLink([self.price, self.messaging], authorised=self._is_supplier)
         self.endpoint = SeEndpoint(settings.endpoint,
                                    [self.basic, self.identify, self.time, self.metering,

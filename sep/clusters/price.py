@@ -168,6 +168,23 @@ class PriceServer(PriceIngest, ClusterServer):
         """The active tariff's daily standing charge (currency per day)."""
         return self.tariff.standing_charge
 
+    # -- what billing needs (sep.meter.billing.PriceSource) ------------------------------------
+    def current_rate(self) -> Decimal | None:
+        """The unit rate of the price last made current (None before the first tick)."""
+        return None if self._current is None else self._current.unit_rate
+
+    def current_export_rate(self) -> Decimal | None:
+        """The export tariff's unit rate in force (None: no export tariff)."""
+        return None
+
+    @property
+    def billing_period(self) -> Recurrence | None:
+        return self.tariff.billing_period
+
+    @property
+    def price_trailing_digits(self) -> int:
+        return self.tariff.price_trailing_digits
+
     def _see(self, now: float) -> None:
         self._now = now
         if self.tariff_since is None:
