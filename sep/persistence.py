@@ -15,6 +15,11 @@
 - the tariff in force (TOU tiers, schedule, blocks; two copies, as configuration), so one
   set at run time — by the supplier or over MQTT — is still in force after a power cut
   (a ``--tariff`` file given at start wins over it);
+- the rest of Price: scheduled price events and a scheduled tariff, the issuer event ids
+  issued and accepted (an old supplier command cannot be replayed after a restart),
+  consolidated bills, credit payments, the currency conversion, CPP events;
+- Messaging: the messages, their confirmations, and the highest message id used (so an id
+  is never reused after a restart);
 - the event log: power-up, integrity faults, every supply switch and refused supply
   command, firmware update steps.
 
@@ -110,6 +115,7 @@ class MeterPersistence:
         app.metering.on_snapshot = self._on_snapshot
         self._restore_metering_extras()
         self._restore_tariff()
+        self._restore_han_state()
         self.refresh_faults()
 
     def _restore_metering_extras(self) -> None:
@@ -138,6 +144,26 @@ class MeterPersistence:
             "meter", "sampling", metering.sampling_state())
         metering.on_alarm_masks = lambda masks: self.store.set_config(
             "alarm_masks", {str(k): v for k, v in masks.items()})
+
+    def _restore_han_state(self) -> None:
+        """Price's and Messaging's stored state; from then on every change is stored."""
+        app = self.app
+        for key, restore in (("price", app.price.restore_state),
+                             ("messaging", app.messaging.restore_state)):
+            try:
+                state = self.store.get_record("han", key)
+            except CorruptRecord:
+                LOGGER.error("stored %s state is corrupt: not used", key)
+                continue
+            if state:
+                try:
+                    restore(state)
+                except (KeyError, ValueError, TypeError, TariffError) as exc:
+                    LOGGER.error("stored %s state not used: %s", key, exc)
+        app.price.on_change = lambda: self.store.put_record(
+            "han", "price", app.price.persisted_state())
+        app.messaging.on_change = lambda: self.store.put_record(
+            "han", "messaging", app.messaging.persisted_state())
 
     def _restore_bills(self, state: dict[str, Any]) -> None:
         self.app.metering.bill.restore(state["delivered"])

@@ -184,7 +184,8 @@ async def test_every_price_command_crosses_the_air(tmp_path):
         # bad input
         assert status(await han.ask(0x00)) == MALFORMED  # truncated
         assert status(await han.ask(0x03, u32(0) + b"\x01\x05")) == INVALID_FIELD  # tariff type 5
-        assert status(await han.ask(0x0C, since())) == UNSUP_CLUSTER_COMMAND
+        assert status(await han.ask(0x0C, since())) == NOT_FOUND  # no consolidated bill yet
+        assert status(await han.ask(0x11)) == UNSUP_CLUSTER_COMMAND  # no such command
 
         # the TOU boundary at 00:30: Night, pushed unsolicited, and the registers follow
         clock.advance(30 * 60)

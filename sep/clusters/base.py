@@ -14,6 +14,7 @@ MALFORMED_COMMAND / UNSUP_CLUSTER_COMMAND / UNSUP_GENERAL_COMMAND as default res
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -75,7 +76,11 @@ class ClusterServer:
         self.clients: set[tuple[int, int]] = set()
         #: unsolicited server commands waiting to go to every client (drained by the endpoint)
         self.outbox: list[bytes] = []
-        self._push_tsn = 0
+        # Pushes have a TSN sequence of their own, started at random: a client that counts
+        # its requests from 0 too would otherwise often ask with the TSN of a push it just
+        # got, and zigpy drops an answer byte-identical to a frame seen in the last 10 s as a
+        # duplicate (zigpy.device.PACKET_DEBOUNCE_WINDOW).
+        self._push_tsn = secrets.randbelow(256)
 
     @property
     def cluster_id(self) -> int:

@@ -440,6 +440,15 @@ class MeteringServer(SnapshotMixin, SamplingMixin, ClusterServer):
             except LookupError:
                 pass
 
+    def convert_bills(self, factor: Decimal, flags: int) -> None:
+        """A currency change (Price's PublishCurrencyConversion): the bills to date are
+        cleared (flag bit 0) or converted at ``factor`` (bit 1)."""
+        for acc in (self.bill, self.bill_received):
+            if flags & 0x01:
+                acc.energy, acc.standing = Decimal(0), Decimal(0)
+            elif flags & 0x02:
+                acc.energy, acc.standing = acc.energy * factor, acc.standing * factor
+
     # -- alarm masks and extended status -------------------------------------------------
     def alarm_masks(self) -> dict[int, int]:
         return {attr: int(self.values[attr]) for attr in ALARM_MASKS}
