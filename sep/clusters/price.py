@@ -438,11 +438,13 @@ class PriceServer(PriceExport, PriceExtras, PriceIngest, ClusterServer):
         return self.push(CANCEL_TARIFF, payload)
 
     def _activate(self, tariff: Tariff, now: float) -> None:
-        if tariff.export is None and self.tariff.export is not None \
-                and tariff.issuer_tariff_id in self._from_supplier:
-            # the supplier's export tariff is information of its own: a new import tariff
-            # from the supplier does not withdraw it
-            tariff = dataclasses.replace(tariff, export=self.tariff.export)
+        if tariff.issuer_tariff_id in self._from_supplier:
+            # the supplier's export tariff and billing periods are information of their
+            # own: a new import tariff from the supplier does not withdraw them
+            keep = {k: getattr(self.tariff, k) for k in ("export", "billing_period")
+                    if getattr(tariff, k) is None and getattr(self.tariff, k) is not None}
+            if keep:
+                tariff = dataclasses.replace(tariff, **keep)
         self.tariff = tariff
         self.tariff_since = int(now)
         if tariff.issuer_tariff_id not in self._from_supplier:
@@ -455,6 +457,8 @@ class PriceServer(PriceExport, PriceExtras, PriceIngest, ClusterServer):
         self._block_start = None
         self._install_getters()
         self._publish_tariff(tariff, int(now), now)
+        if tariff.billing_period is not None:  # the billing periods come with the tariff
+            self.push(PUBLISH_BILLING_PERIOD, self.billing_period_payload(now))
         self._refresh(now, force=True)
 
     def _publish_tariff(self, tariff: Tariff, start: int, now: float) -> None:

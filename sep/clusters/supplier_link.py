@@ -94,8 +94,9 @@ class SupplierLink:
 
     def hello(self) -> list[tuple[int, bytes]]:
         """The requests that make the ESI tell the meter what it has (and push from then on):
-        the current price, the tariff (its matrix, thresholds and labels follow) and the
-        last message. An ESI without one of the clusters answers UNSUPPORTED_CLUSTER."""
+        the current price, the tariffs delivered and received (their matrix, thresholds and
+        labels follow), the billing period and the last message. An ESI without one of the
+        clusters answers UNSUPPORTED_CLUSTER."""
         out = []
         if PRICE_CLUSTER in self.servers:
             out.append(self.request(PRICE_CLUSTER, 0x00, bytes([GET_CURRENT_PRICE_RX_ON])))
@@ -106,6 +107,9 @@ class SupplierLink:
                     tariff_type=tariff_type).serialize())
                 self._tariff_asks.add(ask[1][1])
                 out.append(ask)
+            out.append(self.request(PRICE_CLUSTER, 0x0B, Price.server_commands[0x0B].schema(
+                earliest_start_time=0, min_issuer_event_id=0xFFFFFFFF, number_of_commands=1,
+                tariff_type=0x00).serialize()))  # GetBillingPeriod
         if MESSAGING_CLUSTER in self.servers:
             out.append(self.request(MESSAGING_CLUSTER, 0x00))
         return out
