@@ -418,10 +418,13 @@ class MeteringServer(SnapshotMixin, SamplingMixin, ClusterServer):
         if src is None:
             return
         period = src.billing_period
-        closed = self.bill.update(t, d, src.current_rate(), src.standing_charge, period)
+        regs = self.registers
+        closed = self.bill.update(t, d, src.current_rate(), src.standing_charge, period,
+                                  cost=self._block_cost(src, regs.last_split, False))
         export = src.current_export_rate()
-        closed += self.bill_received.update(t, r, export, Decimal(0),
-                                            period if export is not None else None)
+        closed += self.bill_received.update(
+            t, r, export, Decimal(0), period if export is not None else None,
+            cost=self._block_cost(src, regs.last_split_received, True))
         for bill in closed:
             if self.on_bill is not None:
                 self.on_bill(bill)
@@ -439,6 +442,21 @@ class MeteringServer(SnapshotMixin, SamplingMixin, ClusterServer):
                                    bills=(done[0], done[1]))
             except LookupError:
                 pass
+
+    @staticmethod
+    def _block_cost(src: PriceSource, split: dict[tuple[int, int], int],
+                    received: bool) -> Decimal | None:
+        """The cost of an increment a block tariff split over blocks (None: no split, or a
+        price event overrides the block prices)."""
+        if not split:
+            return None
+        cost = Decimal(0)
+        for (tier, block), wh in split.items():
+            rate = src.block_rate(tier, block, received)
+            if rate is None:
+                return None
+            cost += Decimal(wh) * rate / 1000
+        return cost
 
     def convert_bills(self, factor: Decimal, flags: int) -> None:
         """A currency change (Price's PublishCurrencyConversion): the bills to date are

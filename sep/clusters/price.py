@@ -203,6 +203,24 @@ class PriceServer(PriceExport, PriceExtras, PriceIngest, ClusterServer):
         """The unit rate of the price last made current (None before the first tick)."""
         return None if self._current is None else self._current.unit_rate
 
+    def block_rate(self, tier: int, block: int, received: bool = False) -> Decimal | None:
+        """The price of a block (tier index 0: the block-only "no tier") while the tariff's
+        own prices are in force; None while a price event or CPP overrides them."""
+        tariff = self.tariff.export if received else self.tariff
+        if tariff is None or not tariff.block_prices:
+            return None
+        if not received:
+            now = self._now if self._now is not None else 0
+            if self.cpp_in_force(now) is not None or self._event_at(now) is not None:
+                return None
+        elif self._now is not None and any(o.start <= self._now < o.end
+                                           for o in self.export_overrides):
+            return None
+        try:
+            return tariff.block_price(tier or 1, block)
+        except KeyError:
+            return None
+
     @property
     def billing_period(self) -> Recurrence | None:
         return self.tariff.billing_period

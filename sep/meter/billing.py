@@ -11,9 +11,10 @@ D.4.2.4.10: start, duration and duration type — here the tariff's ``billing_pe
 How this meter computes them (SE leaves the method to the meter):
 
 - energy cost: each increment of the register (Wh) at the unit rate in force when it was
-  booked, ``Wh x rate / 1000`` — the increment a reading brings is booked to the period
-  that was open before that reading (as the tier registers book it to the tier that was
-  active), then a reading at or after the period's end closes it;
+  booked, ``Wh x rate / 1000`` — under a block tariff each part of it at the price of the
+  block it fell in (the block registers' split) — the increment a reading brings is
+  booked to the period that was open before that reading (as the tier registers book it
+  to the tier that was active), then a reading at or after the period's end closes it;
 - standing charge: the daily standing charge in force when each day of the period begins
   (UTC days from the period's start), counted from the first day, also before the meter
   started counting energy — the standing charge is owed for every day of the period;
@@ -45,6 +46,11 @@ class PriceSource(Protocol):
     def current_rate(self) -> Decimal | None: ...  # import rate in force (per kWh)
 
     def current_export_rate(self) -> Decimal | None: ...  # export rate, None: no export tariff
+
+    def block_rate(self, tier: int, block: int, received: bool = False) -> Decimal | None:
+        """The price of ``block`` of ``tier`` (tier index 0: no tier) in force, None when a
+        price event overrides the block prices."""
+        ...
 
     @property
     def standing_charge(self) -> Decimal: ...  # per day
@@ -94,9 +100,10 @@ class BillAccumulator:
             self.standing += per_day
 
     def update(self, t: float, wh: int, rate: Decimal | None, standing_per_day: Decimal,
-               period: Recurrence | None) -> list[ClosedBill]:
-        """A reading at ``t`` brought ``wh`` more energy at ``rate`` (per kWh). Returns the
-        bills of periods this closed."""
+               period: Recurrence | None, *, cost: Decimal | None = None) -> list[ClosedBill]:
+        """A reading at ``t`` brought ``wh`` more energy at ``rate`` (per kWh), or at
+        ``cost`` in all when given (a block tariff's). Returns the bills of periods this
+        closed."""
         t = int(t)
         self.standing_now = standing_per_day
         if period is None:
@@ -105,6 +112,8 @@ class BillAccumulator:
         closed = []
         if self.start is None:
             self.start, self.end = period.period(t)
+        if cost is not None:
+            self.energy += cost
         elif rate is not None and wh:
             self.energy += Decimal(wh) * rate / 1000
         assert self.end is not None

@@ -104,6 +104,9 @@ class RegisterSet:
         self.blocks_received = BlockRegisters()
         self.demand = DemandTracker(demand_period_s)
         self.last: tuple[int, int] | None = None  # totals (delivered, received) seen last
+        #: how the last increments split over (tier index, block) (empty: no blocks)
+        self.last_split: dict[tuple[int, int], int] = {}
+        self.last_split_received: dict[tuple[int, int], int] = {}
 
     @property
     def active_received_tier(self) -> int:
@@ -178,7 +181,7 @@ class RegisterSet:
             period.current[0] += d
             period.current[1] += r
             period.roll(int(t))
-        self.blocks.add(int(t), d, self.active_tier)
-        self.blocks_received.add(int(t), r, self.active_received_tier)
+        self.last_split = self.blocks.add(int(t), d, self.active_tier)
+        self.last_split_received = self.blocks_received.add(int(t), r, self.active_received_tier)
         self.demand.add(t, d, r)
         return d, r
