@@ -164,13 +164,16 @@ async def test_cpp_credit_bills_currency_and_export_across_the_han(tmp_path):
         last_bill = await ihd.price.read_attributes([0x0704], allow_cache=False)
         # -- the CPP event starts: the ESI's price is CPP1, the meter's and the IHD's follow
         await han.step(11 * 60)
-        assert meter.current is not None and meter.current.label == "CPP1"
+        await until(lambda: meter.current is not None and meter.current.label == "CPP1", 5)
         assert meter.current.unit_rate == Decimal("0.9000")
-        shown = ihd.view.prices.price(han.clock.now())
-        assert shown is not None and shown.label == "CPP1" and shown.rate == Decimal("0.9000")
+        await until(lambda: getattr(ihd.view.prices.price(han.clock.now()), "label", "")
+                    == "CPP1", 5)
+        assert ihd.view.prices.price(han.clock.now()).rate == Decimal("0.9000")
         # -- the export tier changed at 16:00, the CPP event ended at 16:10: the ESI's price
         # from then on carries export tier 2, and the meter books export to it
         await han.step(21 * 60)
+        await until(lambda: han.meter.price.export_price_at(han.clock.now())[0] == 2, 5)
+        await han.step(60)  # the next reading's tick moves the received register tier
         assert han.meter.metering.registers.active_received_tier == 2
         rx_tier = await han.ihd.metering.read_attributes([0x0021], allow_cache=False)
         # -- a currency conversion (x1.17, billing information converted)
@@ -181,6 +184,7 @@ async def test_cpp_credit_bills_currency_and_export_across_the_han(tmp_path):
         await until(lambda: meter.currency_conversion is not None, 5)
         asked = await ihd.price.get_currency_conversion()
         await han.step(6 * 60)
+        await until(lambda: meter.tariff.currency == 978, 5)
         converted = meter.tariff
         after = await ihd.price.get_tariff_information(0, 0xFFFFFFFF, 1, 0x00)
         bills_after = list(meter.bills)
