@@ -47,9 +47,6 @@ from sep.meter.tariff import MAX_TIERS, Tariff, Tier
 from sep.zcl.frames import Status
 from sep.zcl.price import TARIFF_TYPE_RECEIVED, UNUSED_U32
 
-if TYPE_CHECKING:
-    pass
-
 
 @dataclasses.dataclass(frozen=True)
 class ExportOverride:
