@@ -24,6 +24,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from hubsim.demo_se import run_se_script
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
 from hubsim.supplier import Supplier
@@ -324,6 +325,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         script = None
         if opts.script and hub.supplier is not None:
             script = asyncio.create_task(supplier_script(hub.supplier, clock))
+        se_script = asyncio.create_task(run_se_script(hub, ihd, clock.now)) \
+            if opts.script else None  # the rest of SE on the air (hubsim/demo_se.py)
         deadline = None if opts.duration is None else started + opts.duration
         live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier, opts.mqtt),
                         console=console, refresh_per_second=4, transient=False)
@@ -346,7 +349,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout)
-        for task in (sampler, refresher, script):
+        for task in (sampler, refresher, script, se_script):
             if task is not None:
                 task.cancel()
     finally:

@@ -157,6 +157,8 @@ class MeterApp:
         self.price = PriceServer(
             tariff=load_tariff(settings.tariff) if settings.tariff else None,
             on_tier=self.metering.set_active_tier, on_block_period=self._block_period)
+        self.metering.price_source = self.price  # bills to date follow the prices in force
+        self._wire_billing()
         self.supplier = SupplierLink([self.price, self.messaging], authorised=self._is_supplier)
         self.endpoint = SeEndpoint(settings.endpoint,
                                    [self.basic, self.identify, self.time, self.metering,
@@ -435,6 +437,18 @@ class MeterApp:
                              "label": nxt.label, "start": time.strftime(
                                  "%Y-%m-%dT%H:%M:%SZ", time.gmtime(nxt.start))}
         return state
+
+    def _wire_billing(self) -> None:
+        """Metering's bills and registers follow Price: closed billing periods become
+        consolidated bills, the export tariff's tier and blocks book exported energy, a
+        currency change converts the bills to date."""
+        m, p = self.metering, self.price
+        m.on_bill = lambda bill: p.record_bill(bill, self.clock.now())
+        p.on_export_tier = m.set_received_tier
+        p.on_export_block_period = lambda start, thresholds: m.set_received_block_period(
+            start, thresholds, tiered=p.tariff.export is not None
+            and p.tariff.export.tier_count > 1)
+        p.on_currency_change = m.convert_bills
 
     def _block_period(self, start: int, thresholds_wh: list[int]) -> None:
         """A block period begins (Price server): the Metering block registers follow it."""

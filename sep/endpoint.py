@@ -127,11 +127,13 @@ class SeEndpoint:
         return any(server.outbox for server in self.servers.values())
 
     def pushes(self) -> list[Reply]:
-        """Unsolicited server commands (ClusterServer.outbox), one copy per known client."""
+        """Unsolicited server commands (ClusterServer.outbox): one copy per known client, or
+        one to the client a frame is addressed to (its ``dst``)."""
         out = []
         for cluster_id, server in self.servers.items():
             for frame in server.take_outbox():
-                for dst_nwk, dst_ep in sorted(server.clients):
+                dst = getattr(frame, "dst", None)
+                for dst_nwk, dst_ep in [dst] if dst is not None else sorted(server.clients):
                     out.append(Reply(dst_nwk=dst_nwk, dst_ep=dst_ep, src_ep=self.endpoint_id,
                                      profile_id=SE_PROFILE, cluster_id=cluster_id, data=frame))
         return out

@@ -8,10 +8,18 @@
   --speed N`` picks up where the last run stopped, and time never runs backwards);
 - the supply (relay) state: a supply the supplier turned off stays off through a power
   cut, and the last issuer event id is kept so an old ChangeSupply cannot be replayed;
-- Metering snapshots (TakeSnapshot), so GetSnapshot answers after a restart;
+- Metering snapshots (TakeSnapshot, scheduled, end of billing period), so GetSnapshot
+  answers after a restart, and the snapshot schedules (ScheduleSnapshot);
+- the sampling sessions (StartSampling: their samples, and the last Sample ID so none is
+  reused), the bills to date of the billing period, the alarm masks (configuration);
 - the tariff in force (TOU tiers, schedule, blocks; two copies, as configuration), so one
   set at run time — by the supplier or over MQTT — is still in force after a power cut
   (a ``--tariff`` file given at start wins over it);
+- the rest of Price: scheduled price events and a scheduled tariff, the issuer event ids
+  issued and accepted (an old supplier command cannot be replayed after a restart),
+  consolidated bills, credit payments, the currency conversion, CPP events;
+- Messaging: the messages, their confirmations, and the highest message id used (so an id
+  is never reused after a restart);
 - the event log: power-up, integrity faults, every supply switch and refused supply
   command, firmware update steps.
 
@@ -25,7 +33,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sep.clusters.metering import Snapshot
+from sep.clusters.metering_snapshots import Snapshot
 from sep.meter.load_profile import Interval
 from sep.meter.supply import SupplyControl
 from sep.meter.tariff import TariffError, tariff_from_dict, tariff_to_dict
@@ -104,8 +112,7 @@ class MeterPersistence:
             snaps = None
             LOGGER.error("stored snapshots are corrupt: not used")
         if snaps:
-            app.metering.snapshots = [Snapshot(int(s[0]), int(s[1]), int(s[2]), int(s[3]),
-                                               tuple(int(v) for v in s[4])) for s in snaps]
+            app.metering.snapshots = [Snapshot.from_state(s) for s in snaps]
         app.metering.on_snapshot = self._on_snapshot
         try:
             cost = self.store.get_record("meter", "cost")
@@ -114,8 +121,66 @@ class MeterPersistence:
             LOGGER.error("stored cost today is corrupt: not used (counted again from now)")
         if cost and hasattr(app, "cost"):
             app.cost.restore(cost)
+        self._restore_metering_extras()
         self._restore_tariff()
+        self._restore_han_state()
         self.refresh_faults()
+
+    def _restore_metering_extras(self) -> None:
+        """Snapshot schedules, sampling sessions, bills and alarm masks."""
+        metering = self.app.metering
+        for key, restore in (("snapshot_schedules", metering.restore_schedules),
+                             ("sampling", metering.restore_sampling),
+                             ("bills", self._restore_bills)):
+            try:
+                state = self.store.get_record("meter", key)
+            except CorruptRecord:
+                LOGGER.error("stored %s are corrupt: not used", key.replace("_", " "))
+                continue
+            if state:
+                restore(state)
+        try:
+            masks = self.store.get_config("alarm_masks")
+        except CorruptRecord:
+            LOGGER.error("stored alarm masks are corrupt (both copies): defaults used")
+            masks = None
+        if masks:
+            metering.restore_alarm_masks({int(k): int(v) for k, v in masks.items()})
+        metering.on_schedules = lambda: self.store.put_record(
+            "meter", "snapshot_schedules", metering.schedules_state())
+        metering.on_sessions = lambda: self.store.put_record(
+            "meter", "sampling", metering.sampling_state())
+        metering.on_alarm_masks = lambda masks: self.store.set_config(
+            "alarm_masks", {str(k): v for k, v in masks.items()})
+
+    def _restore_han_state(self) -> None:
+        """Price's and Messaging's stored state; from then on every change is stored."""
+        app = self.app
+        for key, restore in (("price", app.price.restore_state),
+                             ("messaging", app.messaging.restore_state)):
+            try:
+                state = self.store.get_record("han", key)
+            except CorruptRecord:
+                LOGGER.error("stored %s state is corrupt: not used", key)
+                continue
+            if state:
+                try:
+                    restore(state)
+                except (KeyError, ValueError, TypeError, TariffError) as exc:
+                    LOGGER.error("stored %s state not used: %s", key, exc)
+        app.price.on_change = lambda: self.store.put_record(
+            "han", "price", app.price.persisted_state())
+        app.messaging.on_change = lambda: self.store.put_record(
+            "han", "messaging", app.messaging.persisted_state())
+
+    def _restore_bills(self, state: dict[str, Any]) -> None:
+        self.app.metering.bill.restore(state["delivered"])
+        self.app.metering.bill_received.restore(state["received"])
+
+    def _save_bills(self) -> None:
+        m = self.app.metering
+        self.store.put_record("meter", "bills", {"delivered": m.bill.state(),
+                                                 "received": m.bill_received.state()})
 
     def _restore_tariff(self) -> None:
         app = self.app
@@ -168,6 +233,7 @@ class MeterPersistence:
 
     def refresh_faults(self) -> None:
         metering = self.app.metering
+        metering.store_fault = bool(self.store.faults)
         if self.store.faults:
             metering.extra_status |= STATUS_CHECK_METER
         else:
@@ -186,9 +252,8 @@ class MeterPersistence:
         self.event(kind, details)
 
     def _on_snapshot(self, snap: Snapshot) -> None:
-        rows = [[s.snapshot_id, s.time, s.cause, s.summation_delivered, list(s.tiers_delivered)]
-                for s in self.app.metering.snapshots]
-        self.store.put_record("meter", "snapshots", rows)
+        self.store.put_record("meter", "snapshots",
+                              [s.state() for s in self.app.metering.snapshots])
 
     def update_step(self, entry: dict[str, Any]) -> None:
         self.event("FIRMWARE_UPDATE", {k: v for k, v in entry.items() if k != "time"})
@@ -208,6 +273,8 @@ class MeterPersistence:
         self.store.put_record("meter", "registers", self.app.metering.registers.state())
         if hasattr(self.app, "cost"):
             self.store.put_record("meter", "cost", self.app.cost.state())
+        self._save_bills()
+        self.store.put_record("meter", "sampling", self.app.metering.sampling_state())
         self.store.close()
 
     def tick(self, t: float) -> None:
@@ -232,4 +299,7 @@ class MeterPersistence:
             self.store.put_record("meter", "registers", regs.state())
             if hasattr(self.app, "cost"):
                 self.store.put_record("meter", "cost", self.app.cost.state())
+            self._save_bills()
+            if self.app.metering.sessions:
+                self.store.put_record("meter", "sampling", self.app.metering.sampling_state())
         self.refresh_faults()

@@ -293,16 +293,17 @@ async def test_snapshot_fast_poll_and_supply_commands_over_the_air(han):
     assert len(pub) == 1
     sid, stime, found, index, total, cause, ptype, sub = next(iter(pub.values()))
     assert (int(sid), int(found), int(index), int(total)) == (1, 1, 0, 1)
-    assert tshark_time(stime) == t_snap and int(cause, 16) == 0x400 and int(ptype) == 0
+    # the default tariff has no billing period, so the meter keeps no bill: the snapshot is
+    # a "TOU Information Set Delivered Registers - No Billing" (payload type 0x04)
+    assert tshark_time(stime) == t_snap and int(cause, 16) == 0x400 and int(ptype) == 4
     # tshark 4.0 shows the snapshot sub-payload as bytes only; read it by the SE 1.4
-    # layout of "TOU Information Set Delivered Registers": summation (uint48), bill to
-    # date, its time, projected bill, its time (uint32 each), trailing digit (8 bits),
-    # number of tiers (uint8), then a uint48 per tier.
+    # layout of that payload type: summation (uint48), number of tiers (uint8), then a
+    # uint48 per tier.
     raw = bytes.fromhex(sub.replace(":", ""))
     summation = int.from_bytes(raw[0:6], "little")
-    tiers = raw[23]
-    tier_values = [int.from_bytes(raw[24 + 6 * i: 30 + 6 * i], "little") for i in range(tiers)]
-    assert len(raw) == 24 + 6 * tiers
+    tiers = raw[6]
+    tier_values = [int.from_bytes(raw[7 + 6 * i: 13 + 6 * i], "little") for i in range(tiers)]
+    assert len(raw) == 7 + 6 * tiers
     assert summation == wh_at(load, t_snap)[0]
     assert tiers == 4 and sum(tier_values) == summation  # all of it in tier 1 so far
     assert default_responses(pcap)[max(gs_req)] == (0x06, 0x8B)  # NOT_FOUND

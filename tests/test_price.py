@@ -165,8 +165,9 @@ async def test_every_price_command_crosses_the_air(tmp_path):
         assert meter.metering.registers.active_tier == 2
         # the Economy 7 tariff from the example file, at run time
         meter.price.set_tariff(e7, clock.now())
-        got = await han.pushed(4)
-        assert cmds(got) == [0x04, 0x05, 0x08, 0x00]  # info, matrix, labels, the new price
+        got = await han.pushed(5)
+        # info, matrix, labels, the billing period (E7 has one), the new price
+        assert cmds(got) == [0x04, 0x05, 0x08, 0x09, 0x00]
         # at 00:00 the Day rate of the previous evening is in force (switches 00:30, 07:30)
         assert meter.metering.registers.active_tier == 2
         got = await han.ask(0x01, u32(0) + b"\x00", expect=5)  # all scheduled prices, 48 h
@@ -192,7 +193,8 @@ async def test_every_price_command_crosses_the_air(tmp_path):
         # bad input
         assert status(await han.ask(0x00)) == MALFORMED  # truncated
         assert status(await han.ask(0x03, u32(0) + b"\x01\x05")) == INVALID_FIELD  # tariff type 5
-        assert status(await han.ask(0x0C, since())) == UNSUP_CLUSTER_COMMAND
+        assert status(await han.ask(0x0C, since())) == NOT_FOUND  # no consolidated bill yet
+        assert status(await han.ask(0x11)) == UNSUP_CLUSTER_COMMAND  # no such command
 
         # the TOU boundary at 00:30: Night, pushed unsolicited, and the registers follow
         clock.advance(30 * 60)
@@ -208,7 +210,7 @@ async def test_every_price_command_crosses_the_air(tmp_path):
         assert cmds(await han.ask(0x10)) == [0x0E]  # GetTariffCancellation
         # a block tariff now: the block period starts, and the block commands answer
         meter.price.set_tariff(block_tariff(7003), clock.now())
-        assert sorted(cmds(await han.pushed(6))) == [0x00, 0x01, 0x04, 0x05, 0x06, 0x08]
+        assert sorted(cmds(await han.pushed(7))) == [0x00, 0x01, 0x04, 0x05, 0x06, 0x08, 0x09]
         assert cmds(await han.ask(0x08, u32(7003))) == [0x06]
         assert cmds(await han.ask(0x03, u32(0) + b"\x01")) == [0x01]
         assert cmds(await han.ask(0x07, u32(7003))) == [0x05]
@@ -326,10 +328,14 @@ async def test_every_price_command_crosses_the_air(tmp_path):
     assert (int(one(cv, "calorific_value")), int(one(cv, "calorific_value.unit"), 0)) == (395, 1)
     (co2,) = of(0x07)
     assert (int(one(co2, "co2.value")), int(one(co2, "co2.unit"), 0)) == (233, 1)
-    (bp,) = of(0x09)  # monthly from 2024-01-01: the period of 2026-01-01
-    assert one(bp, "billing_period.start_time") == tshark_time(T0)
-    assert int(one(bp, "billing_period.duration")) == 1
-    assert int(one(bp, "billing_period.duration.timebase"), 0) == 3  # months
+    # monthly from 2024-01-01: the period of 2026-01-01 — pushed with each tariff that
+    # took over (E7 and the block tariff), and answered to GetBillingPeriod
+    billing = of(0x09)
+    assert len(billing) == 3
+    for bp in billing:
+        assert one(bp, "billing_period.start_time") == tshark_time(T0)
+        assert int(one(bp, "billing_period.duration")) == 1
+        assert int(one(bp, "billing_period.duration.timebase"), 0) == 3  # months
     periods = of(0x01)
     assert len(periods) == 2  # the push when the block tariff began, and GetBlockPeriods
     for r in periods:  # daily from 2024-01-01: the day that began at T0

@@ -127,11 +127,11 @@ async def test_supplier_prices_reach_the_han_through_the_meter(tmp_path):
 
     try:
         # a block tariff effective now: info, matrix (before the thresholds), thresholds,
-        # labels, the current price, the block period
+        # labels, the billing period, the current price, the block period
         upstream.set_tariff(block_tariff(7102), now)
         frames = upstream.take_outbox()
-        assert [f[2] for f in frames] == [0x04, 0x05, 0x06, 0x08, 0x00, 0x01]
-        assert await publish(frames) == [SUCCESS] * 6
+        assert [f[2] for f in frames] == [0x04, 0x05, 0x06, 0x08, 0x09, 0x00, 0x01]
+        assert await publish(frames) == [SUCCESS] * 7
         tariff = meter.price.tariff
         assert tariff.issuer_tariff_id == 7102 and tariff.label == "Economy 7"
         assert [(x.label, x.rate) for x in tariff.tiers] == [("Night", D("0.1545")),
@@ -238,8 +238,8 @@ async def test_supplier_prices_reach_the_han_through_the_meter(tmp_path):
     acks = decode(pcap, ["zbee_zcl.cmd.id.rsp", "zbee_zcl.attr.status"],
                   where=f"zbee_nwk.src == 0x{METER:04x} && zbee_zcl.cmd.id == 0x0b")
     statuses = [int(r["zbee_zcl.attr.status"][0], 0) for r in acks]
-    assert statuses[:16] == [SUCCESS] * 16  # (the 16th: the duplicate price, ignored)
-    assert statuses[16:] == [INVALID_VALUE, NOT_AUTHORIZED, INVALID_VALUE, INVALID_VALUE,
+    assert statuses[:17] == [SUCCESS] * 17  # (the 17th: the duplicate price, ignored)
+    assert statuses[17:] == [INVALID_VALUE, NOT_AUTHORIZED, INVALID_VALUE, INVALID_VALUE,
                              INVALID_VALUE, MALFORMED, INVALID_VALUE, NOT_FOUND, NOT_FOUND,
                              INVALID_VALUE, NOT_AUTHORIZED]
     assert ZCL_EPOCH  # (imported for symmetry with test_price)

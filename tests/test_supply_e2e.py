@@ -16,7 +16,7 @@ import asyncio
 
 import pytest
 import zigpy.types as t
-from secure import se_client
+from secure import ZclClient
 from test_metering_tshark import (
     AGG,
     MET,
@@ -33,7 +33,6 @@ from test_metering_tshark import (
 )
 from zigpy.zcl import foundation
 
-from radios.rawnode import RawNode
 from sep.metrology.load import HouseholdLoad
 from sep.store import Store
 
@@ -46,35 +45,6 @@ S = foundation.Status
 def wh(load: HouseholdLoad, on_spans: list[tuple[int, int]]) -> int:
     """Truth: whole Wh of the energy drawn while the relay was closed."""
     return sum(load.energy_j(a, b)[0] for a, b in on_spans) // 3600
-
-
-class IhdNode:
-    """A HAN node that is not the trust centre (say an IHD) sending raw ZCL frames, with an
-    application link key with the meter (so its frames are taken, and judged by who it is)."""
-
-    def __init__(self, han: Han, node: RawNode) -> None:
-        self.han = han
-        self.node = node
-        self.n = 0
-
-    @classmethod
-    async def create(cls, han: Han) -> IhdNode:
-        return cls(han, await se_client(han.air, 0x3B3B00000000AA77, han.meter))
-
-    @property
-    def got(self) -> list[bytes]:
-        return [ind.payload for ind in self.node.received if ind.cluster == 0x0702]
-
-    async def command(self, command_id: int, payload: bytes) -> bytes:
-        self.n += 1
-        before = len(self.got)
-        data = foundation.ZCLHeader.cluster(0x40 + self.n, command_id).serialize() + payload
-        await self.node.send(self.han.meter.nwk, 0x0702, data)
-        for _ in range(200):
-            if len(self.got) > before:
-                return self.got[-1]
-            await asyncio.sleep(0.01)
-        raise AssertionError("no answer from the meter")
 
 
 def change_supply_payload(provider: int, event: int, impl: int, proposed: int, bits: int) -> bytes:
@@ -97,7 +67,7 @@ async def test_disconnect_arm_and_local_restore(tmp_path):
     load = HouseholdLoad(SEED, SOLAR_W)
     meter = han.meter.metering
     provider = meter.supply.provider_id
-    ihd = await IhdNode.create(han)
+    ihd = await ZclClient.create(han.air, 0x3B3B00000000AA77, han.meter)
     m = han.metering
     try:
         await m.configure_reporting(0x0014, 0, 0, 1)  # SupplyStatus on change, not periodic
@@ -239,7 +209,7 @@ async def test_load_limit_then_reset_counter(tmp_path):
     supply = han.meter.metering.supply
     provider = supply.provider_id
     m = han.metering
-    ihd = await IhdNode.create(han)
+    ihd = await ZclClient.create(han.air, 0x3B3B00000000AA77, han.meter)
     try:
         await han.run(300)
         # a demand limit under the house's base load: exceeded from now on

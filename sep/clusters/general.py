@@ -20,6 +20,7 @@ def to_zcl_time(unix: float) -> int:
 
 class BasicServer(ClusterServer):
     cluster = Basic
+    generated = frozenset()  # Basic generates no cluster command
 
     def __init__(self, *, manufacturer: str, model: str, sw_build_id: str,
                  app_version: int = 1, hw_version: int = 1, date_code: str = "") -> None:
@@ -45,6 +46,7 @@ class IdentifyServer(ClusterServer):
     """Identify: IdentifyTime counts down in (the clock's) seconds."""
 
     cluster = Identify
+    generated = frozenset({0x00})  # IdentifyQueryResponse
 
     def __init__(self, clock: Clock) -> None:
         super().__init__()
@@ -91,6 +93,7 @@ class TimeServer(ClusterServer):
     """
 
     cluster = Time
+    generated = frozenset()  # Time generates no cluster command
     MASTER = 0x01
     SYNCHRONIZED = 0x02
     MASTER_ZONE_DST = 0x04

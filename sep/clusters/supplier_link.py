@@ -94,17 +94,22 @@ class SupplierLink:
 
     def hello(self) -> list[tuple[int, bytes]]:
         """The requests that make the ESI tell the meter what it has (and push from then on):
-        the current price, the tariff (its matrix, thresholds and labels follow) and the
-        last message. An ESI without one of the clusters answers UNSUPPORTED_CLUSTER."""
+        the current price, the tariffs delivered and received (their matrix, thresholds and
+        labels follow), the billing period and the last message. An ESI without one of the
+        clusters answers UNSUPPORTED_CLUSTER."""
         out = []
         if PRICE_CLUSTER in self.servers:
             out.append(self.request(PRICE_CLUSTER, 0x00, bytes([GET_CURRENT_PRICE_RX_ON])))
             schema = Price.server_commands[0x06].schema  # GetTariffInformation
-            ask = self.request(PRICE_CLUSTER, 0x06, schema(
-                earliest_start_time=0, min_issuer_event_id=0, number_of_commands=1,
-                tariff_type=0x00).serialize())
-            self._tariff_asks.add(ask[1][1])
-            out.append(ask)
+            for tariff_type in (0x00, 0x01):  # the delivered tariff, then the received one
+                ask = self.request(PRICE_CLUSTER, 0x06, schema(
+                    earliest_start_time=0, min_issuer_event_id=0, number_of_commands=1,
+                    tariff_type=tariff_type).serialize())
+                self._tariff_asks.add(ask[1][1])
+                out.append(ask)
+            out.append(self.request(PRICE_CLUSTER, 0x0B, Price.server_commands[0x0B].schema(
+                earliest_start_time=0, min_issuer_event_id=0xFFFFFFFF, number_of_commands=1,
+                tariff_type=0x00).serialize()))  # GetBillingPeriod
         if MESSAGING_CLUSTER in self.servers:
             out.append(self.request(MESSAGING_CLUSTER, 0x00))
         return out
@@ -134,6 +139,19 @@ class SupplierLink:
         tariff_id = t.uint32_t(int.from_bytes(payload[8:12], "little")).serialize()
         return [self.request(PRICE_CLUSTER, command_id, tariff_id)[1]
                 for command_id in (0x07, 0x08, 0x0A)]
+
+    def _cpp_answers(self, server: Any) -> list[bytes]:
+        """CPPEventResponse for each pending CPP event of the ESI the meter decided on (the
+        meter as a client of the supplier's Price server answers it, SE 1.4 D.4.2.3.14)."""
+        answers = getattr(server, "cpp_answers", [])
+        out = []
+        schema = Price.server_commands[0x0D].schema
+        while answers:
+            event_id, auth = answers.pop(0)
+            out.append(self.request(PRICE_CLUSTER, 0x0D, schema(
+                issuer_event_id=event_id, cpp_auth=auth).serialize())[1])
+            self._note(f"CPP event {event_id}: answered {'accepted' if auth == 1 else 'rejected'}")
+        return out
 
     def confirmation(self, message_id: int, when: float, *, answer: str | None = None,
                      response: str = "") -> tuple[int, bytes] | None:
@@ -180,6 +198,8 @@ class SupplierLink:
                 follow = self._tariff_details(req.payload)
             if req.cluster_id == PRICE_CLUSTER and req.command_id == 0x00:
                 follow = self._after_current_price(req.payload, now)
+            if req.cluster_id == PRICE_CLUSTER and req.command_id == 0x0B:
+                follow = self._cpp_answers(server)
         else:
             self.stats.refused += 1
             self._note(f"refused cluster 0x{req.cluster_id:04X} command 0x{req.command_id:02X} "

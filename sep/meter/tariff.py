@@ -146,9 +146,33 @@ class Tariff:
     co2: Decimal | None = None  # per unit of measure
     co2_unit: int = 0x01
     billing_period: Recurrence | None = None
+    #: critical peak prices CPP1 and CPP2 (SE 1.4 Price attributes 0x05FE/0x05FF)
+    cpp_rates: tuple[Decimal, ...] = ()
+    #: the export (received) tariff: its own tiers, schedule and blocks, with this tariff's
+    #: provider, currency, trailing digits, unit and time zone
+    export: Tariff | None = None
 
     def __post_init__(self) -> None:
         self.validate()
+        self._validate_extras()
+
+    def _validate_extras(self) -> None:
+        if len(self.cpp_rates) > 2:
+            raise TariffError("cpp", "at most CPP1 and CPP2")
+        for i, rate in enumerate(self.cpp_rates):
+            self.price_units(rate, f"cpp.cpp{i + 1}_rate")
+        ex = self.export
+        if ex is None:
+            return
+        if ex.export is not None or ex.cpp_rates or ex.billing_period is not None:
+            raise TariffError("export", "an export tariff has no export, CPP or billing period "
+                              "of its own")
+        if ex.issuer_tariff_id == self.issuer_tariff_id:
+            raise TariffError("export.issuer_tariff_id", "must differ from the import tariff's")
+        for key in ("provider_id", "currency", "price_trailing_digits", "unit_of_measure",
+                    "timezone"):
+            if getattr(ex, key) != getattr(self, key):
+                raise TariffError(f"export.{key}", "must be the import tariff's")
 
     # -- validation ----------------------------------------------------------------------
     def validate(self) -> None:
@@ -341,6 +365,11 @@ DEFAULT_TARIFF = Tariff()
 _TOP_KEYS = {"provider_id", "issuer_tariff_id", "label", "currency", "price_trailing_digits",
              "unit_of_measure", "commodity", "timezone", "standing_charge", "tiers", "schedule",
              "blocks", "gas", "co2", "billing_period"}
+_TOP_KEYS |= {"cpp", "export"}
+#: what an [export] table may say; the rest it takes from the import tariff
+_EXPORT_KEYS = {"issuer_tariff_id", "label", "tiers", "schedule", "blocks"}
+_INHERITED = ("provider_id", "currency", "price_trailing_digits", "unit_of_measure",
+              "commodity", "timezone")
 
 
 class _Reader:
@@ -537,10 +566,34 @@ class _Reader:
         if "billing_period" in doc:
             fields["billing_period"] = self.recurrence("billing_period", doc["billing_period"],
                                                        EPOCH_2000)
+        fields.update(self.extras(doc))
         try:
             return Tariff(**fields)
         except TariffError as exc:
             raise self.fail(exc.key, exc.problem) from None
+
+    def extras(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """The [cpp] and [export] tables."""
+        fields: dict[str, Any] = {}
+        if "cpp" in doc:
+            cdoc = self.table(doc["cpp"], "cpp", {"cpp1_rate", "cpp2_rate"})
+            if "cpp1_rate" not in cdoc:
+                raise self.fail("cpp.cpp1_rate", "missing")
+            rates = [self.decimal("cpp.cpp1_rate", cdoc["cpp1_rate"])]
+            if "cpp2_rate" in cdoc:
+                rates.append(self.decimal("cpp.cpp2_rate", cdoc["cpp2_rate"]))
+            fields["cpp_rates"] = tuple(rates)
+        if "export" in doc:
+            edoc = self.table(doc["export"], "export", _EXPORT_KEYS)
+            for need in ("issuer_tariff_id", "tiers"):
+                if need not in edoc:
+                    raise self.fail(f"export.{need}", "missing")
+            inherited = {k: doc[k] for k in _INHERITED if k in doc}
+            try:
+                fields["export"] = self.tariff({**inherited, **edoc})
+            except TariffError as exc:
+                raise self.fail(f"export.{exc.key}", exc.problem) from None
+        return fields
 
     def schedule(self, doc: Any, numbers: set[int]) -> tuple[tuple[Switch, ...], ...]:
         if doc is None:
@@ -634,6 +687,11 @@ def tariff_to_dict(tariff: Tariff) -> dict[str, Any]:
         doc["co2"] = {"value": str(tariff.co2), "unit": names(CO2_UNITS, tariff.co2_unit)}
     if tariff.billing_period is not None:
         doc["billing_period"] = period(tariff.billing_period)
+    if tariff.cpp_rates:
+        doc["cpp"] = {f"cpp{i + 1}_rate": str(v) for i, v in enumerate(tariff.cpp_rates)}
+    if tariff.export is not None:
+        export = tariff_to_dict(tariff.export)
+        doc["export"] = {k: v for k, v in export.items() if k in _EXPORT_KEYS}
     return doc
 
 
