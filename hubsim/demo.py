@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from hubsim.demo_han import han_script
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
 from hubsim.supplier import Supplier
@@ -99,7 +101,7 @@ def status_line(view: IhdView, now: float) -> str:
 
 
 def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
-           supplier: Supplier | None = None) -> Any:
+           supplier: Supplier | None = None, hub_log: list[str] | None = None) -> Any:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", justify="right")
     table.add_column()
@@ -133,6 +135,15 @@ def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
         state = "" if not msg.needs_confirmation else (
             "  [green]confirmed[/]" if msg.confirmed else "  [red]please confirm[/]")
         table.add_row("Message", f"[bold]{msg.text}[/] ({IMPORTANCE[msg.importance]}){state}")
+    han = view.han
+    table.add_row("Schedule today", han.schedule_text(prices.tier_labels)
+                  + (f"  ({han.calendar_name})" if han.calendar_name else ""))
+    if han.next_calendar is not None:
+        table.add_row("Next calendar", f"{han.next_calendar[1]} from "
+                      f"{time.strftime('%H:%M', time.gmtime(han.next_calendar[2]))} UTC")
+    table.add_row("Meter events", han.events_text())
+    table.add_row("Tenancy", han.tenancy)
+    table.add_row("Keep-alive", han.keep_alive)
     table.add_row("Reports received", str(view.reports_received))
     table.add_row("Frames on the air", f"{air.frames_sent}  ({time.monotonic() - started:.0f} s)")
     log = "\n".join(view.log[-6:]) or "..."
@@ -141,6 +152,9 @@ def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
     if supplier is not None and supplier.log:
         panels.append(Panel("\n".join(supplier.log[-4:]), title="Supplier (via the comms hub)",
                             border_style="dim"))
+    if hub_log:
+        panels.append(Panel("\n".join(hub_log[-4:]), title="Comms hub: calendar, device "
+                            "management, events", border_style="dim"))
     return Group(*panels)
 
 
@@ -169,11 +183,13 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     # With the meter on an EZSP stick the meter is coordinator and trust centre (bellows
     # runs only so), and the hub joins its network as a router.
     hub = CommsHub(air=air, clock=clock.now, tariff=tariff,
-                   role="router" if ezsp else "coordinator")
+                   role="router" if ezsp else "coordinator",
+                   keep_alive_base=1, keep_alive_jitter=5)  # a keep-alive a simulated minute
     emulator = None
     meter: MeterApp | None = None
     extra_meters: list[MeterApp] = []
     ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now)
+    scratch: tempfile.TemporaryDirectory[str] | None = None
     readings: list[Any] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,7 +200,12 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         if not ezsp:
             await hub.start()
         if not opts.external_meter:
-            settings = MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
+            # Without --data the meter still keeps an event log (Events over the HAN), in a
+            # directory removed at the end.
+            scratch = tempfile.TemporaryDirectory(prefix="hubsim-meter-") \
+                if opts.data_dir is None else None
+            settings = MeterSettings(data_dir=opts.data_dir or (
+                Path(scratch.name) if scratch else None), seed=opts.seed, tick_seconds=0.5,
                                      initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt,
                                      supplier_search_interval=1.0)
             if ezsp:
@@ -234,14 +255,18 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 await asyncio.sleep(5)
                 with contextlib.suppress(Exception):
                     await ihd.read_blocks()
+                with contextlib.suppress(Exception):
+                    await ihd.han.refresh_if_due()
 
         sampler = asyncio.create_task(sample())
         refresher = asyncio.create_task(display_refresh())
-        script = None
+        script = han = None
         if opts.script and hub.supplier is not None:
             script = asyncio.create_task(supplier_script(hub.supplier, clock))
+            han = asyncio.create_task(han_script(hub, clock, meter))
         deadline = None if opts.duration is None else started + opts.duration
-        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier), console=console,
+        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier, hub.services.log),
+                        console=console,
                         refresh_per_second=4, transient=False)
                    if live_view else contextlib.nullcontext())
         with live_cm as live:
@@ -251,14 +276,15 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 if deadline is not None and now >= deadline:
                     break
                 if live is not None:
-                    live.update(render(ihd.view, air, clock, started, hub.supplier))
+                    live.update(render(ihd.view, air, clock, started, hub.supplier,
+                                       hub.services.log))
                 elif now - last_line >= 5:
                     last_line = now
                     console.print(status_line(ihd.view, clock.now()), soft_wrap=True)
                 timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout)
-        for task in (sampler, refresher, script):
+        for task in (sampler, refresher, script, han):
             if task is not None:
                 task.cancel()
     finally:
@@ -277,6 +303,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         if writer is not None:
             writer.close()
             console.print(f"capture written to {opts.pcap}")
+        if scratch is not None:
+            scratch.cleanup()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)

@@ -18,6 +18,7 @@ import zigpy.config as conf
 import zigpy.device
 import zigpy.zdo.types as zdo_t
 
+from hubsim.hub_services import HUB_SERVICE_CLUSTERS, HubServices
 from hubsim.ota_server import HubOtaServer, OtaServerCore
 from hubsim.supplier import Supplier
 from hubsim.zigpy_se import install_se_profile_shim
@@ -33,7 +34,8 @@ class CommsHub:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:00:01", air: VirtualAir | None = None,
                  device: str | None = None, ota: OtaServerCore | None = None,
                  clock: Callable[[], float] = time.time, supplier: bool = True,
-                 tariff: Tariff | None = None, role: str = "coordinator") -> None:
+                 tariff: Tariff | None = None, role: str = "coordinator",
+                 keep_alive_base: int = 10, keep_alive_jitter: int = 300) -> None:
         # role "router": the hub joins a network whose coordinator is the meter (an ESP on
         # an EZSP stick, the SE 1.x model); it then interviews nothing by itself.
         cfg = virtual_config(ieee, role=role, air=air, path=device or "virtual://default",
@@ -43,15 +45,21 @@ class CommsHub:
         # The supplier's ESI: Messaging, and Price when the supplier has a tariff to publish.
         in_clusters = [0x000A, 0x0019] + ([0x0703] if supplier else []) + (
             [0x0700] if supplier and tariff is not None else [])
+        in_clusters += list(HUB_SERVICE_CLUSTERS)  # Calendar, Device Management, Keep-Alive
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [zdo_t.SimpleDescriptor(
             endpoint=HUB_SE_ENDPOINT, profile=0x0109, device_type=0x0500, device_version=0,
-            input_clusters=in_clusters, output_clusters=[0x0702]).as_dict()]
+            input_clusters=in_clusters, output_clusters=[0x0702, 0x0709]).as_dict()]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
         install_se_profile_shim(self.app)
         self.supplier: Supplier | None = None
         if supplier:
             self.supplier = Supplier(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
                                      tariff=tariff)
+        supplier_tariff = self.supplier.price if self.supplier is not None else None
+        self.services = HubServices(
+            self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
+            tariff=lambda: supplier_tariff.tariff if supplier_tariff is not None else None,
+            keep_alive_base=keep_alive_base, keep_alive_jitter=keep_alive_jitter)
         self.ota: HubOtaServer | None = None
         if ota is not None:
             self.ota = HubOtaServer(self.app, ota, endpoint=HUB_SE_ENDPOINT)
@@ -62,8 +70,10 @@ class CommsHub:
         await self.app.startup(auto_form=True)
         if self.supplier is not None:
             await self.supplier.start()
+        await self.services.start()
 
     async def stop(self) -> None:
+        await self.services.stop()
         if self.supplier is not None:
             await self.supplier.stop()
         await self.app.shutdown()
