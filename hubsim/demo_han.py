@@ -97,15 +97,15 @@ async def han_script(hub: CommsHub, clock: ScaledClock, meter: Any, *, step: flo
     answer = await do("read event log", services.read_event_log(meter.nwk,
                                                                  meter.endpoint.endpoint_id))
     if answer is not None:
-        services._note(f"meter event log: {len(answer.events)} events "
+        services.note(f"meter event log: {len(answer.events)} events "
                        f"({answer.commands} PublishEventLog)")
     await at(step)
     cleared = await do("clear event log", services.clear_event_log(
         meter.nwk, meter.endpoint.endpoint_id, ev.LOG_GENERAL))
     if cleared is not None:
-        services._note(f"meter general event log cleared (0x{cleared:02X})")
+        services.note(f"meter general event log cleared (0x{cleared:02X})")
     await at(step)
     answer = await do("read event log", services.read_event_log(
         meter.nwk, meter.endpoint.endpoint_id, full=False, number=10))
     if answer is not None:
-        services._note(f"meter event log after the clear: {answer.total_matching} events")
+        services.note(f"meter event log after the clear: {answer.total_matching} events")

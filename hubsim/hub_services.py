@@ -87,6 +87,7 @@ class HubServices:
         self._upstream = app.packet_received
         app.packet_received = self._on_packet  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._sends: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -95,6 +96,7 @@ class HubServices:
         self._task = asyncio.create_task(self._run(), name="hub-services")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -103,7 +105,7 @@ class HubServices:
             task.cancel()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 now = self.clock()
                 change = self._supplier_change
@@ -112,14 +114,14 @@ class HubServices:
                     _, provider, name, contact = change
                     self.device_management.supplier_changed(provider, name, contact)
                     self.on_supplier_changed(provider)
-                    self._note(f"supplier is now provider 0x{provider:08X}")
+                    self.note(f"supplier is now provider 0x{provider:08X}")
                 for reply in self.endpoint.reports(now):
                     self._send(reply)
             except Exception:  # noqa: BLE001 - the hub keeps running
                 LOGGER.exception("hub services tick failed")
             await asyncio.sleep(self.tick_seconds)
 
-    def _note(self, text: str) -> None:
+    def note(self, text: str) -> None:
         LOGGER.info("hub: %s", text)
         self.log.append(text)
         del self.log[:-50]
@@ -136,19 +138,19 @@ class HubServices:
         cal = compile_calendar(tariff, issuer_calendar_id=issued, issuer_event_id=issued,
                                start=int(now if start is None else start))
         self.calendar.publish(cal, now)
-        self._note(f"calendar {issued} {cal.name!r} published")
+        self.note(f"calendar {issued} {cal.name!r} published")
         self.flush()
         return cal
 
     def cancel_calendar(self, issuer_calendar_id: int) -> None:
         self.calendar.cancel(issuer_calendar_id, self.clock())
-        self._note(f"calendar {issuer_calendar_id} cancelled")
+        self.note(f"calendar {issuer_calendar_id} cancelled")
         self.flush()
 
     # -- Device Management ------------------------------------------------------------------
     def change_of_tenancy(self, *, at: float | None, control: int) -> int:
         event_id = self.device_management.change_of_tenancy(self.clock(), at=at, control=control)
-        self._note(f"change of tenancy {event_id} published")
+        self.note(f"change of tenancy {event_id} published")
         self.flush()
         return event_id
 
@@ -158,7 +160,7 @@ class HubServices:
             self.clock(), at=at, new_provider_id=new_provider_id, name=name, contact=contact,
             control=control)
         self._supplier_change = (at, new_provider_id, name, contact)
-        self._note(f"change of supplier {event_id} published")
+        self.note(f"change of supplier {event_id} published")
         self.flush()
         return event_id
 

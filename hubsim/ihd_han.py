@@ -88,14 +88,18 @@ class IhdHan:
         self.on_trust_centre_lost: Any = lambda failures: None
         self._match_tsn: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._time_reference = TIME_REFERENCE_UTC
         self._refreshing = False
+        self._again = False
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._keep_alive_loop())
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             try:
@@ -139,11 +143,17 @@ class IhdHan:
 
     async def refresh_calendar(self) -> None:
         """Ask for the calendar in force and today's profile, one answer at a time."""
-        if self.calendar is None or self._refreshing:
+        if self.calendar is None:
+            return
+        if self._refreshing:
+            self._again = True  # news came while reading: read again when done
             return
         self._refreshing = True
         try:
-            await self._refresh_calendar()
+            self._again = True
+            while self._again:
+                self._again = False
+                await self._refresh_calendar()
         except Exception as exc:  # noqa: BLE001 - shown as "--" and asked again later
             LOGGER.info("IHD: calendar not read: %r", exc)
         finally:
@@ -266,11 +276,13 @@ class IhdHan:
 
     # -- keep-alive ------------------------------------------------------------------------------
     async def _keep_alive_loop(self) -> None:
-        while True:
+        # (a stop flag as well as the cancellation: a radio that turns a cancelled send into
+        # a delivery error must not keep this loop going)
+        while not self._stopping:
             try:
                 await self._keep_alive_step()
-            except Exception:  # noqa: BLE001 - the display keeps going
-                LOGGER.exception("IHD keep-alive failed")
+            except Exception as exc:  # noqa: BLE001 - the display keeps going
+                LOGGER.info("IHD keep-alive step failed: %r", exc)
             await asyncio.sleep(0.1)
 
     async def _keep_alive_step(self) -> None:

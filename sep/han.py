@@ -15,6 +15,7 @@ connects the sans-IO cluster objects to them.
 - Keep-Alive client (output cluster) of the trust centre: after the missed keep-alives SE
   allows, ``on_trust_centre_lost(failures)`` (the radio layer searches, rejoins and
   redoes key establishment; by default the loss is logged and recorded as an event).
+  On an EZSP stick the meter is the trust centre itself: it serves Keep-Alive instead.
 
 Who may clear the event log, publish a calendar or manage the device: the ``authorised``
 predicate the app passes (its supplier/trust-centre rule).
@@ -22,11 +23,14 @@ predicate the app passes (its supplier/trust-centre rule).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import random
 from collections.abc import Callable
 from typing import Any
+
+import zigpy.exceptions
 
 from sep.clusters.calendar import CalendarServer
 from sep.clusters.device_management_client import DeviceManagementClient
@@ -35,6 +39,7 @@ from sep.clusters.events import EventsServer
 from sep.clusters.keep_alive import (
     Discover,
     KeepAliveClient,
+    KeepAliveServer,
     Read,
     TrustCentreBack,
     TrustCentreLost,
@@ -69,6 +74,7 @@ class HanServices:
             changes=self.changes, authorised=authorised, record=self.record,
             on_provider=self._provider_changed, on_configuration=self._save_configuration)
         self.keep_alive = KeepAliveClient(rng=random.Random(seed))
+        self.keep_alive_server = KeepAliveServer()
         #: the radio layer's search, rejoin and key establishment plug in here
         self.on_trust_centre_lost: Callable[[int], Any] = lambda failures: None
         self.on_trust_centre_back: Callable[[], Any] = lambda: None
@@ -79,7 +85,10 @@ class HanServices:
     # -- composition ----------------------------------------------------------------------
     @property
     def servers(self) -> list[Any]:
-        return [self.calendar, self.events]
+        # On an EZSP stick the meter is the coordinator and trust centre (the SE 1.x ESP
+        # model): then it serves Keep-Alive to the devices that joined it.
+        trust_centre = getattr(self.app.settings, "radio", "virtual") == "ezsp"
+        return [self.calendar, self.events, *([self.keep_alive_server] if trust_centre else [])]
 
     output_clusters = (DEVICE_MANAGEMENT, KEEP_ALIVE)
 
@@ -132,7 +141,11 @@ class HanServices:
             return  # the meter is the trust centre itself (EZSP): no keep-alive
         for action in self.keep_alive.poll(now):
             if isinstance(action, Discover):
-                await app.match_descriptor([KEEP_ALIVE], self._keep_alive_found)
+                # sent from its own task, like every frame: the periodic loop never waits on
+                # the radio (a stop cancels the send, not the loop in the middle of it)
+                task = asyncio.get_running_loop().create_task(self._discover())
+                app._send_tasks.add(task)
+                task.add_done_callback(app._send_tasks.discard)
             elif isinstance(action, Read):
                 app._send(Reply(dst_nwk=action.nwk, dst_ep=action.endpoint,
                                 src_ep=app.endpoint.endpoint_id, profile_id=SE_PROFILE,
@@ -144,6 +157,12 @@ class HanServices:
             elif isinstance(action, TrustCentreBack):
                 self.record("TRUST_CENTRE_BACK", {})
                 self.on_trust_centre_back()
+
+    async def _discover(self) -> None:
+        try:
+            await self.app.match_descriptor([KEEP_ALIVE], self._keep_alive_found)
+        except (zigpy.exceptions.DeliveryError, OSError) as exc:
+            LOGGER.debug("keep-alive discovery not sent: %s", exc)
 
     def _keep_alive_found(self, nwk: int, endpoints: list[int]) -> None:
         self.keep_alive.found(nwk, endpoints, self.app.clock.now())
