@@ -210,3 +210,14 @@ def test_only_the_authorised_esi_may_publish_a_calendar():
     assert answer[0][2] == 0x0B and answer[0][-1] == Status.NOT_AUTHORIZED
     assert link.handle(req(0x0000), T0) == []  # accepted (disable default response set)
     assert 500 in s._staged
+
+
+def test_a_newer_publication_of_a_calendar_replaces_it():
+    s = fresh()
+    for event_id, tier in ((900, 2), (901, 3)):
+        assert s.ingest(0x00, publish_calendar(event_id=event_id), T0) == Status.SUCCESS
+        assert s.ingest(0x01, day_profile([(0, tier)], event_id=event_id), T0) == Status.SUCCESS
+        assert s.ingest(0x02, week_profile(event_id=event_id), T0) == Status.SUCCESS
+        assert s.ingest(0x03, seasons(event_id=event_id), T0) == Status.SUCCESS
+        assert s.active(T0).day(1).entries == ((0, tier),)
+    assert [c.issuer_calendar_id for c in s.calendars].count(500) == 1

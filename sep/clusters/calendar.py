@@ -106,10 +106,14 @@ class CalendarServer(CalendarIngest, ClusterServer):
         that has passed). Returns the frames pushed."""
         self._now = now
         known = self.find(calendar.issuer_calendar_id)
-        if known is not None and calendar.issuer_calendar_id in self._compiled:
-            self.calendars.remove(known)  # ours, made from the tariff: a supplier's id wins
+        if known is not None and (calendar.issuer_calendar_id in self._compiled
+                                  or calendar.issuer_event_id > known.issuer_event_id):
+            # ours, made from the tariff (a supplier's id wins), or a newer publication of
+            # the same calendar: it replaces the one known
+            self.calendars.remove(known)
             self._compiled.discard(calendar.issuer_calendar_id)
-            self._in_force = None
+            if self._in_force is known:
+                self._in_force = None
         elif known is not None:
             raise ValueError(f"calendar {calendar.issuer_calendar_id} is published already")
         self._last_id = max(self._last_id, calendar.issuer_event_id,
