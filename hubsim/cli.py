@@ -149,6 +149,9 @@ def _demo(args: argparse.Namespace) -> int:
               f"{v.prices.money_text(v.prices.cost_today, 2)}")
     print(f"IHD messages {len(v.messages)}, confirmed {sum(m.confirmed for m in v.messages.values())}"
           f"; supplier got {len(result.confirmations)} confirmation(s)")
+    print(f"IHD schedule today {v.han.schedule_text(v.prices.tier_labels)} "
+          f"({v.han.calendar_name or 'no calendar'}); meter events {v.han.events_text()}; "
+          f"tenancy {v.han.tenancy}; keep-alive {v.han.keep_alive}")
     return 0
 
 

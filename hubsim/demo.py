@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from hubsim.demo_han import han_script
 from hubsim.demo_se import run_se_script
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
@@ -149,7 +151,8 @@ def mqtt_line(mqtt: Any) -> str | None:
 
 
 def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
-           supplier: Supplier | None = None, mqtt: Any = None) -> Any:
+           supplier: Supplier | None = None, mqtt: Any = None,
+           hub_log: list[str] | None = None) -> Any:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", justify="right")
     table.add_column()
@@ -183,6 +186,15 @@ def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
         state = "" if not msg.needs_confirmation else (
             "  [green]confirmed[/]" if msg.confirmed else "  [red]please confirm[/]")
         table.add_row("Message", f"[bold]{msg.text}[/] ({IMPORTANCE[msg.importance]}){state}")
+    han = view.han
+    table.add_row("Schedule today", han.schedule_text(prices.tier_labels)
+                  + (f"  ({han.calendar_name})" if han.calendar_name else ""))
+    if han.next_calendar is not None:
+        table.add_row("Next calendar", f"{han.next_calendar[1]} from "
+                      f"{time.strftime('%H:%M', time.gmtime(han.next_calendar[2]))} UTC")
+    table.add_row("Meter events", han.events_text())
+    table.add_row("Tenancy", han.tenancy)
+    table.add_row("Keep-alive", han.keep_alive)
     table.add_row("Reports received", str(view.reports_received))
     if mqtt is not None:
         table.add_row("MQTT", mqtt_line(mqtt) or "--")
@@ -193,6 +205,9 @@ def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
     if supplier is not None and supplier.log:
         panels.append(Panel("\n".join(supplier.log[-4:]), title="Supplier (via the comms hub)",
                             border_style="dim"))
+    if hub_log:
+        panels.append(Panel("\n".join(hub_log[-4:]), title="Comms hub: calendar, device "
+                            "management, events", border_style="dim"))
     return Group(*panels)
 
 
@@ -226,9 +241,13 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
 
     tariff: Tariff = load_tariff(opts.tariff or DEMO_TARIFF)
     ezsp = opts.meter_radio == "ezsp" and not opts.external_meter
-    settings = MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
-                             initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt,
-                             supplier_search_interval=1.0)
+    # Without --data the meter still keeps an event log (Events over the HAN), in a
+    # directory removed at the end.
+    scratch: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
+        prefix="hubsim-meter-") if opts.data_dir is None and not opts.external_meter else None
+    settings = MeterSettings(data_dir=opts.data_dir or (Path(scratch.name) if scratch else None),
+                             seed=opts.seed, tick_seconds=0.5, initial_wh=DEMO_INITIAL_WH,
+                             mqtt=opts.mqtt, supplier_search_interval=1.0)
     settings.ieee = load_identity(settings)
     hub_ieee = "00:0d:6f:00:00:00:00:01"
     # Every device's install code, as the installer registers it with the comms hub.
@@ -243,11 +262,13 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     if ezsp:
         hub = CommsHub(air=air, clock=clock.now, tariff=tariff, role="router",
                        install_code=codes[hub_ieee], ieee=hub_ieee,
-                       state=str(data / "hub-radio.json") if data else None)
+                       state=str(data / "hub-radio.json") if data else None,
+                       keep_alive_base=1, keep_alive_jitter=5)  # a keep-alive a simulated minute
     else:
         hub = CommsHub(air=air, clock=clock.now, tariff=tariff, ieee=hub_ieee,
                        install_codes={k: v for k, v in codes.items() if k != hub_ieee},
-                       state=str(data / "hub-radio.json") if data else None)
+                       state=str(data / "hub-radio.json") if data else None,
+                       keep_alive_base=1, keep_alive_jitter=5)  # a keep-alive a simulated minute
     emulator = None
     meter: MeterApp | None = None
     extra_meters: list[MeterApp] = []
@@ -319,16 +340,20 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 await asyncio.sleep(5)
                 with contextlib.suppress(Exception):
                     await ihd.read_blocks()
+                with contextlib.suppress(Exception):
+                    await ihd.han.refresh_if_due()
 
         sampler = asyncio.create_task(sample())
         refresher = asyncio.create_task(display_refresh())
-        script = None
+        script = han = None
         if opts.script and hub.supplier is not None:
             script = asyncio.create_task(supplier_script(hub.supplier, clock))
         se_script = asyncio.create_task(run_se_script(hub, ihd, clock.now)) \
             if opts.script else None  # the rest of SE on the air (hubsim/demo_se.py)
         deadline = None if opts.duration is None else started + opts.duration
-        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier, opts.mqtt),
+        han = asyncio.create_task(han_script(hub, clock, meter)) if meter is not None else None
+        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier, opts.mqtt,
+                               hub.services.log),
                         console=console, refresh_per_second=4, transient=False)
                    if live_view else contextlib.nullcontext())
         with live_cm as live:
@@ -339,7 +364,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                     break
                 if live is not None:
                     live.update(render(ihd.view, air, clock, started, hub.supplier,
-                                       opts.mqtt))
+                                       opts.mqtt, hub.services.log))
                 elif now - last_line >= 5:
                     last_line = now
                     line = status_line(ihd.view, clock.now())
@@ -349,7 +374,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout)
-        for task in (sampler, refresher, script, se_script):
+        for task in (sampler, refresher, script, se_script, han):
             if task is not None:
                 task.cancel()
     finally:
@@ -369,6 +394,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             writer.close()
             console.print(f"capture written to {opts.pcap}, its keys to {opts.pcap}.keys "
                           f"(tshark -o uat:zigbee_pc_keys:LINE for each line decrypts it)")
+        if scratch is not None:
+            scratch.cleanup()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)

@@ -18,6 +18,7 @@ import zigpy.config as conf
 import zigpy.device
 import zigpy.zdo.types as zdo_t
 
+from hubsim.hub_services import HUB_SERVICE_CLUSTERS, HubServices
 from hubsim.ota_server import HubOtaServer, OtaServerCore
 from hubsim.supplier import Supplier
 from hubsim.zigpy_se import install_se_profile_shim
@@ -37,7 +38,8 @@ class CommsHub:
                  tariff: Tariff | None = None, role: str = "coordinator",
                  install_codes: dict[str, bytes] | None = None, state: str | None = None,
                  install_code: bytes | None = None, link_key: bytes | None = None,
-                 permit_join: float = 254) -> None:
+                 permit_join: float = 254, keep_alive_base: int = 10,
+                 keep_alive_jitter: int = 300) -> None:
         # role "coordinator" (SMETS2): the hub is coordinator and trust centre; with
         # ``install_codes`` it admits only those devices (SE: install_code policy), and
         # permits joining for ``permit_join`` seconds once up. Without codes it runs the
@@ -58,15 +60,21 @@ class CommsHub:
         # The supplier's ESI: Messaging, and Price when the supplier has a tariff to publish.
         in_clusters = [0x000A, 0x0019] + ([0x0703] if supplier else []) + (
             [0x0700] if supplier and tariff is not None else [])
+        in_clusters += list(HUB_SERVICE_CLUSTERS)  # Calendar, Device Management, Keep-Alive
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [zdo_t.SimpleDescriptor(
             endpoint=HUB_SE_ENDPOINT, profile=0x0109, device_type=0x0500, device_version=0,
-            input_clusters=in_clusters, output_clusters=[0x0702]).as_dict()]
+            input_clusters=in_clusters, output_clusters=[0x0702, 0x0709]).as_dict()]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
         install_se_profile_shim(self.app)
         self.supplier: Supplier | None = None
         if supplier:
             self.supplier = Supplier(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
                                      tariff=tariff)
+        supplier_tariff = self.supplier.price if self.supplier is not None else None
+        self.services = HubServices(
+            self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
+            tariff=lambda: supplier_tariff.tariff if supplier_tariff is not None else None,
+            keep_alive_base=keep_alive_base, keep_alive_jitter=keep_alive_jitter)
         self.ota: HubOtaServer | None = None
         if ota is not None:
             self.ota = HubOtaServer(self.app, ota, endpoint=HUB_SE_ENDPOINT)
@@ -78,8 +86,10 @@ class CommsHub:
         LOGGER.info("hub up: %s", self.app.state.node_info.ieee)
         if self.supplier is not None:
             await self.supplier.start()
+        await self.services.start()
 
     async def stop(self) -> None:
+        await self.services.stop()
         if self.supplier is not None:
             await self.supplier.stop()
         await self.app.shutdown()

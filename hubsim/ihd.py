@@ -31,6 +31,7 @@ import zigpy.zdo.types as zdo_t
 from zigpy.zcl import AttributeReportedEvent, AttributeUpdatedEvent, ReportingConfig
 from zigpy.zcl.clusters.smartenergy import Metering
 
+from hubsim.ihd_han import HanView, IhdHan
 from hubsim.ihd_price import PriceView
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
@@ -109,6 +110,7 @@ class IhdView:
     log: list[str] = dataclasses.field(default_factory=list)
     messages: dict[int, ShownMessage] = dataclasses.field(default_factory=dict)
     prices: PriceView = dataclasses.field(default_factory=PriceView)
+    han: HanView = dataclasses.field(default_factory=HanView)  # schedule, events, tenancy
 
     def message(self, now: float) -> ShownMessage | None:
         """The message on screen: the newest whose time has come and not gone."""
@@ -156,7 +158,7 @@ class InHomeDisplay:
             zdo_t.SimpleDescriptor(
                 endpoint=1, profile=SE_PROFILE, device_type=IHD_DEVICE_TYPE, device_version=0,
                 input_clusters=[0x0000, 0x0003],
-                output_clusters=[0x000A, 0x0700, 0x0702, 0x0703],
+                output_clusters=[0x000A, 0x0700, 0x0702, 0x0703, 0x0707, 0x0709, 0x0025],
             ).as_dict()
         ]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
@@ -172,6 +174,8 @@ class InHomeDisplay:
         self._matches: asyncio.Queue[tuple[int, list[int]]] = asyncio.Queue()
         self._upstream = install_se_profile_shim(self.app)
         self.app.packet_received = self._on_packet  # type: ignore[method-assign]
+        self.han = IhdHan(self)  # calendar, events, keep-alive (hubsim/ihd_han.py)
+        self.han.view = self.view.han
 
     def _note(self, text: str) -> None:
         LOGGER.info("IHD: %s", text)
@@ -179,6 +183,8 @@ class InHomeDisplay:
         del self.view.log[:-20]
 
     def _on_packet(self, packet: t.ZigbeePacket) -> None:
+        if self.han.on_packet(packet):
+            return
         if packet.profile_id == 0 and packet.cluster_id == zdo_t.ZDOCmd.Match_Desc_rsp:
             try:
                 _hdr, (status, nwk, matches) = self.app._device.zdo.deserialize(
@@ -192,8 +198,10 @@ class InHomeDisplay:
 
     async def start(self) -> None:
         await self.app.startup()
+        self.han.start()
 
     async def stop(self) -> None:
+        await self.han.stop()
         await self.app.shutdown()
 
     async def find_meter(self, timeout: float = 10.0) -> tuple[int, int]:
@@ -257,6 +265,7 @@ class InHomeDisplay:
                 self._note(f"no message yet ({getattr(rsp.status, 'name', rsp.status)})")
             else:
                 self._on_message_command(0x00, rsp)
+        await self.han.connect(endpoint)
 
     # -- price -----------------------------------------------------------------------------
     async def refresh_prices(self) -> None:

@@ -47,7 +47,8 @@ class RawNode:
     @classmethod
     async def trust_centre(cls, air: VirtualAir, ieee: int = 0x000D6F00000000C0, *,
                            link_key: bytes | None = None, network_key: bytes | None = None,
-                           policy: str = "preconfigured") -> RawNode:
+                           policy: str = "preconfigured",
+                           aps_policy: Callable[[int, int], bool] | None = None) -> RawNode:
         """A coordinator and trust centre formed on the air's PAN and channel. With policy
         ``preconfigured`` it admits anyone holding ``link_key`` (default: the development
         network's key) and always permits joining."""
@@ -56,7 +57,7 @@ class RawNode:
         from radios.trust_center import ANY_DEVICE
         from radios.virtual import DEVELOPMENT_KEY
 
-        tc = cls(air, ieee)
+        tc = cls(air, ieee, aps_policy=aps_policy)
         tc.node.form(pan_id=air.pan_id, extended_pan_id=ieee, channel=air.channel,
                      network_key=network_key or secrets.token_bytes(16))
         tc.node.set_policy(policy)

@@ -41,6 +41,7 @@ from sep.clusters.supplier_link import SupplierLink
 from sep.endpoint import SeEndpoint
 from sep.firmware.appimage import APP_MANUFACTURER_CODE
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
+from sep.han import HanServices
 from sep.meter.cost import DailyCost
 from sep.meter.tariff import Tariff, load_tariff, tariff_from_dict
 from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
@@ -159,13 +160,18 @@ class MeterApp:
             on_tier=self.metering.set_active_tier, on_block_period=self._block_period)
         self.metering.price_source = self.price  # bills to date follow the prices in force
         self._wire_billing()
-        self.supplier = SupplierLink([self.price, self.messaging], authorised=self._is_supplier)
+        # Calendar, Events, Device Management, Keep-Alive (sep/han.py)
+        self.han = HanServices(self, authorised=self._is_supplier, seed=settings.seed)
+        self.supplier = SupplierLink([self.price, self.messaging, self.han.calendar],
+                                     authorised=self._is_supplier)
         self.endpoint = SeEndpoint(settings.endpoint,
                                    [self.basic, self.identify, self.time, self.metering,
-                                    self.price, self.messaging],
-                                   output_clusters=(OTA_CLUSTER, *self.supplier.clusters))
+                                    self.price, self.messaging, *self.han.servers],
+                                   output_clusters=(OTA_CLUSTER, *self.supplier.clusters,
+                                                    *self.han.output_clusters))
         for cluster_id in self.supplier.clusters:
             self.endpoint.client_handlers[cluster_id] = self.supplier.handle
+        self.endpoint.client_handlers.update(self.han.client_handlers())
         self.endpoint.client_handlers[TIME_CLUSTER] = self._time_answer
         self.controller: zigpy.application.ControllerApplication = make_controller(
             settings.radio,
@@ -192,6 +198,7 @@ class MeterApp:
             self.store = Store.open(settings.data_dir)
             self.persistence = MeterPersistence(self.store, self)
             self.persistence.restore()
+            self.han.attach(self.store, self.persistence)
         self._upstream_packet_received = self.controller.packet_received
         self.controller.packet_received = self._on_packet  # type: ignore[method-assign]
         self._loop_task: asyncio.Task[None] | None = None
@@ -343,6 +350,7 @@ class MeterApp:
             beat()
             try:
                 await self.poll_metrology()
+                await self.han.tick(self.clock.now())
                 for reply in self._to_bound(self.endpoint.reports(self.clock.now())):
                     self._send(reply)
             except Exception:  # noqa: BLE001 - keep serving; the watchdog sees repeats
@@ -664,6 +672,8 @@ class MeterApp:
         if self.supplier.esi is None and self.supplier.on_match(nwk, endpoints):
             for cluster_id, frame in self.supplier.hello():
                 self._send_to_esi(cluster_id, frame)
+            for frame in self.han.hello():
+                self._send_to_esi(0x0708, frame)
 
     def _send_to_esi(self, cluster_id: int, frame: bytes) -> None:
         esi = self.supplier.esi

@@ -30,6 +30,7 @@ bit; the corrupt data itself is never used (the store quarantines it).
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ class MeterPersistence:
         self._ticks = 0
         self._saved_tariff: Any = None
         self.on_event: Any = None  # also tell someone (the MQTT bridge)
+        #: also told of every event: (seq, time, kind, details) (the Events server)
+        self.listeners: list[Any] = []
 
     # -- start-up --------------------------------------------------------------------------
     def restore(self) -> None:
@@ -242,9 +245,13 @@ class MeterPersistence:
     # -- running ----------------------------------------------------------------------------
     def event(self, kind: str, details: dict[str, Any] | None = None, **kw: Any) -> None:
         merged = {**(details or {}), **kw}
-        seq = self.store.append_event(kind, **merged)
+        clock = getattr(self.app, "clock", None)
+        when = clock.now() if clock is not None else time.time()
+        seq = self.store.append_event_at(kind, when, merged)
         if self.on_event is not None:
             self.on_event(kind, {"event_seq": seq, **merged})
+        for listener in self.listeners:
+            listener(seq, when, kind, merged)
 
     def _supply_event(self, kind: str, details: dict[str, Any]) -> None:
         """A relay switch or a supply command: logged, and the new state kept at once."""

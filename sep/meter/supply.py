@@ -211,6 +211,11 @@ class SupplyControl:
         self.events("SUPPLY_CHANGE_SCHEDULED", {"to": status.name, "at": implementation_time,
                                                 "issuer_event_id": issuer_event_id})
 
+    def set_status(self, status: SupplyStatus, source: str, **details: Any) -> None:
+        """Move the supply for a reason of the meter's own (a change of tenancy): logged and
+        reported like any switch; no issuer event id is used up."""
+        self._apply(status, source, **details)
+
     def local_change(self, proposed: int, source: str = "local") -> None:
         """LocalChangeSupply: 1 = off/armed (from ON), 2 = on (only from ARMED).
         ``source`` names who pressed the button in the event log (local, mqtt)."""

@@ -245,6 +245,14 @@ class Store:
                 out.append((ch, end, v, crc(data), self._mac(data)))
             self.db.executemany("INSERT OR REPLACE INTO intervals VALUES (?,?,?,?,?)", out)
 
+    def clear_intervals(self) -> int:
+        """Delete the whole load profile (a change of tenancy that clears it); returns the
+        rows deleted."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute("DELETE FROM intervals")
+        return cur.rowcount
+
     def put_interval(self, channel: int, end_time: int, value: int) -> None:
         self.put_intervals([(channel, end_time, value)])
 
@@ -314,9 +322,13 @@ class Store:
             return 0, bytes(32)
 
     def append_event(self, kind: str, **details: Any) -> int:
+        return self.append_event_at(kind, time.time(), details)
+
+    def append_event_at(self, kind: str, when: float, details: dict[str, Any]) -> int:
+        """An event at ``when`` (the meter's clock, which a simulation may run faster)."""
         seq, prev = self._head()
         seq += 1
-        t = time.time()
+        t = float(when)
         text = json.dumps(details, sort_keys=True, default=str)
         data = canonical("events", str(seq), [t, kind, text])
         mac = self._mac(prev + data)
