@@ -301,6 +301,7 @@ class ParentRole:
             return
         short = self.allocate_address(joiner)
         respond(short, mac.AssociationStatus.SUCCESS)
+        self.forget_duplicates(short)
         if self.is_trust_center:
             self.admit(joiner, short, parent=self.state.nwk)
         else:
@@ -321,6 +322,7 @@ class ParentRole:
         known = self.state.address_map.get(header.src)
         address = header.src if known in (None, source) else self.allocate_address(source)
         self.learn_address(address, source)
+        self.forget_duplicates(address)
         self.send(self._outgoing(address, self.nwk_frame(
             address, nwk.rejoin_response(address, REJOIN_SUCCESS), command=True)))
         if self.is_trust_center:

@@ -473,6 +473,12 @@ class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
         self.keys.aps_accept(partner, aux.counter)
         return plain, partner, entry.kind, aux.key_id
 
+    def forget_duplicates(self, src_nwk: int) -> None:
+        """A node that (re)joined starts its APS counters anew (they start anywhere after
+        a boot): what it sent before must not make its new frames look like duplicates."""
+        for key in [k for k in self._recent if k[0] == src_nwk]:
+            del self._recent[key]
+
     def tunnelled_from(self, nwk_header: NwkHeader) -> bool:
         """A joiner takes its Transport Key from its parent, sealed by the trust centre."""
         return self.status == "authenticating" and nwk_header.src == self.joining_parent()
@@ -495,6 +501,7 @@ class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
             announced = int.from_bytes(payload[1:3], "little")
             ieee = int.from_bytes(payload[3:11], "little")
             self.learn_address(announced, ieee)
+            self.forget_duplicates(announced)
             return True
         if cluster & 0x8000 or self.zdo is None:
             return True

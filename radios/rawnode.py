@@ -39,6 +39,7 @@ class RawNode:
         self.received: list[DataIndication] = []
         self.events: list[NodeEvent] = []
         self.heard: list[bytes] = []  # every frame on our channel (a sniffer's view)
+        self.sent: list[bytes] = []  # what transmit_raw put on the air
         self.shell = NodeShell(air, self.node, on_data=self.received.append,
                                on_event=self.events.append)
         self._capture = capture
@@ -125,6 +126,7 @@ class RawNode:
     async def transmit_raw(self, mpdu: bytes) -> bool:
         """Put bytes on the air as they are (a replay, a forgery)."""
         assert self.shell.port is not None, "attach() first"
+        self.sent.append(mpdu)
         return await self.shell.port.transmit(mpdu)
 
     async def request_link_key(self, partner: int, timeout: float = 3.0) -> None:
