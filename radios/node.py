@@ -253,6 +253,8 @@ class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
         broadcast = dst_nwk >= 0xFFF8
         if aps_secure is None:
             aps_secure = self.aps_policy(profile, cluster)
+        if not self.nwk_security:
+            aps_secure = False  # a bench's "security off": everything in clear
         counter = self.next_aps_counter() if counter is None else counter
         header = ApsHeader(ApsType.DATA, counter,
                            Delivery.BROADCAST if broadcast else Delivery.UNICAST,

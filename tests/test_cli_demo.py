@@ -52,7 +52,7 @@ def test_demo_usage_errors_exit_2():
     assert "--duration" in proc.stderr
 
 
-def test_meter_in_its_own_process_joins_the_demo_air():
+def test_meter_in_its_own_process_joins_the_demo_air(tmp_path):
     port = free_udp_port()
     code = "83fed3407a939723a5c639b26916d505c3b5"  # shared/vectors' install code (valid CRC)
     hub = subprocess.Popen(
@@ -64,7 +64,8 @@ def test_meter_in_its_own_process_joins_the_demo_air():
         time.sleep(2)
         meter = subprocess.run(
             [str(BIN / "sep"), "meter", "--device", f"udp://127.0.0.1:{port}", "--duration", "9",
-             "--speed", "60", "--ieee", "00:0d:6f:00:00:00:bb:02", "--own-install-code", code],
+             "--speed", "60", "--ieee", "00:0d:6f:00:00:00:bb:02", "--own-install-code", code,
+             "--pcap", str(tmp_path / "meter.pcap")],
             capture_output=True, text=True, timeout=60,
         )
         out, err = hub.communicate(timeout=60)
@@ -78,6 +79,18 @@ def test_meter_in_its_own_process_joins_the_demo_air():
     last = [line for line in out.splitlines() if line.startswith("IHD saw")][-1]
     reports = int(last.split(" reports")[0].rsplit(" ", 1)[-1])
     assert reports > 0, out
+    # the meter's own capture of its air, and the keys it used: tshark reads its reports
+    import shutil
+
+    tshark = shutil.which("tshark")
+    assert tshark is not None, "tshark is needed (.ci/run installs it)"
+    pcap = tmp_path / "meter.pcap"
+    assert f"{pcap}.keys" in meter.stdout
+    got = subprocess.run([tshark, "-r", str(pcap), *tshark_key_options(pcap), "-Y",
+                          "zbee_aps.cluster == 0x0702 && zbee_zcl.cmd.id == 0x0a && "
+                          "zbee_aps.security == 1"], capture_output=True, text=True,
+                         check=True).stdout
+    assert got.strip(), "no secured Metering report in the meter's capture"
 
 
 def test_sep_meter_ezsp_without_device_is_a_usage_error():
