@@ -147,6 +147,9 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"IHD price {price.label} {v.prices.money_text(price.rate)}/kWh (tier "
               f"{price.tier}), tariff {v.prices.tariff_label!r}, cost today "
               f"{v.prices.money_text(v.prices.cost_today, 2)}")
+    from hubsim.demo import security_text
+
+    print(f"secure HAN: {security_text(result.security)}")
     print(f"IHD messages {len(v.messages)}, confirmed {sum(m.confirmed for m in v.messages.values())}"
           f"; supplier got {len(result.confirmations)} confirmation(s)")
     print(f"IHD schedule today {v.han.schedule_text(v.prices.tier_labels)} "

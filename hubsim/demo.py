@@ -107,6 +107,7 @@ class DemoResult:
     elapsed: float
     now: float = 0.0  # simulated time at the end
     confirmations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    security: dict[str, int] = dataclasses.field(default_factory=dict)  # frames dropped, why
 
 
 async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 3.0) -> None:
@@ -150,9 +151,27 @@ def mqtt_line(mqtt: Any) -> str | None:
     return broker_status(mqtt.broker).summary()
 
 
+def security_text(stats: dict[str, int]) -> str:
+    """What the radios dropped and why, in one line."""
+    total = sum(v for k, v in stats.items() if not k.startswith("join_"))
+    if not total:
+        return "nothing dropped"
+    top = sorted(stats.items(), key=lambda kv: -kv[1])[:4]
+    return f"{total} frames dropped (" + ", ".join(f"{k} {v}" for k, v in top) + ")"
+
+
+def radio_stats(*apps: Any) -> dict[str, int]:
+    """The radios' counts of dropped frames (MIC failures, replays, unsecured...), summed."""
+    out: dict[str, int] = {}
+    for app in apps:
+        for key, value in getattr(app, "security_stats", {}).items():
+            out[key] = out.get(key, 0) + value
+    return out
+
+
 def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
            supplier: Supplier | None = None, mqtt: Any = None,
-           hub_log: list[str] | None = None) -> Any:
+           hub_log: list[str] | None = None, security: dict[str, int] | None = None) -> Any:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", justify="right")
     table.add_column()
@@ -199,6 +218,9 @@ def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
     if mqtt is not None:
         table.add_row("MQTT", mqtt_line(mqtt) or "--")
     table.add_row("Frames on the air", f"{air.frames_sent}  ({time.monotonic() - started:.0f} s)")
+    if security is not None:
+        table.add_row("Secure HAN", f"NWK + APS security, keys in the capture's .keys; "
+                      f"{security_text(security)}")
     log = "\n".join(view.log[-6:]) or "..."
     panels = [Panel(table, title="In-home display", border_style="cyan"),
               Panel(log, title="IHD log", border_style="dim")]
@@ -352,8 +374,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             if opts.script else None  # the rest of SE on the air (hubsim/demo_se.py)
         deadline = None if opts.duration is None else started + opts.duration
         han = asyncio.create_task(han_script(hub, clock, meter)) if meter is not None else None
+        apps = [hub.app, ihd.app] + ([meter.controller] if meter is not None else [])
         live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier, opts.mqtt,
-                               hub.services.log),
+                               hub.services.log, radio_stats(*apps)),
                         console=console, refresh_per_second=4, transient=False)
                    if live_view else contextlib.nullcontext())
         with live_cm as live:
@@ -364,7 +387,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                     break
                 if live is not None:
                     live.update(render(ihd.view, air, clock, started, hub.supplier,
-                                       opts.mqtt, hub.services.log))
+                                       opts.mqtt, hub.services.log, radio_stats(*apps)))
                 elif now - last_line >= 5:
                     last_line = now
                     line = status_line(ihd.view, clock.now())
@@ -401,4 +424,6 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             loop.remove_signal_handler(signal.SIGTERM)
     return DemoResult(view=ihd.view, meter_readings=readings, frames_on_air=air.frames_sent,
                       elapsed=time.monotonic() - started, now=clock.now(),
-                      confirmations=list(hub.supplier.confirmations) if hub.supplier else [])
+                      confirmations=list(hub.supplier.confirmations) if hub.supplier else [],
+                      security=radio_stats(hub.app, ihd.app,
+                                           *([meter.controller] if meter is not None else [])))

@@ -148,7 +148,8 @@ class KeyLog:
 
     @staticmethod
     def line(key: bytes, label: str) -> str:
-        safe = label.replace('"', "'").replace(",", " ")
+        # no spaces, quotes or commas: a line stays one shell word (tshark -o $(...))
+        safe = "".join(c if c.isalnum() or c in "-_.:" else "_" for c in label)
         return f'"{bytes(key).hex()}","Normal","{safe}"'
 
     def add(self, key: bytes, label: str) -> None:
