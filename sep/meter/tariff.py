@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sep.meter.prepayment_config import PrepaymentConfig, prepayment_to_dict, read_prepayment
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TIMEBASES = {"minutes": 0x0, "days": 0x1, "weeks": 0x2, "months": 0x3}
 CALORIFIC_UNITS = {"MJ/m3": 0x01, "MJ/kg": 0x02}
@@ -146,6 +148,7 @@ class Tariff:
     co2: Decimal | None = None  # per unit of measure
     co2_unit: int = 0x01
     billing_period: Recurrence | None = None
+    prepayment: PrepaymentConfig | None = None  # [prepayment]: credit, top-up codes ...
 
     def __post_init__(self) -> None:
         self.validate()
@@ -213,6 +216,12 @@ class Tariff:
             _scaled("commodity.calorific_value", self.calorific_value)
         if self.co2 is not None:
             _scaled("commodity.co2", self.co2)
+        if self.prepayment is not None:  # money the meter keeps exactly, in price units
+            for key in ("initial_credit", "emergency_credit_limit", "emergency_credit_threshold",
+                        "low_credit_warning", "max_credit", "max_credit_per_top_up"):
+                self.price_units(getattr(self.prepayment, key), f"prepayment.{key}")
+            self.price_units(self.prepayment.top_up_code.amount_unit,
+                             "prepayment.top_up_code.amount_unit")
 
     def price_units(self, value: Decimal, key: str = "price") -> int:
         """A money value as the integer sent on the air (``price_trailing_digits`` implied)."""
@@ -340,7 +349,7 @@ DEFAULT_TARIFF = Tariff()
 # -- the TOML file -------------------------------------------------------------------------
 _TOP_KEYS = {"provider_id", "issuer_tariff_id", "label", "currency", "price_trailing_digits",
              "unit_of_measure", "commodity", "timezone", "standing_charge", "tiers", "schedule",
-             "blocks", "gas", "co2", "billing_period"}
+             "blocks", "gas", "co2", "billing_period", "prepayment"}
 
 
 class _Reader:
@@ -537,6 +546,8 @@ class _Reader:
         if "billing_period" in doc:
             fields["billing_period"] = self.recurrence("billing_period", doc["billing_period"],
                                                        EPOCH_2000)
+        if "prepayment" in doc:
+            fields["prepayment"] = read_prepayment(self, doc["prepayment"])
         try:
             return Tariff(**fields)
         except TariffError as exc:
@@ -634,6 +645,8 @@ def tariff_to_dict(tariff: Tariff) -> dict[str, Any]:
         doc["co2"] = {"value": str(tariff.co2), "unit": names(CO2_UNITS, tariff.co2_unit)}
     if tariff.billing_period is not None:
         doc["billing_period"] = period(tariff.billing_period)
+    if tariff.prepayment is not None:
+        doc["prepayment"] = prepayment_to_dict(tariff.prepayment)
     return doc
 
 
