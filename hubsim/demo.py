@@ -22,8 +22,16 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from hubsim.gas import GasMeter
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
+from hubsim.ppmid import PPMID_IEEE, Ppmid, PpmidView
+from hubsim.scenarios import (
+    ScenarioLog,
+    default_prepayment,
+    prepayment_run_down,
+    scenario_start,
+)
 from hubsim.supplier import Supplier
 from radios.air import VirtualAir
 from sep.app import MeterApp, MeterSettings
@@ -35,6 +43,7 @@ LOGGER = logging.getLogger(__name__)
 
 DEMO_INITIAL_WH = 4_213_377  # a meter a few years into service: 4,213.377 kWh
 DEMO_TARIFF = Path(__file__).with_name("data") / "demo_tariff.toml"
+DEMO_GAS_TARIFF = Path(__file__).with_name("data") / "demo_gas_tariff.toml"
 IMPORTANCE = ("low", "medium", "high", "critical")
 
 
@@ -54,6 +63,10 @@ class DemoOptions:
     tariff: Path | None = None  # the supplier's tariff (default hubsim/data/demo_tariff.toml)
     meter_radio: str = "virtual"  # "ezsp": the meter runs on bellows on the NCP emulator
     script: bool = True  # the supplier's messages and peak price event
+    scenario: str = "default"  # hubsim/scenarios.py: what the prepayment side plays
+    ppmid: bool = True  # a PPMID on the air (prepayment)
+    gas: bool = True  # a battery gas meter behind a mirror on the hub
+    top_up_codes: list[str] | None = None  # codes the PPMID enters (default: vended)
 
 
 @dataclasses.dataclass
@@ -64,6 +77,10 @@ class DemoResult:
     elapsed: float
     now: float = 0.0  # simulated time at the end
     confirmations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    ppmid: PpmidView | None = None
+    gas: Any = None  # the IHD's GasView
+    scenario: list[str] = dataclasses.field(default_factory=list)
+    gas_reports: int = 0  # reports the gas meter pushed to its mirror
 
 
 async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 3.0) -> None:
@@ -98,8 +115,19 @@ def status_line(view: IhdView, now: float) -> str:
     return line
 
 
+def prepay_lines(ppmid: Ppmid | None, gas: Any) -> list[str]:
+    """What the PPMID and the IHD's gas part show (for logs and --no-live)."""
+    out = []
+    if ppmid is not None:
+        out.append(f"PPMID: {ppmid.view.text()}")
+    if gas is not None and gas.view.summation is not None:
+        out.append(f"IHD gas: {gas.view.text()}")
+    return out
+
+
 def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
-           supplier: Supplier | None = None) -> Any:
+           supplier: Supplier | None = None, ppmid: PpmidView | None = None,
+           gas: Any = None) -> Any:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", justify="right")
     table.add_column()
@@ -135,9 +163,15 @@ def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
         table.add_row("Message", f"[bold]{msg.text}[/] ({IMPORTANCE[msg.importance]}){state}")
     table.add_row("Reports received", str(view.reports_received))
     table.add_row("Frames on the air", f"{air.frames_sent}  ({time.monotonic() - started:.0f} s)")
+    if gas is not None and gas.summation is not None:
+        table.add_row("Gas (mirror)", f"[bold green]{gas.text()}[/]")
     log = "\n".join(view.log[-6:]) or "..."
     panels = [Panel(table, title="In-home display", border_style="cyan"),
               Panel(log, title="IHD log", border_style="dim")]
+    if ppmid is not None:
+        lines = [ppmid.text()] + (["last top-up: " + ppmid.last_result]
+                                  if ppmid.last_result else []) + ppmid.log[-3:]
+        panels.append(Panel("\n".join(lines), title="PPMID (prepayment)", border_style="magenta"))
     if supplier is not None and supplier.log:
         panels.append(Panel("\n".join(supplier.log[-4:]), title="Supplier (via the comms hub)",
                             border_style="dim"))
@@ -149,7 +183,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     live_view = console.is_terminal if opts.live is None else opts.live
     air = VirtualAir()
     saved = stored_sim_time(opts.data_dir)  # simulated time never runs backwards
-    clock = ScaledClock(start=max(time.time(), saved) if saved else None, speed=opts.speed)
+    start = scenario_start(opts.scenario, max(time.time(), saved or 0))
+    clock = ScaledClock(start=start or (max(time.time(), saved) if saved else None),
+                        speed=opts.speed)
     started = time.monotonic()
     writer = None
     if opts.pcap is not None:
@@ -169,11 +205,16 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     # With the meter on an EZSP stick the meter is coordinator and trust centre (bellows
     # runs only so), and the hub joins its network as a router.
     hub = CommsHub(air=air, clock=clock.now, tariff=tariff,
-                   role="router" if ezsp else "coordinator")
+                   role="router" if ezsp else "coordinator", mirrors=opts.gas,
+                   gas_tariff=load_tariff(DEMO_GAS_TARIFF) if opts.gas else None)
     emulator = None
     meter: MeterApp | None = None
     extra_meters: list[MeterApp] = []
     ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now)
+    ppmid = Ppmid(air=air, clock=clock.now, report_max=opts.report_interval) if opts.ppmid \
+        else None
+    gas = GasMeter(air=air, clock=clock.now) if opts.gas and not ezsp else None
+    scenario_log = ScenarioLog(clock.now)
     readings: list[Any] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -186,7 +227,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         if not opts.external_meter:
             settings = MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
                                      initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt,
-                                     supplier_search_interval=1.0)
+                                     supplier_search_interval=1.0,
+                                     ppmids=(PPMID_IEEE,) if ppmid is not None else ())
             if ezsp:
                 from radios.ezsp import EZSP_SE_ENDPOINT
                 from radios.ncp import start_emulator
@@ -200,6 +242,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 settings.supplier = str(hub.app.config["virtual"]["ieee"])
                 console.print(f"meter on bellows, EZSP NCP emulator at {emulator.url}")
             meter = MeterApp(settings, clock=clock, air=air)
+            if tariff.prepayment is not None:  # the meter's top-up codes and friendly credit
+                meter.prepayment.account.reconfigure(tariff.prepayment)
             await meter.start()
             if ezsp:
                 await hub.start()  # joins the meter's network; the meter sees it join
@@ -222,6 +266,16 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 ihd._note(f"{len(extra_meters)} more meters on the air")
         await ihd.start()
         await ihd.connect(timeout=60 if opts.external_meter else 20)
+        prepay_task = None
+        if ppmid is not None and meter is not None:
+            await ppmid.start()
+            await ppmid.connect()
+            play = prepayment_run_down if opts.scenario == "prepayment" else default_prepayment
+            if opts.top_up_codes is not None:
+                hub.prepay.vend = _codes(opts.top_up_codes)  # type: ignore[method-assign]
+            prepay_task = asyncio.create_task(play(hub, meter.ieee, ppmid, scenario_log))
+        if gas is not None:
+            await gas.start()
 
         async def sample() -> None:
             while True:
@@ -230,10 +284,15 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 await asyncio.sleep(0.5)
 
         async def display_refresh() -> None:
-            while True:  # what a display polls now and then: the block status
-                await asyncio.sleep(5)
+            while True:  # what a display polls now and then: the block status, gas
+                await asyncio.sleep(5 if ihd.gas.view.nwk is not None or gas is None else 2)
                 with contextlib.suppress(Exception):
                     await ihd.read_blocks()
+                with contextlib.suppress(Exception):
+                    if gas is not None and ihd.gas.view.nwk is None:
+                        await ihd.gas.find(timeout=1.5)
+                    else:
+                        await ihd.gas.read()
 
         sampler = asyncio.create_task(sample())
         refresher = asyncio.create_task(display_refresh())
@@ -241,7 +300,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         if opts.script and hub.supplier is not None:
             script = asyncio.create_task(supplier_script(hub.supplier, clock))
         deadline = None if opts.duration is None else started + opts.duration
-        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier), console=console,
+        shown = (ppmid.view if ppmid is not None else None,
+                 ihd.gas.view if gas is not None else None)
+        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier, *shown), console=console,
                         refresh_per_second=4, transient=False)
                    if live_view else contextlib.nullcontext())
         with live_cm as live:
@@ -251,17 +312,28 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 if deadline is not None and now >= deadline:
                     break
                 if live is not None:
-                    live.update(render(ihd.view, air, clock, started, hub.supplier))
+                    live.update(render(ihd.view, air, clock, started, hub.supplier, *shown))
                 elif now - last_line >= 5:
                     last_line = now
                     console.print(status_line(ihd.view, clock.now()), soft_wrap=True)
+                    for line in prepay_lines(ppmid, ihd.gas if gas is not None else None):
+                        console.print(line, soft_wrap=True)
                 timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout)
-        for task in (sampler, refresher, script):
+        for task in (sampler, refresher, script, prepay_task):
             if task is not None:
                 task.cancel()
+        if prepay_task is not None and prepay_task.done() and not prepay_task.cancelled() \
+                and prepay_task.exception() is not None:
+            LOGGER.error("prepayment scenario failed: %r", prepay_task.exception())
     finally:
+        if gas is not None:
+            with contextlib.suppress(Exception):
+                await gas.stop()
+        if ppmid is not None:
+            with contextlib.suppress(Exception):
+                await ppmid.stop()
         with contextlib.suppress(Exception):
             await ihd.stop()
         for m in [*extra_meters, *([meter] if meter is not None else [])]:
@@ -282,4 +354,18 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             loop.remove_signal_handler(signal.SIGTERM)
     return DemoResult(view=ihd.view, meter_readings=readings, frames_on_air=air.frames_sent,
                       elapsed=time.monotonic() - started, now=clock.now(),
-                      confirmations=list(hub.supplier.confirmations) if hub.supplier else [])
+                      confirmations=list(hub.supplier.confirmations) if hub.supplier else [],
+                      ppmid=ppmid.view if ppmid is not None else None,
+                      gas=ihd.gas.view if gas is not None else None,
+                      scenario=list(scenario_log.lines),
+                      gas_reports=gas.reports_sent if gas is not None else 0)
+
+
+def _codes(codes: list[str]) -> Any:
+    """A vending function that hands out the given codes (a test's own), in order."""
+    queue = list(codes)
+
+    def vend(amount: int) -> str:
+        return queue.pop(0)
+
+    return vend

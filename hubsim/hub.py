@@ -18,11 +18,14 @@ import zigpy.config as conf
 import zigpy.device
 import zigpy.zdo.types as zdo_t
 
+from hubsim.mirror import MirrorHost
 from hubsim.ota_server import HubOtaServer, OtaServerCore
+from hubsim.prepay_supplier import PrepaySupplier
 from hubsim.supplier import Supplier
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
+from sep.clusters.price import PriceServer
 from sep.meter.tariff import Tariff
 
 LOGGER = logging.getLogger(__name__)
@@ -33,7 +36,8 @@ class CommsHub:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:00:01", air: VirtualAir | None = None,
                  device: str | None = None, ota: OtaServerCore | None = None,
                  clock: Callable[[], float] = time.time, supplier: bool = True,
-                 tariff: Tariff | None = None, role: str = "coordinator") -> None:
+                 tariff: Tariff | None = None, role: str = "coordinator",
+                 mirrors: bool = False, gas_tariff: Tariff | None = None) -> None:
         # role "router": the hub joins a network whose coordinator is the meter (an ESP on
         # an EZSP stick, the SE 1.x model); it then interviews nothing by itself.
         cfg = virtual_config(ieee, role=role, air=air, path=device or "virtual://default",
@@ -55,6 +59,16 @@ class CommsHub:
         self.ota: HubOtaServer | None = None
         if ota is not None:
             self.ota = HubOtaServer(self.app, ota, endpoint=HUB_SE_ENDPOINT)
+        # Metering mirrors for battery meters (gas), with the Gas Proxy Function's gas price.
+        self.mirrors: MirrorHost | None = None
+        if mirrors:
+            gas_price = PriceServer(tariff=gas_tariff) if gas_tariff is not None else None
+            self.mirrors = MirrorHost(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
+                                      price=gas_price)
+        # The supplier's prepayment commands to meters, and its top-up code vending.
+        code_format = tariff.prepayment.top_up_code if tariff and tariff.prepayment else None
+        self.prepay = PrepaySupplier(self.app, clock=clock, code_format=code_format,
+                                     provider_id=tariff.provider_id if tariff else 0x0000ABCD)
         self.joined: list[str] = []
         self.app.add_listener(self)
 
@@ -62,8 +76,12 @@ class CommsHub:
         await self.app.startup(auto_form=True)
         if self.supplier is not None:
             await self.supplier.start()
+        if self.mirrors is not None:
+            await self.mirrors.start()
 
     async def stop(self) -> None:
+        if self.mirrors is not None:
+            await self.mirrors.stop()
         if self.supplier is not None:
             await self.supplier.stop()
         await self.app.shutdown()

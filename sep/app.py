@@ -483,7 +483,7 @@ class MeterApp:
 
     # -- prepayment ---------------------------------------------------------------------
     PREPAY_MESSAGES = {"low_credit": 0x07050001, "emergency_credit": 0x07050002,
-                       "disconnected": 0x07050003, "topped_up": 0x07050004}
+                       "disconnected": 0x07050003}
 
     def _prepay_rates(self, t: float) -> tuple[int, int]:
         """(unit rate, standing charge) in force at ``t``, in the account's price units:
@@ -500,16 +500,16 @@ class MeterApp:
         return units_of(rate, digits), units_of(tariff.standing_charge, digits)
 
     def _prepay_alert(self, kind: str, text: str) -> None:
-        """Tell the home (a message to the HAN's displays); a top-up clears the warnings."""
+        """Tell the home (a message to the HAN's displays); a top-up takes the warnings back."""
         ids = self.PREPAY_MESSAGES
         try:
             if kind == "topped_up":
                 for old in ("low_credit", "emergency_credit", "disconnected"):
                     if ids[old] in self.messaging.messages:
                         self.messaging.cancel_message(ids[old])
-            self.messaging.display_message(text, now=self.clock.now(), message_id=ids[kind],
-                                           importance="low" if kind == "topped_up" else "high",
-                                           duration_minutes=24 * 60)
+            else:
+                self.messaging.display_message(text, now=self.clock.now(), message_id=ids[kind],
+                                               importance="high", duration_minutes=24 * 60)
         except (ValueError, LookupError, KeyError) as exc:
             LOGGER.info("prepayment message %s not shown: %s", kind, exc)
             return

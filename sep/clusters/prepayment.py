@@ -71,7 +71,7 @@ def _unix(zcl: int, now: float) -> int:
 
 class PrepaymentServer(ClusterServer):
     cluster = Prepayment
-    reportable = frozenset({0x0001, 0x0002, 0x0003, 0x0005, 0x0400})
+    reportable = frozenset({0x0000, 0x0001, 0x0002, 0x0003, 0x0005, 0x0400})
 
     def __init__(self, account: PrepaymentAccount, *, supply: SupplyControl,
                  provider_id: Callable[[], int], supplier: Callable[[int], bool],
@@ -86,7 +86,7 @@ class PrepaymentServer(ClusterServer):
         self.commit: Commit = commit or (lambda account, events: None)
         self.on_alert: Alert = on_alert or (lambda kind, text: None)
         self.now = 0.0
-        self._status = account.credit_status()
+        self._credit_status = account.credit_status()
         supply.interlock = lambda: self.account.restore_blocked(self.now)
         self.values[0x0032] = 0  # IHDLowCreditWarningLevel: the display's own, writable
         a = lambda: self.account  # noqa: E731 - the account is replaced on every change
@@ -164,14 +164,14 @@ class PrepaymentServer(ClusterServer):
             self.on_alert("disconnected", "Supply off: no credit left. Top up, then restore "
                           "the supply from your PPMID.")
         status = acct.credit_status()
-        became = status & ~self._status
+        became = status & ~self._credit_status
         if became & pp.LOW_CREDIT:
             self.on_alert("low_credit", f"Low credit: {self.money(acct.credit_remaining)} "
                           f"left. Please top up.")
         if became & pp.EMERGENCY_CREDIT_AVAILABLE:
             self.on_alert("emergency_credit", "Emergency credit is available: select it on "
                           "your PPMID.")
-        self._status = status
+        self._credit_status = status
 
     def money(self, units: int) -> str:
         digits = self.account.digits
@@ -277,8 +277,7 @@ class PrepaymentServer(ClusterServer):
         self.account = new
         self._after_change(now)
         if accepted:
-            self.on_alert("topped_up", f"Top-up of {self.money(outcome.value)} accepted: "
-                          f"credit {self.money(self.account.credit_remaining)}.")
+            self.on_alert("topped_up", "")  # the warnings go
             result = {SupplyStatus.ON: pp.ACCEPTED_SUPPLY_ENABLED,
                       SupplyStatus.ARMED: pp.ACCEPTED_SUPPLY_ARMED,
                       SupplyStatus.OFF: pp.ACCEPTED_SUPPLY_DISABLED}[self.supply.status]

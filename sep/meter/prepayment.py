@@ -197,6 +197,8 @@ class PrepaymentAccount:
 
     def credit_status(self) -> int:
         s = 0
+        if not self.prepayment:
+            return pp.CREDIT_OK  # credit mode: the account does not limit the supply
         if not self.exhausted:
             s |= pp.CREDIT_OK
         if self.credit < self.low_level * FINE:

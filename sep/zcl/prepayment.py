@@ -122,7 +122,7 @@ def _attribute_defs() -> dict[str, Any]:
         defs[name] = ZCLAttributeDef(id=attr_id, type=typ, access=access)
 
     # Prepayment Information set (0x00)
-    add("payment_control_configuration", 0x0000, t.bitmap16)
+    add("payment_control_configuration", 0x0000, t.bitmap16, "rp")
     add("credit_remaining", 0x0001, t.int32s, "rp")
     add("emergency_credit_remaining", 0x0002, t.int32s, "rp")
     add("credit_status", 0x0003, t.bitmap8, "rp")
