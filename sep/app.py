@@ -249,9 +249,10 @@ class MeterApp:
         reading = await self.metrology.read()
         self.last_reading = reading
         self.metering.update(reading)
-        if not reading.status & UNTRUSTED:  # prepayment: charge what was drawn
+        if not reading.status & UNTRUSTED:  # prepayment: charge what was drawn since the
+            since = self.prepayment.account.last_t  # last reading, at the price then in force
             self.prepayment.book(reading.timestamp, reading.delivered_wh,
-                                 *self._prepay_rates(reading.timestamp))
+                                 *self._prepay_rates(reading.timestamp if since is None else since))
         if self.persistence is not None:
             self.persistence.tick(reading.timestamp)
         return reading
@@ -488,7 +489,9 @@ class MeterApp:
     def _prepay_rates(self, t: float) -> tuple[int, int]:
         """(unit rate, standing charge) in force at ``t``, in the account's price units:
         the price in force (a price event, or the tariff's TOU tier — at the price of the
-        block the register is in, for a block tariff) and the tariff's daily charge."""
+        block the register is in, for a block tariff) and the tariff's daily charge. The
+        energy of a reading is charged at the price in force when the interval began, as
+        the Metering tier registers book it."""
         tariff = self.price.tariff
         digits = self.prepayment.account.digits
         price = self.price.current_price(t)

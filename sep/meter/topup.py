@@ -96,11 +96,13 @@ class TopUpCodeFormat:
                 raise ValueError("check_digits: hmac-sha256 takes 4..12")
             if len(self.key) < 16:
                 raise ValueError("key: hmac-sha256 needs a key of at least 16 bytes (32 hex)")
-        if not 1 <= self.serial_digits <= 18 or not 1 <= self.amount_digits <= 9:
-            raise ValueError("serial_digits 1..18, amount_digits 1..9")
+        if not 1 <= self.serial_digits <= 18:
+            raise ValueError("serial_digits: 1..18")
+        if not 1 <= self.amount_digits <= 9:
+            raise ValueError("amount_digits: 1..9")
         if self.length > MAX_DIGITS:
-            raise ValueError(f"serial + amount + check digits: at most {MAX_DIGITS}, "
-                             f"not {self.length}")
+            raise ValueError(f"serial_digits: serial, amount and check digits are at most "
+                             f"{MAX_DIGITS} together, not {self.length}")
         if self.amount_unit <= 0:
             raise ValueError("amount_unit: must be positive")
 
