@@ -173,3 +173,9 @@ def test_scenario_listing_and_unknown_scenario():
                              capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "picnic" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+def test_sep_meter_ppmid_must_be_an_ieee_address():
+    proc = subprocess.run([str(BIN / "sep"), "meter", "--ppmid", "nonsense", "--duration", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--ppmid" in proc.stderr and "Traceback" not in proc.stderr

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--supplier", metavar="IEEE",
                    help="the supplier's ESI whose prices, tariffs and messages the meter takes "
                    "and re-publishes to its HAN (default: the trust centre, NWK 0x0000)")
+    p.add_argument("--ppmid", action="append", default=[], metavar="IEEE",
+                   help="a PPMID of this home: it may enter top-up codes and select emergency "
+                   "credit (repeatable; without it only the supplier may)")
     p.add_argument("--isolated-metrology", action="store_true",
                    help="run metrology in its own process (needs --data); the meter reads it "
                    "through the read-only socket protocol")
@@ -231,6 +234,15 @@ def _run(args: argparse.Namespace) -> int:
             print(f"sep meter: --supplier {args.supplier!r} is not an IEEE address "
                   "(aa:bb:cc:dd:ee:ff:00:11)", file=sys.stderr)
             return 2
+    for ppmid in args.ppmid:
+        import zigpy.types as t
+
+        try:
+            t.EUI64.convert(ppmid)
+        except ValueError:
+            print(f"sep meter: --ppmid {ppmid!r} is not an IEEE address "
+                  "(aa:bb:cc:dd:ee:ff:00:11)", file=sys.stderr)
+            return 2
     network = None
     installs: list[tuple[str, str]] = []
     if args.radio == "ezsp":
@@ -259,7 +271,8 @@ def _run(args: argparse.Namespace) -> int:
                              endpoint=endpoint, data_dir=args.data, seed=args.seed,
                              baudrate=args.baudrate, flow_control=args.flow_control, mqtt=mqtt,
                              file_version=args.file_version or APP_FILE_VERSION,
-                             ota_query_interval=args.ota_query_interval)
+                             ota_query_interval=args.ota_query_interval,
+                             ppmids=tuple(args.ppmid))
 
     async def main() -> int:
         from sep.persistence import stored_sim_time
