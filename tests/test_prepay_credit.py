@@ -58,13 +58,12 @@ def expected_credit(times: list[int], debt_start: int) -> int:
     when it began), the standing charge for the time gone by and the debt collected on
     every whole hour after the debt started."""
     load = HouseholdLoad(SEED)
-
-    def wh(t: int) -> int:
-        return load.energy_j(START, t)[0] // 3600
-
+    joules = load.energy_j(START, times[0])[0]
     credit = 500_000 * FINE
     for a, b in zip(times, times[1:], strict=False):
-        credit -= (wh(b) - wh(a)) * rate_at(a)  # Wh × units per kWh = fine units
+        before = joules // 3600  # the register counts whole Wh since the meter started
+        joules += load.energy_j(a, b)[0]
+        credit -= (joules // 3600 - before) * rate_at(a)  # Wh × units per kWh = fine units
     credit -= STANDING * FINE * (times[-1] - times[0]) // 86400
     hours = [h for h in range(debt_start // 3600 + 1, times[-1] // 3600 + 1)]
     collected = min(DEBT, DEBT_PER_HOUR * len(hours))

@@ -51,7 +51,7 @@ async def test_prepayment_scenario_as_tshark_decodes_it(tmp_path):
     pcap = tmp_path / "prepay.pcap"
     code = demo_code(777, 500)  # £5.00
     result = await run_demo(DemoOptions(
-        duration=25, pcap=pcap, speed=1800, scenario="prepayment", live=False,
+        duration=20, pcap=pcap, speed=1800, scenario="prepayment", live=False,
         top_up_codes=[code], script=False))
     lines = "\n".join(result.scenario)
     assert "PPMID restores the supply: SUCCESS" in lines, lines

@@ -74,6 +74,7 @@ def campaign(tmp: Path, cuts: int, codes_n: int, seed: int) -> dict[str, int]:
     codes = [luhn(f"{i + 1:08d}{i + 1:06d}") for i in range(codes_n)]
     (tmp / "codes.json").write_text(json.dumps(codes))
     answers: dict[int, list[int]] = {}
+    runs: list[tuple[int, str]] = []
     first = 0
     kills = 0
     while first < codes_n:
@@ -87,7 +88,9 @@ def campaign(tmp: Path, cuts: int, codes_n: int, seed: int) -> dict[str, int]:
             time.sleep(rng.uniform(0.0, 0.25))
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
-        out, _ = proc.communicate(timeout=120)
+        out = proc.stdout.read()  # (not communicate(): it would skip what readline buffered)
+        proc.wait(timeout=120)
+        runs.append((first, out))
         for line in out.splitlines():
             i, result = (int(x) for x in line.split())
             answers.setdefault(i, []).append(result)
@@ -95,6 +98,7 @@ def campaign(tmp: Path, cuts: int, codes_n: int, seed: int) -> dict[str, int]:
     # every code was answered; Accepted (0x10, supply on) at most once, and a code answered
     # only "duplicate" was accepted by a run that died before it could answer
     for i in range(codes_n):
+        assert i in answers, (i, runs)
         assert answers[i].count(0x10) <= 1, (i, answers[i])
         assert set(answers[i]) <= {0x10, 0x02}, (i, answers[i])
     store = Store.open(data)
@@ -116,8 +120,8 @@ def campaign(tmp: Path, cuts: int, codes_n: int, seed: int) -> dict[str, int]:
 
 
 def test_kill9_during_top_ups(tmp_path):
-    stats = campaign(tmp_path, cuts=6, codes_n=100, seed=3)
-    assert stats["kills"] == 6
+    stats = campaign(tmp_path, cuts=5, codes_n=80, seed=3)
+    assert stats["kills"] == 5
 
 
 @pytest.mark.slow
