@@ -97,6 +97,12 @@ def test_credit_runs_out_in_the_evening_and_the_supply_waits_for_the_morning():
         2026, 6, 2, 8, 0)
     # friendly credit ran the account into debt: energy was drawn with no credit left
     assert home.server.account.credit < 0
+    # and the alarm warned in the last 10 minutes of the period (FriendlyCreditWarning)
+    end = dt.datetime(2026, 6, 2, 8, 0, tzinfo=LONDON).timestamp()
+    account = Home("0.00").server.account
+    account.credit = -1
+    assert account.alarm_status(end - 600) & 0x0020 and account.alarm_status(end - 600) & 0x0010
+    assert not account.alarm_status(end - 601) & 0x0020
 
 
 def test_the_clocks_going_forward_in_a_friendly_period():

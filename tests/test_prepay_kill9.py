@@ -3,11 +3,12 @@
 A real subprocess runs the meter (``MeterApp`` with its data directory: the Prepayment
 server, the persistence layer, SQLite) and is fed ConsumerTopUp frames one after another,
 printing each answer only once the meter has produced it (what would go on the air). The
-test kills it with SIGKILL at random moments — mostly inside a top-up, as that is where it
-spends its time — restarts it, and re-sends every code that got no answer, as a PPMID
-does. At the end every code was credited exactly once: TotalCreditAdded is the sum of all
-the codes' values (each value distinct, so a double or a loss shows), every serial is used,
-the event log holds exactly one accepted top-up per serial, and the store checks clean.
+test kills it with SIGKILL a random moment after one of its answers — inside the next
+top-up, as that is where it spends its time — restarts it, and re-sends every code that
+got no answer, as a PPMID does. At the end every code was credited exactly once:
+TotalCreditAdded is the sum of all the codes' values (each value distinct, so a double or
+a loss shows), every serial is used, the event log holds exactly one accepted top-up per
+serial, and the store checks clean.
 """
 
 from __future__ import annotations
@@ -84,11 +85,15 @@ def campaign(tmp: Path, cuts: int, codes_n: int, seed: int) -> dict[str, int]:
             text=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
+        out = ""
         if kills < cuts:
-            time.sleep(rng.uniform(0.0, 0.25))
+            # let it answer a few codes, then kill it while it works on the next one
+            for _ in range(rng.randint(0, 10)):
+                out += proc.stdout.readline()
+            time.sleep(rng.uniform(0.0, 0.004))
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
-        out = proc.stdout.read()  # (not communicate(): it would skip what readline buffered)
+        out += proc.stdout.read()  # (not communicate(): it would skip what readline buffered)
         proc.wait(timeout=120)
         runs.append((first, out))
         for line in out.splitlines():
@@ -127,4 +132,6 @@ def test_kill9_during_top_ups(tmp_path):
 @pytest.mark.slow
 def test_kill9_during_top_ups_many(tmp_path):
     """`pytest -m slow tests/test_prepay_kill9.py`: a hundred kills."""
-    campaign(tmp_path, cuts=100, codes_n=2000, seed=4)
+    stats = campaign(tmp_path, cuts=100, codes_n=1500, seed=4)
+    # some kills fell between the commit and the answer: answered "duplicate" next time
+    assert stats["duplicates_answered"] > 0, stats

@@ -310,3 +310,28 @@ def test_any_payload_gets_an_answer_and_never_crashes(cmd, payload, src, fc):
         assert data[0] & 0x08  # server→client (direction bit set)
         if data[2] == 0x0B and data[0] & 0x03 == 0:
             assert data[4] != FAILURE, (cmd, payload.hex())  # no handler blew up
+
+
+def test_five_invalid_codes_lock_the_keypad_for_half_an_hour():
+    rig = Rig()
+    for n in range(5):  # guessing check digits
+        assert rig.top_up(PPMID, code(10 + n, 9999)[:-1] + b"X")[0] == 0x01
+    good = code(20, 1000)
+    assert rig.top_up(PPMID, good)[0] == 0x05  # Rejected – Keypad Lock, even a good code
+    [data] = rig.send(PPMID, 0x04, bytes([2, len(good)]) + good, now=NOW + 1799)
+    assert data[3] == 0x05
+    [data] = rig.send(PPMID, 0x04, bytes([2, len(good)]) + good, now=NOW + 1800)
+    assert data[3] == 0x10  # unlocked after 30 minutes
+    # the lock is part of the stored account (a restart does not lift it)
+    assert "keypad_locked_until" in rig.account.state()
+
+
+def test_a_flood_of_refusals_is_counted_not_written_one_by_one():
+    rig = Rig()
+    for _ in range(100):
+        assert rig.status(STRANGER, 0x06, change_payment_mode(1)) == NOT_AUTHORIZED
+    stored = [e for e in rig.events if e[0] == "PREPAY_REFUSED"]
+    assert len(stored) == 20  # a minute's worth
+    rig.send(STRANGER, 0x06, change_payment_mode(1), now=NOW + 61)
+    last = [e for e in rig.events if e[0] == "PREPAY_REFUSED"][-1][1]
+    assert last["not_stored_before"] == 80  # every refusal is accounted for

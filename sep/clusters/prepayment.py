@@ -56,6 +56,7 @@ from sep.zcl.prepayment import Prepayment, response_schema
 LOGGER = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 80  # bytes of ZCL payload per frame (as the Price server)
+REFUSALS_PER_MINUTE = 20  # refusals stored per minute; the rest are counted, not written
 CANCEL = 0xFFFFFFFF
 Event = tuple[str, dict[str, Any]]
 Commit = Callable[[PrepaymentAccount, Sequence[Event]], None]
@@ -86,6 +87,8 @@ class PrepaymentServer(ClusterServer):
         self.commit: Commit = commit or (lambda account, events: None)
         self.on_alert: Alert = on_alert or (lambda kind, text: None)
         self.now = 0.0
+        self._refusals: list[float] = []  # when refusals were last stored
+        self.suppressed = 0  # refusals not stored since (counted in the next one stored)
         self._credit_status = account.credit_status()
         supply.interlock = lambda: self.account.restore_blocked(self.now)
         self.values[0x0032] = 0  # IHDLowCreditWarningLevel: the display's own, writable
@@ -200,13 +203,29 @@ class PrepaymentServer(ClusterServer):
             return self._status(req, Status.NOT_AUTHORIZED)
         return super()._cluster_command(req, now)
 
+    def _flood(self) -> bool:
+        """Too many refusals this minute: a flood (from a node trying its luck) is counted,
+        not written one by one — it must not wear out the meter's storage."""
+        self._refusals = [t for t in self._refusals if self.now - t < 60]
+        if len(self._refusals) >= REFUSALS_PER_MINUTE:
+            self.suppressed += 1
+            return True
+        self._refusals.append(self.now)
+        return False
+
     def _log_refusal(self, req: Request, status: str, reason: str) -> None:
+        if self._flood():
+            LOGGER.debug("prepayment refusal not stored (flood): %s", reason)
+            return
         LOGGER.info("prepayment command 0x%02X from 0x%04X refused: %s (%s)", req.command_id,
                     req.src_nwk, status, reason)
+        details = {"command": req.command_id, "from": f"0x{req.src_nwk:04X}", "status": status,
+                   "reason": reason}
+        if self.suppressed:
+            details["not_stored_before"] = self.suppressed
         try:
-            self.commit(self.account, [("PREPAY_REFUSED", {
-                "command": req.command_id, "from": f"0x{req.src_nwk:04X}", "status": status,
-                "reason": reason})])
+            self.commit(self.account, [("PREPAY_REFUSED", details)])
+            self.suppressed = 0
         except Exception:  # noqa: BLE001 - a refusal that cannot be logged is still refused
             LOGGER.exception("refusal not logged")
 
@@ -265,12 +284,19 @@ class PrepaymentServer(ClusterServer):
                                    "origin": origin, "from": f"0x{req.src_nwk:04X}",
                                    "credit": new.credit_remaining})
         result = outcome.result
+        if result == pp.REJECTED_KEYPAD_LOCK and self._flood():
+            return self._respond(req, 0x03, result_type=result, top_up_value=0,
+                                 source_of_top_up=origin,
+                                 credit_remaining=self.account.credit_remaining)
+        if self.suppressed:
+            event[1]["not_stored_before"] = self.suppressed
         try:
             self.commit(new, [event])
         except Exception:  # noqa: BLE001 - a top-up not stored is not made
             LOGGER.exception("top-up %s not stored: not applied", text)
             result, new = pp.REJECTED_ERROR, self.account
         else:
+            self.suppressed = 0 if "not_stored_before" in event[1] else self.suppressed
             LOGGER.info("top-up %s from 0x%04X: result 0x%02X value %d (%s)", text, req.src_nwk,
                         outcome.result, outcome.value, outcome.why or "ok")
         accepted = result == pp.ACCEPTED

@@ -19,7 +19,8 @@ price units, rounded down.
 - **Emergency credit** (EmergencyCreditSetup: limit and threshold) may be selected once
   the credit is at or below the threshold; a top-up first repays what was used of it.
 - **Top-ups**: a code (:mod:`sep.meter.topup`) whose serial has not been used, within the
-  maximum per top-up and the maximum credit. Percentage-based debts take their share of the
+  maximum per top-up and the maximum credit. Five invalid codes within an hour lock the
+  keypad for half an hour (Rejected – Keypad Lock): guessing HMAC check digits is slow. Percentage-based debts take their share of the
   top-up first; the rest pays off negative credit, then used emergency credit, then adds to
   the credit. TotalCreditAdded counts the whole top-up.
 - **Debts** (three, SE Type 1..3): time-based ones are collected from the credit at every
@@ -51,6 +52,9 @@ SNAPSHOTS = 16
 INT32_MAX = 0x7FFFFFFF
 U48_MAX = (1 << 48) - 1
 ZCL_EPOCH = 946_684_800  # ZCL UTC time 0: 2000-01-01T00:00:00Z
+KEYPAD_LOCK_ATTEMPTS = 5  # invalid codes within KEYPAD_LOCK_WINDOW lock the keypad ...
+KEYPAD_LOCK_WINDOW = 3600
+KEYPAD_LOCK_SECONDS = 1800  # ... for this long (Rejected – Keypad Lock)
 
 
 class Refused(Exception):
@@ -149,6 +153,8 @@ class PrepaymentAccount:
         self.scheduled: list[list[Any]] = []  # [when, action, fields]
         self.updated = 0  # unix time of the last change of the credit
         self.alarms = 0
+        self.invalid_codes: list[int] = []  # times of recent invalid codes
+        self.keypad_locked_until = 0
 
     # -- configuration (a new tariff file) -----------------------------------------------
     def reconfigure(self, config: PrepaymentConfig) -> None:
@@ -221,8 +227,12 @@ class PrepaymentAccount:
             a |= pp.ALARM_LOW_CREDIT
         if self.ec_available():
             a |= pp.ALARM_EC_AVAILABLE
-        if self.friendly.period_at(now) is not None and self.credit < 0:
+        period = self.friendly.period_at(now)
+        if period is not None and self.credit < 0:
             a |= pp.ALARM_FRIENDLY_CREDIT_IN_USE
+        if (period is not None and self.disconnection and self.exhausted
+                and period[1] - now <= 60 * self.config.friendly_credit_warning_minutes):
+            a |= pp.ALARM_FRIENDLY_CREDIT_PERIOD_END_WARNING  # the supply goes off soon
         return a
 
     def friendly_minutes_left(self, now: float) -> int:
@@ -374,10 +384,20 @@ class PrepaymentAccount:
     def top_up(self, raw: bytes, origin: int, now: float) -> TopUpResult:
         """ConsumerTopUp: apply the code once, or say why not (nothing changes then)."""
         fmt = self.config.top_up_code
+        t = int(now)
+        if t < self.keypad_locked_until:
+            return TopUpResult(pp.REJECTED_KEYPAD_LOCK, 0, f"keypad locked until "
+                               f"{self.keypad_locked_until} after {KEYPAD_LOCK_ATTEMPTS} "
+                               f"invalid codes")
         try:
             code = fmt.parse(raw)
         except CodeRejected as exc:
             self.alarms |= pp.ALARM_TOP_UP_CODE_INVALID
+            self.invalid_codes = [x for x in self.invalid_codes
+                                  if t - x < KEYPAD_LOCK_WINDOW] + [t]
+            if len(self.invalid_codes) >= KEYPAD_LOCK_ATTEMPTS:
+                self.keypad_locked_until = t + KEYPAD_LOCK_SECONDS
+                self.invalid_codes = []
             return TopUpResult(pp.REJECTED_INVALID, 0, exc.why)
         if code.serial in self.used_serials:
             self.alarms |= pp.ALARM_TOP_UP_CODE_ALREADY_USED
@@ -392,7 +412,6 @@ class PrepaymentAccount:
                                f"{self.max_credit}", code.serial)
         if self.total_added + value > U48_MAX or self.credit // FINE + value > INT32_MAX:
             return TopUpResult(pp.REJECTED_ERROR, 0, "credit out of range", code.serial)
-        t = int(now)
         self.used_serials.add(code.serial)
         self.alarms &= ~(pp.ALARM_TOP_UP_CODE_INVALID | pp.ALARM_TOP_UP_CODE_ALREADY_USED)
         rest = value * FINE
@@ -510,7 +529,8 @@ class PrepaymentAccount:
                           for s in self.snapshots],
             "used_serials": sorted(self.used_serials), "issuer_ids": dict(self.issuer_ids),
             "scheduled": [list(s) for s in self.scheduled], "updated": self.updated,
-            "alarms": self.alarms,
+            "alarms": self.alarms, "invalid_codes": list(self.invalid_codes),
+            "keypad_locked_until": self.keypad_locked_until,
         }
 
     def restore(self, s: dict[str, Any]) -> None:
@@ -533,6 +553,8 @@ class PrepaymentAccount:
         self.issuer_ids = {k: int(v) for k, v in s["issuer_ids"].items()}
         self.scheduled = [list(x) for x in s["scheduled"]]
         self.updated, self.alarms = int(s["updated"]), int(s["alarms"])
+        self.invalid_codes = [int(x) for x in s.get("invalid_codes", [])]
+        self.keypad_locked_until = int(s.get("keypad_locked_until", 0))
 
     def copy(self) -> PrepaymentAccount:
         """An independent copy (a change is made on it and adopted once stored)."""
