@@ -40,11 +40,16 @@ def status_of(rsp: Any) -> Any:
 class PrepaySupplier:
     def __init__(self, app: zigpy.application.ControllerApplication, *, provider_id: int,
                  clock: Callable[[], float] = time.time,
-                 code_format: TopUpCodeFormat | None = None, first_serial: int = 1) -> None:
+                 code_format: TopUpCodeFormat | None = None,
+                 first_serial: int | None = None) -> None:
         self.app = app
         self.provider_id = provider_id
         self.clock = clock
         self.code_format = code_format or TopUpCodeFormat()
+        # A vending system never sells a serial twice; this one starts from the clock (ten
+        # codes a simulated minute), so a later run against the same meter sells new ones.
+        if first_serial is None:
+            first_serial = int(clock()) // 60 * 10 % 10 ** self.code_format.serial_digits
         self.next_serial = first_serial
         self.log: list[str] = []
         self._last_id = 0
