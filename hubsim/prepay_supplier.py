@@ -65,7 +65,10 @@ class PrepaySupplier:
 
     def cluster(self, meter_ieee: str) -> Any:
         """The hub's zigpy Prepayment client for the meter (sep's table on it)."""
-        dev = self.app.get_device(ieee=t.EUI64.convert(meter_ieee))
+        try:
+            dev = self.app.get_device(ieee=t.EUI64.convert(meter_ieee))
+        except KeyError:
+            raise LookupError(f"the hub has not interviewed meter {meter_ieee}") from None
         for endpoint in dev.endpoints.values():
             if not hasattr(endpoint, "in_clusters"):
                 continue

@@ -77,6 +77,11 @@ async def default_prepayment(hub: Any, meter_ieee: str, ppmid: Any, log: Scenari
                              step: float = 3.0) -> None:
     """The default demo's prepayment: set up (once per data directory) and one top-up."""
     await asyncio.sleep(step)
+    try:
+        hub.prepay.cluster(meter_ieee)
+    except LookupError as exc:  # e.g. the meter on EZSP: the hub joined it, never met it
+        log(f"no prepayment in this run: {exc}")
+        return
     if not ppmid.view.prepayment:
         await hub.prepay.start_prepayment(
             meter_ieee, credit=5 * GBP, ec_limit=5 * GBP, ec_threshold=1 * GBP,
