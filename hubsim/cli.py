@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write every frame on the air to FILE (open it in Wireshark)")
     demo.add_argument("--data", type=Path, metavar="DIR",
                       help="keep the demo meter's data (identity, ...) in DIR across runs")
-    demo.add_argument("--speed", type=_positive, default=60.0, metavar="N",
-                      help="simulated time runs N times faster than the wall clock (default 60)")
+    demo.add_argument("--speed", type=_positive, default=None, metavar="N",
+                      help="simulated time runs N times faster than the wall clock (default 60; "
+                      "600 in the prepayment scenario)")
     demo.add_argument("--seed", type=int, default=1,
                       help="seed of the simulated household load (default 1)")
     demo.add_argument("--air-port", type=port_number, metavar="PORT",
@@ -85,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "the new version, confirmed")
     demo.add_argument("--trust", type=Path, metavar="DIR",
                       help="the meter's trust directory for --ota (ca.pub, allowed_signers.txt)")
+    demo.add_argument("--scenario", nargs="?", const="list", default="default", metavar="NAME",
+                      help="what the prepayment side plays: default, or prepayment (credit runs "
+                      "down, emergency credit, supply interrupted, top-up and restore from the "
+                      "PPMID; 60 s unless --duration); --scenario alone lists them")
+    demo.add_argument("--no-ppmid", action="store_true", help="no PPMID on the air")
+    demo.add_argument("--no-gas", action="store_true",
+                      help="no battery gas meter (and no mirror on the hub)")
     demo.add_argument("--no-live", action="store_true",
                       help="plain log lines instead of the live terminal view")
     demo.set_defaults(func=_demo)
@@ -93,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _demo(args: argparse.Namespace) -> int:
     from hubsim.demo import DemoOptions, run_demo
+    from hubsim.scenarios import SCENARIO_DURATION, SCENARIO_SPEED, SCENARIOS
+
+    if args.scenario == "list" or args.scenario not in SCENARIOS:
+        known = "\n".join(f"  {name:<12} {text}" for name, text in SCENARIOS.items())
+        if args.scenario == "list":
+            print(f"scenarios:\n{known}")
+            return 0
+        print(f"hubsim demo: --scenario {args.scenario!r} is not known; the scenarios:\n{known}",
+              file=sys.stderr)
+        return 2
+    if args.speed is None:
+        args.speed = SCENARIO_SPEED.get(args.scenario, 60.0)
+    if args.duration is None:
+        args.duration = SCENARIO_DURATION.get(args.scenario)
 
     if args.ota is not None:
         if args.trust is None:
@@ -129,7 +151,8 @@ def _demo(args: argparse.Namespace) -> int:
                        speed=args.speed, seed=args.seed, air_port=args.air_port,
                        external_meter=args.external_meter, mqtt=mqtt, meters=args.meters,
                        live=False if args.no_live else None, meter_radio=args.meter_radio,
-                       tariff=args.tariff, script=not args.no_script,
+                       tariff=args.tariff, script=not args.no_script, scenario=args.scenario,
+                       ppmid=not args.no_ppmid, gas=not args.no_gas,
                        install_codes={item.partition("=")[0]: bytes.fromhex(item.partition("=")[2])
                                       for item in args.install_code})
     from hubsim.demo import DemoError
@@ -155,6 +178,12 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"IHD schedule today {v.han.schedule_text(v.prices.tier_labels)} "
           f"({v.han.calendar_name or 'no calendar'}); meter events {v.han.events_text()}; "
           f"tenancy {v.han.tenancy}; keep-alive {v.han.keep_alive}")
+    if result.ppmid is not None:
+        print(f"PPMID {result.ppmid.text()}; last top-up: {result.ppmid.last_result or 'none'}")
+    if result.gas is not None:
+        print(f"IHD gas {result.gas.text()} ({result.gas_reports} reports to the mirror)")
+    for line in result.scenario:
+        print(f"scenario {line}")
     return 0
 
 

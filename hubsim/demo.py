@@ -27,8 +27,16 @@ from rich.table import Table
 
 from hubsim.demo_han import han_script
 from hubsim.demo_se import run_se_script
+from hubsim.gas import GAS_IEEE, GasMeter
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
+from hubsim.ppmid import PPMID_IEEE, Ppmid, PpmidView
+from hubsim.scenarios import (
+    ScenarioLog,
+    default_prepayment,
+    prepayment_run_down,
+    scenario_start,
+)
 from hubsim.supplier import Supplier
 from radios.air import VirtualAir
 from radios.crypto import make_install_code
@@ -41,6 +49,7 @@ LOGGER = logging.getLogger(__name__)
 
 DEMO_INITIAL_WH = 4_213_377  # a meter a few years into service: 4,213.377 kWh
 DEMO_TARIFF = Path(__file__).with_name("data") / "demo_tariff.toml"
+DEMO_GAS_TARIFF = Path(__file__).with_name("data") / "demo_gas_tariff.toml"
 IMPORTANCE = ("low", "medium", "high", "critical")
 
 
@@ -60,6 +69,10 @@ class DemoOptions:
     tariff: Path | None = None  # the supplier's tariff (default hubsim/data/demo_tariff.toml)
     meter_radio: str = "virtual"  # "ezsp": the meter runs on bellows on the NCP emulator
     script: bool = True  # the supplier's messages and peak price event
+    scenario: str = "default"  # hubsim/scenarios.py: what the prepayment side plays
+    ppmid: bool = True  # a PPMID on the air (prepayment)
+    gas: bool = True  # a battery gas meter behind a mirror on the hub
+    top_up_codes: list[str] | None = None  # codes the PPMID enters (default: vended)
     # install codes of meters in other processes (--external-meter): IEEE -> code
     install_codes: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
@@ -108,6 +121,10 @@ class DemoResult:
     now: float = 0.0  # simulated time at the end
     confirmations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     security: dict[str, int] = dataclasses.field(default_factory=dict)  # frames dropped, why
+    ppmid: PpmidView | None = None
+    gas: Any = None  # the IHD's GasView
+    scenario: list[str] = dataclasses.field(default_factory=list)
+    gas_reports: int = 0  # reports the gas meter pushed to its mirror
 
 
 async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 3.0) -> None:
@@ -169,9 +186,20 @@ def radio_stats(*apps: Any) -> dict[str, int]:
     return out
 
 
+def prepay_lines(ppmid: Ppmid | None, gas: Any) -> list[str]:
+    """What the PPMID and the IHD's gas part show (for logs and --no-live)."""
+    out = []
+    if ppmid is not None:
+        out.append(f"PPMID: {ppmid.view.text()}")
+    if gas is not None and gas.view.summation is not None:
+        out.append(f"IHD gas: {gas.view.text()}")
+    return out
+
+
 def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
            supplier: Supplier | None = None, mqtt: Any = None,
-           hub_log: list[str] | None = None, security: dict[str, int] | None = None) -> Any:
+           hub_log: list[str] | None = None, security: dict[str, int] | None = None,
+           ppmid: PpmidView | None = None, gas: Any = None) -> Any:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", justify="right")
     table.add_column()
@@ -221,9 +249,15 @@ def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
     if security is not None:
         table.add_row("Secure HAN", f"NWK + APS security, keys in the capture's .keys; "
                       f"{security_text(security)}")
+    if gas is not None and gas.summation is not None:
+        table.add_row("Gas (mirror)", f"[bold green]{gas.text()}[/]")
     log = "\n".join(view.log[-6:]) or "..."
     panels = [Panel(table, title="In-home display", border_style="cyan"),
               Panel(log, title="IHD log", border_style="dim")]
+    if ppmid is not None:
+        lines = [ppmid.text()] + (["last top-up: " + ppmid.last_result]
+                                  if ppmid.last_result else []) + ppmid.log[-3:]
+        panels.append(Panel("\n".join(lines), title="PPMID (prepayment)", border_style="magenta"))
     if supplier is not None and supplier.log:
         panels.append(Panel("\n".join(supplier.log[-4:]), title="Supplier (via the comms hub)",
                             border_style="dim"))
@@ -238,7 +272,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     live_view = console.is_terminal if opts.live is None else opts.live
     air = VirtualAir()
     saved = stored_sim_time(opts.data_dir)  # simulated time never runs backwards
-    clock = ScaledClock(start=max(time.time(), saved) if saved else None, speed=opts.speed)
+    start = scenario_start(opts.scenario, max(time.time(), saved or 0))
+    clock = ScaledClock(start=start or (max(time.time(), saved) if saved else None),
+                        speed=opts.speed)
     started = time.monotonic()
     writer = None
     if opts.pcap is not None:
@@ -269,11 +305,13 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         prefix="hubsim-meter-") if opts.data_dir is None and not opts.external_meter else None
     settings = MeterSettings(data_dir=opts.data_dir or (Path(scratch.name) if scratch else None),
                              seed=opts.seed, tick_seconds=0.5, initial_wh=DEMO_INITIAL_WH,
-                             mqtt=opts.mqtt, supplier_search_interval=1.0)
+                             mqtt=opts.mqtt, supplier_search_interval=1.0,
+                             ppmids=(PPMID_IEEE,) if opts.ppmid else ())
     settings.ieee = load_identity(settings)
     hub_ieee = "00:0d:6f:00:00:00:00:01"
     # Every device's install code, as the installer registers it with the comms hub.
-    devices = [IHD_IEEE, hub_ieee] + ([] if opts.external_meter else [settings.ieee]) + [
+    devices = [IHD_IEEE, hub_ieee, PPMID_IEEE, GAS_IEEE] + (
+        [] if opts.external_meter else [settings.ieee]) + [
         fleet_ieee(n) for n in range(1, opts.meters)]
     codes = provision(opts.data_dir, devices)
     codes.update(opts.install_codes)
@@ -290,13 +328,22 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         hub = CommsHub(air=air, clock=clock.now, tariff=tariff, ieee=hub_ieee,
                        install_codes={k: v for k, v in codes.items() if k != hub_ieee},
                        state=str(data / "hub-radio.json") if data else None,
-                       keep_alive_base=1, keep_alive_jitter=5)  # a keep-alive a simulated minute
+                       keep_alive_base=1, keep_alive_jitter=5,  # a keep-alive a simulated minute
+                       mirrors=opts.gas,
+                       gas_tariff=load_tariff(DEMO_GAS_TARIFF) if opts.gas else None)
     emulator = None
     meter: MeterApp | None = None
     extra_meters: list[MeterApp] = []
     ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now,
                         ieee=IHD_IEEE, install_code=codes[IHD_IEEE],
                         state=str(data / "ihd-radio.json") if data else None)
+    ppmid = Ppmid(air=air, clock=clock.now, report_max=opts.report_interval,
+                  install_code=codes[PPMID_IEEE],
+                  state=str(data / "ppmid-radio.json") if data else None) if opts.ppmid else None
+    gas = GasMeter(air=air, clock=clock.now, install_code=codes[GAS_IEEE],
+                   state=str(data / "gas-radio.json") if data else None) \
+        if opts.gas and not ezsp else None
+    scenario_log = ScenarioLog(clock.now)
     readings: list[Any] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -322,11 +369,13 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             else:
                 settings.install_code = codes[settings.ieee].hex()
             meter = MeterApp(settings, clock=clock, air=air)
+            if tariff.prepayment is not None:  # the meter's top-up codes and friendly credit
+                meter.prepayment.account.reconfigure(tariff.prepayment)
             await meter.start()
             if ezsp:
                 from radios.ezsp import permit_with_install_code
 
-                for ieee in (hub_ieee, IHD_IEEE):  # the meter's trust centre admits them
+                for ieee in (hub_ieee, IHD_IEEE, PPMID_IEEE):  # the meter's TC admits them
                     await permit_with_install_code(meter.controller, ieee, codes[ieee],
                                                    time_s=254)
                 await hub.start()  # joins the meter's network; the meter sees it join
@@ -350,6 +399,16 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 ihd._note(f"{len(extra_meters)} more meters on the air")
         await ihd.start()
         await ihd.connect(timeout=60 if opts.external_meter else 20)
+        prepay_task = None
+        if ppmid is not None and meter is not None:
+            await ppmid.start()
+            await ppmid.connect()
+            play = prepayment_run_down if opts.scenario == "prepayment" else default_prepayment
+            if opts.top_up_codes is not None:
+                hub.prepay.vend = _codes(opts.top_up_codes)  # type: ignore[method-assign]
+            prepay_task = asyncio.create_task(play(hub, meter.ieee, ppmid, scenario_log))
+        if gas is not None:
+            await gas.start()
 
         async def sample() -> None:
             while True:
@@ -358,12 +417,16 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 await asyncio.sleep(0.5)
 
         async def display_refresh() -> None:
-            while True:  # what a display polls now and then: the block status
-                await asyncio.sleep(5)
+            while True:  # what a display polls now and then: the block status, gas
+                await asyncio.sleep(5 if ihd.gas.view.nwk is not None or gas is None else 2)
                 with contextlib.suppress(Exception):
                     await ihd.read_blocks()
                 with contextlib.suppress(Exception):
                     await ihd.han.refresh_if_due()
+                    if gas is not None and ihd.gas.view.nwk is None:
+                        await ihd.gas.find(timeout=1.5)
+                    else:
+                        await ihd.gas.read()
 
         sampler = asyncio.create_task(sample())
         refresher = asyncio.create_task(display_refresh())
@@ -375,8 +438,10 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         deadline = None if opts.duration is None else started + opts.duration
         han = asyncio.create_task(han_script(hub, clock, meter)) if meter is not None else None
         apps = [hub.app, ihd.app] + ([meter.controller] if meter is not None else [])
+        shown = (ppmid.view if ppmid is not None else None,
+                 ihd.gas.view if gas is not None else None)
         live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier, opts.mqtt,
-                               hub.services.log, radio_stats(*apps)),
+                               hub.services.log, radio_stats(*apps), *shown),
                         console=console, refresh_per_second=4, transient=False)
                    if live_view else contextlib.nullcontext())
         with live_cm as live:
@@ -387,20 +452,31 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                     break
                 if live is not None:
                     live.update(render(ihd.view, air, clock, started, hub.supplier,
-                                       opts.mqtt, hub.services.log, radio_stats(*apps)))
+                                       opts.mqtt, hub.services.log, radio_stats(*apps), *shown))
                 elif now - last_line >= 5:
                     last_line = now
                     line = status_line(ihd.view, clock.now())
                     if opts.mqtt is not None:
                         line += f"; MQTT {mqtt_line(opts.mqtt)}"
                     console.print(line, soft_wrap=True)
+                    for line in prepay_lines(ppmid, ihd.gas if gas is not None else None):
+                        console.print(line, soft_wrap=True)
                 timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout)
-        for task in (sampler, refresher, script, se_script, han):
+        for task in (sampler, refresher, script, se_script, han, prepay_task):
             if task is not None:
                 task.cancel()
+        if prepay_task is not None and prepay_task.done() and not prepay_task.cancelled() \
+                and prepay_task.exception() is not None:
+            LOGGER.error("prepayment scenario failed: %r", prepay_task.exception())
     finally:
+        if gas is not None:
+            with contextlib.suppress(Exception):
+                await gas.stop()
+        if ppmid is not None:
+            with contextlib.suppress(Exception):
+                await ppmid.stop()
         with contextlib.suppress(Exception):
             await ihd.stop()
         for m in [*extra_meters, *([meter] if meter is not None else [])]:
@@ -426,4 +502,18 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                       elapsed=time.monotonic() - started, now=clock.now(),
                       confirmations=list(hub.supplier.confirmations) if hub.supplier else [],
                       security=radio_stats(hub.app, ihd.app,
-                                           *([meter.controller] if meter is not None else [])))
+                                           *([meter.controller] if meter is not None else [])),
+                      ppmid=ppmid.view if ppmid is not None else None,
+                      gas=ihd.gas.view if gas is not None else None,
+                      scenario=list(scenario_log.lines),
+                      gas_reports=gas.reports_sent if gas is not None else 0)
+
+
+def _codes(codes: list[str]) -> Any:
+    """A vending function that hands out the given codes (a test's own), in order."""
+    queue = list(codes)
+
+    def vend(amount: int) -> str:
+        return queue.pop(0)
+
+    return vend

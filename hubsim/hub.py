@@ -19,11 +19,14 @@ import zigpy.device
 import zigpy.zdo.types as zdo_t
 
 from hubsim.hub_services import HUB_SERVICE_CLUSTERS, HubServices
+from hubsim.mirror import MirrorHost
 from hubsim.ota_server import HubOtaServer, OtaServerCore
+from hubsim.prepay_supplier import PrepaySupplier
 from hubsim.supplier import Supplier
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
+from sep.clusters.price import PriceServer
 from sep.meter.tariff import Tariff
 from sep.zcl.security import requires_aps_security
 
@@ -39,7 +42,8 @@ class CommsHub:
                  install_codes: dict[str, bytes] | None = None, state: str | None = None,
                  install_code: bytes | None = None, link_key: bytes | None = None,
                  permit_join: float = 254, keep_alive_base: int = 10,
-                 keep_alive_jitter: int = 300) -> None:
+                 keep_alive_jitter: int = 300, mirrors: bool = False,
+                 gas_tariff: Tariff | None = None) -> None:
         # role "coordinator" (SMETS2): the hub is coordinator and trust centre; with
         # ``install_codes`` it admits only those devices (SE: install_code policy), and
         # permits joining for ``permit_join`` seconds once up. Without codes it runs the
@@ -78,6 +82,16 @@ class CommsHub:
         self.ota: HubOtaServer | None = None
         if ota is not None:
             self.ota = HubOtaServer(self.app, ota, endpoint=HUB_SE_ENDPOINT)
+        # Metering mirrors for battery meters (gas), with the Gas Proxy Function's gas price.
+        self.mirrors: MirrorHost | None = None
+        if mirrors:
+            gas_price = PriceServer(tariff=gas_tariff) if gas_tariff is not None else None
+            self.mirrors = MirrorHost(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
+                                      price=gas_price)
+        # The supplier's prepayment commands to meters, and its top-up code vending.
+        code_format = tariff.prepayment.top_up_code if tariff and tariff.prepayment else None
+        self.prepay = PrepaySupplier(self.app, clock=clock, code_format=code_format,
+                                     provider_id=tariff.provider_id if tariff else 0x0000ABCD)
         self.joined: list[str] = []
         self.app.add_listener(self)
 
@@ -87,9 +101,13 @@ class CommsHub:
         if self.supplier is not None:
             await self.supplier.start()
         await self.services.start()
+        if self.mirrors is not None:
+            await self.mirrors.start()
 
     async def stop(self) -> None:
         await self.services.stop()
+        if self.mirrors is not None:
+            await self.mirrors.stop()
         if self.supplier is not None:
             await self.supplier.stop()
         await self.app.shutdown()

@@ -31,6 +31,7 @@ import zigpy.zdo.types as zdo_t
 from zigpy.zcl import AttributeReportedEvent, AttributeUpdatedEvent, ReportingConfig
 from zigpy.zcl.clusters.smartenergy import Metering
 
+from hubsim.ihd_gas import MIRRORED, GasDisplay
 from hubsim.ihd_han import HanView, IhdHan
 from hubsim.ihd_price import PriceView
 from hubsim.zigpy_se import install_se_profile_shim
@@ -176,6 +177,8 @@ class InHomeDisplay:
         self.app.packet_received = self._on_packet  # type: ignore[method-assign]
         self.han = IhdHan(self)  # calendar, events, keep-alive (hubsim/ihd_han.py)
         self.han.view = self.view.han
+        self.gas = GasDisplay(self)  # gas, from the gas meter's mirror on the hub
+        self.not_meters: set[tuple[int, int]] = set()  # mirrors answer Match_Desc too
 
     def _note(self, text: str) -> None:
         LOGGER.info("IHD: %s", text)
@@ -183,7 +186,7 @@ class InHomeDisplay:
         del self.view.log[:-20]
 
     def _on_packet(self, packet: t.ZigbeePacket) -> None:
-        if self.han.on_packet(packet):
+        if self.han.on_packet(packet) or self.gas.on_packet(packet):
             return
         if packet.profile_id == 0 and packet.cluster_id == zdo_t.ZDOCmd.Match_Desc_rsp:
             try:
@@ -204,20 +207,26 @@ class InHomeDisplay:
         await self.han.stop()
         await self.app.shutdown()
 
+    async def broadcast_match(self, in_clusters: list[int]) -> None:
+        await zigpy.zdo.broadcast(
+            self.app, zdo_t.ZDOCmd.Match_Desc_req, 0, 0,
+            t.NWK(0xFFFD), SE_PROFILE, in_clusters, [],
+            broadcast_address=t.BroadcastAddress.RX_ON_WHEN_IDLE,
+        )
+
     async def find_meter(self, timeout: float = 10.0) -> tuple[int, int]:
         """Broadcast Match_Desc_req for a Metering server until one answers."""
         deadline = time.monotonic() + timeout
         while True:
-            await zigpy.zdo.broadcast(
-                self.app, zdo_t.ZDOCmd.Match_Desc_req, 0, 0,
-                t.NWK(0xFFFD), SE_PROFILE, [Metering.cluster_id], [],
-                broadcast_address=t.BroadcastAddress.RX_ON_WHEN_IDLE,
-            )
+            await self.broadcast_match([Metering.cluster_id])
             try:
                 nwk, eps = await asyncio.wait_for(self._matches.get(), 1.0)
             except TimeoutError:
                 if time.monotonic() > deadline:
                     raise TimeoutError("no meter answered Match_Desc_req") from None
+                continue
+            eps = [ep for ep in eps if (nwk, ep) not in self.not_meters]
+            if not eps:
                 continue
             self._note(f"meter found at NWK 0x{nwk:04X} endpoint {eps[0]}")
             return nwk, eps[0]
@@ -237,7 +246,12 @@ class InHomeDisplay:
         raise TimeoutError(f"meter 0x{nwk:04X} did not finish its interview")
 
     async def connect(self, timeout: float = 20.0) -> None:
-        nwk, ep = await self.find_meter(timeout)
+        while True:
+            nwk, ep = await self.find_meter(timeout)
+            kind = await self.gas.device_type(nwk, ep)
+            if kind is None or kind < MIRRORED:
+                break
+            self.not_meters.add((nwk, ep))  # a gas meter's mirror: shown as gas, not here
         dev = await self._meter_device(nwk, timeout)
         self.view.meter_ieee = str(dev.ieee)
         self.view.meter_nwk = nwk

@@ -36,6 +36,7 @@ from sep.clock import Clock, WallClock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
 from sep.clusters.messaging import MessagingServer
 from sep.clusters.metering import MeteringServer
+from sep.clusters.prepayment import PrepaymentServer
 from sep.clusters.price import PriceServer
 from sep.clusters.supplier_link import SupplierLink
 from sep.endpoint import SeEndpoint
@@ -43,8 +44,9 @@ from sep.firmware.appimage import APP_MANUFACTURER_CODE
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
 from sep.han import HanServices
 from sep.meter.cost import DailyCost
+from sep.meter.prepayment import PrepaymentAccount, units_of
 from sep.meter.tariff import Tariff, load_tariff, tariff_from_dict
-from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
+from sep.metrology.api import UNTRUSTED, MetrologyReader, Reading, SimulatedMetrology
 from sep.ota.client import OtaClient
 from sep.ota.service import OtaService, Verifier
 from sep.packets import serve, to_packet
@@ -98,6 +100,7 @@ class MeterSettings:
     link_key: str | None = None  # or a preconfigured trust-centre link key (32 hex digits)
     channels: list[int] | None = None  # where to look for the HAN (default: the air's)
     time_sync_interval: float = 3600.0  # seconds between reads of the trust centre's Time
+    ppmids: tuple[str, ...] = ()  # IEEEs of this home's PPMIDs: they may top up, select EC
 
 
 def load_identity(settings: MeterSettings) -> str:
@@ -164,9 +167,17 @@ class MeterApp:
         self.han = HanServices(self, authorised=self._is_supplier, seed=settings.seed)
         self.supplier = SupplierLink([self.price, self.messaging, self.han.calendar],
                                      authorised=self._is_supplier)
+        tariff = self.price.tariff
+        self.prepayment = PrepaymentServer(
+            PrepaymentAccount(tariff.prepayment, digits=tariff.price_trailing_digits,
+                              timezone=tariff.timezone),
+            supply=self.metering.supply, provider_id=lambda: self.price.provider_id,
+            supplier=self._is_supplier, consumer=self._is_ppmid, on_alert=self._prepay_alert,
+            currency=lambda: self.price.tariff.currency)
         self.endpoint = SeEndpoint(settings.endpoint,
                                    [self.basic, self.identify, self.time, self.metering,
-                                    self.price, self.messaging, *self.han.servers],
+                                    self.price, self.messaging, self.prepayment,
+                                    *self.han.servers],
                                    output_clusters=(OTA_CLUSTER, *self.supplier.clusters,
                                                     *self.han.output_clusters))
         for cluster_id in self.supplier.clusters:
@@ -341,6 +352,10 @@ class MeterApp:
         self.cost.update(reading.timestamp, reading.delivered_wh,
                          self.price.current_price(reading.timestamp).unit_rate,
                          self.price.standing_charge)
+        if not reading.status & UNTRUSTED:  # prepayment: charge what was drawn since the
+            since = self.prepayment.account.last_t  # last reading, at the price then in force
+            self.prepayment.book(reading.timestamp, reading.delivered_wh,
+                                 *self._prepay_rates(reading.timestamp if since is None else since))
         if self.persistence is not None:
             self.persistence.tick(reading.timestamp)
         return reading
@@ -466,6 +481,8 @@ class MeterApp:
     def set_tariff(self, tariff: Tariff, source: str = "local") -> None:
         """Change the tariff at run time; the HAN is told at once."""
         self.price.set_tariff(tariff, self.clock.now())
+        if tariff.prepayment is not None:
+            self.prepayment.account.reconfigure(tariff.prepayment)
         self.flush_pushes()
         LOGGER.info("tariff %r (id %d) in force", tariff.label, tariff.issuer_tariff_id)
         self.note_price_changes(source)
@@ -667,6 +684,54 @@ class MeterApp:
         except KeyError:
             return False
         return str(dev.ieee) == str(t.EUI64.convert(self.settings.supplier))
+
+    def _is_ppmid(self, nwk: int) -> bool:
+        """A PPMID of this home (``MeterSettings.ppmids``): it may top up and select
+        emergency credit (the Prepayment server's consumer predicate)."""
+        if not self.settings.ppmids:
+            return False
+        try:
+            dev = self.controller.get_device(nwk=t.NWK(nwk))
+        except KeyError:
+            return False
+        return str(dev.ieee) in {str(t.EUI64.convert(x)) for x in self.settings.ppmids}
+
+    # -- prepayment ---------------------------------------------------------------------
+    PREPAY_MESSAGES = {"low_credit": 0x07050001, "emergency_credit": 0x07050002,
+                       "disconnected": 0x07050003}
+
+    def _prepay_rates(self, t: float) -> tuple[int, int]:
+        """(unit rate, standing charge) in force at ``t``, in the account's price units:
+        the price in force (a price event, or the tariff's TOU tier — at the price of the
+        block the register is in, for a block tariff) and the tariff's daily charge. The
+        energy of a reading is charged at the price in force when the interval began, as
+        the Metering tier registers book it."""
+        tariff = self.price.tariff
+        digits = self.prepayment.account.digits
+        price = self.price.current_price(t)
+        rate = price.unit_rate
+        blocks = self.metering.registers.blocks
+        if (tariff.block_thresholds_kwh and blocks.active and price.tier <= tariff.tier_count
+                and tariff.tier(price.tier).rate == rate):
+            rate = tariff.block_price(price.tier, max(1, blocks.current_block()))
+        return units_of(rate, digits), units_of(tariff.standing_charge, digits)
+
+    def _prepay_alert(self, kind: str, text: str) -> None:
+        """Tell the home (a message to the HAN's displays); a top-up takes the warnings back."""
+        ids = self.PREPAY_MESSAGES
+        try:
+            if kind == "topped_up":
+                for old in ("low_credit", "emergency_credit", "disconnected"):
+                    if ids[old] in self.messaging.messages:
+                        self.messaging.cancel_message(ids[old])
+            else:
+                self.messaging.display_message(text, now=self.clock.now(), message_id=ids[kind],
+                                               importance="high", duration_minutes=24 * 60)
+        except (ValueError, LookupError, KeyError) as exc:
+            LOGGER.info("prepayment message %s not shown: %s", kind, exc)
+            return
+        with contextlib.suppress(RuntimeError):  # no event loop: a test drives it sans-IO
+            self.flush_pushes()
 
     def _esi_found(self, nwk: int, endpoints: list[int]) -> None:
         if self.supplier.esi is None and self.supplier.on_match(nwk, endpoints):

@@ -20,8 +20,12 @@
   consolidated bills, credit payments, the currency conversion, CPP events;
 - Messaging: the messages, their confirmations, and the highest message id used (so an id
   is never reused after a restart);
+- the prepayment account (credit, emergency credit, debts, the top-up and debt logs, the
+  used top-up serials; two copies, as billing data whose loss would cost the customer
+  money): every change that moves money is stored with its event in one transaction
+  before it is acknowledged; consumption is saved with the registers;
 - the event log: power-up, integrity faults, every supply switch and refused supply
-  command, firmware update steps.
+  command, every top-up result and prepayment command, firmware update steps.
 
 A fault found by the start-up check or on any read sets the Metering status's Check Meter
 bit; the corrupt data itself is never used (the store quarantines it).
@@ -67,6 +71,7 @@ class MeterPersistence:
         self._day: int | None = None
         self._ticks = 0
         self._saved_tariff: Any = None
+        self._saved_prepay: Any = None
         self.on_event: Any = None  # also tell someone (the MQTT bridge)
         #: also told of every event: (seq, time, kind, details) (the Events server)
         self.listeners: list[Any] = []
@@ -127,6 +132,7 @@ class MeterPersistence:
         self._restore_metering_extras()
         self._restore_tariff()
         self._restore_han_state()
+        self._restore_prepayment()
         self.refresh_faults()
 
     def _restore_metering_extras(self) -> None:
@@ -184,6 +190,49 @@ class MeterPersistence:
         m = self.app.metering
         self.store.put_record("meter", "bills", {"delivered": m.bill.state(),
                                                  "received": m.bill_received.state()})
+
+    def _restore_prepayment(self) -> None:
+        server = getattr(self.app, "prepayment", None)
+        if server is None:
+            return
+        account = server.account
+        config = self.app.price.tariff.prepayment
+        if config is not None:
+            account.reconfigure(config)
+        try:
+            state = self.store.get_record("prepay", "account")
+        except CorruptRecord:
+            # Not used; nor may the meter interrupt the supply on a balance nobody can trust:
+            # no disconnection until the supplier sets the payment mode again.
+            LOGGER.error("stored prepayment account is corrupt (both copies): not used, "
+                         "disconnection disabled")
+            from sep.zcl.prepayment import DISCONNECTION_ENABLED
+
+            account.payment_control &= ~DISCONNECTION_ENABLED
+            state = None
+        if state:
+            account.restore(state)
+            self._saved_prepay = state
+            LOGGER.info("prepayment account restored: credit %d", account.credit_remaining)
+        server.commit = self.commit_prepayment
+
+    def commit_prepayment(self, account: Any, events: Any) -> None:
+        """A change of the prepayment account and its events, in one transaction."""
+        state = account.state()
+        seqs = self.store.commit([("prepay", "account", state)], list(events))
+        self._saved_prepay = state
+        if self.on_event is not None:
+            for seq, (kind, details) in zip(seqs, events, strict=False):
+                self.on_event(kind, {"event_seq": seq, **details})
+
+    def _save_prepayment(self) -> None:
+        server = getattr(self.app, "prepayment", None)
+        if server is None:
+            return
+        state = server.account.state()
+        if state != self._saved_prepay:
+            self.store.put_record("prepay", "account", state)
+            self._saved_prepay = state
 
     def _restore_tariff(self) -> None:
         app = self.app
@@ -282,6 +331,7 @@ class MeterPersistence:
             self.store.put_record("meter", "cost", self.app.cost.state())
         self._save_bills()
         self.store.put_record("meter", "sampling", self.app.metering.sampling_state())
+        self._save_prepayment()
         self.store.close()
 
     def tick(self, t: float) -> None:
@@ -309,4 +359,5 @@ class MeterPersistence:
             self._save_bills()
             if self.app.metering.sessions:
                 self.store.put_record("meter", "sampling", self.app.metering.sampling_state())
+            self._save_prepayment()
         self.refresh_faults()

@@ -60,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--supplier", metavar="IEEE", type=ieee_address,
                    help="the supplier's ESI whose prices, tariffs and messages the meter takes "
                    "and re-publishes to its HAN (default: the trust centre, NWK 0x0000)")
+    p.add_argument("--ppmid", action="append", default=[], metavar="IEEE",
+                   help="a PPMID of this home: it may enter top-up codes and select emergency "
+                   "credit (repeatable; without it only the supplier may)")
     p.add_argument("--isolated-metrology", action="store_true",
                    help="run metrology in its own process (needs --data); the meter reads it "
                    "through the read-only socket protocol")
@@ -302,6 +305,15 @@ def _run(args: argparse.Namespace) -> int:
             print(f"sep meter: --supplier {args.supplier!r} is not an IEEE address "
                   "(aa:bb:cc:dd:ee:ff:00:11)", file=sys.stderr)
             return 2
+    for ppmid in args.ppmid:
+        import zigpy.types as t
+
+        try:
+            t.EUI64.convert(ppmid)
+        except ValueError:
+            print(f"sep meter: --ppmid {ppmid!r} is not an IEEE address "
+                  "(aa:bb:cc:dd:ee:ff:00:11)", file=sys.stderr)
+            return 2
     network = None
     installs: list[tuple[str, str]] = []
     if args.radio == "ezsp":
@@ -331,7 +343,8 @@ def _run(args: argparse.Namespace) -> int:
                              baudrate=args.baudrate, flow_control=args.flow_control, mqtt=mqtt,
                              file_version=args.file_version or APP_FILE_VERSION,
                              ota_query_interval=args.ota_query_interval,
-                             install_code=args.own_install_code, link_key=args.join_link_key)
+                             install_code=args.own_install_code, link_key=args.join_link_key,
+                             ppmids=tuple(args.ppmid))
     if args.radio != "virtual" and (args.own_install_code or args.join_link_key or args.pcap):
         print("sep meter: --own-install-code, --join-link-key and --pcap need --radio virtual "
               "(a stick keeps its own keys)", file=sys.stderr)

@@ -230,11 +230,8 @@ def schedule_of(calendar: TouCalendar, tariff: Tariff, *, local_zone: str | None
     zone = "UTC" if calendar.time_reference == TIME_REFERENCE_UTC else (
         local_zone or tariff.timezone)
     try:
-        # an export tariff keeps its own schedule, in the import tariff's time zone
-        export = None if tariff.export is None else dataclasses.replace(tariff.export,
-                                                                        timezone=zone)
         return dataclasses.replace(tariff, schedule=week(base.week_id), seasons=seasons,
-                                   special_days=specials, timezone=zone, export=export)
+                                   special_days=specials, timezone=zone)
     except TariffError as exc:
         raise CalendarError(str(exc)) from None
 

@@ -118,6 +118,8 @@ class SupplyControl:
         #: called just before the relay moves, so metrology books the energy drawn up to
         #: that moment under the old state (the app settles its metrology there)
         self.before_switch: Callable[[], None] | None = None
+        #: why a local restore is refused now (the prepayment interlock: no credit), or None
+        self.interlock: Callable[[], str | None] = lambda: None
         self._over_since: float | None = None
 
     # -- persistence ------------------------------------------------------------------------
@@ -230,6 +232,9 @@ class SupplyControl:
             if self.status != SupplyStatus.ARMED:
                 self._refuse("ACTION_DENIED",
                              f"local restore needs the supply armed, it is {self.status.name}")
+            why = self.interlock()
+            if why is not None:
+                self._refuse("ACTION_DENIED", why)
             self._apply(SupplyStatus.ON, source)
             return
         self._refuse("INVALID_VALUE", f"local supply status {proposed} is not allowed")
@@ -250,6 +255,15 @@ class SupplyControl:
         self.events("SUPPLY_STATUS_SET", {
             "issuer_event_id": issuer_event_id, "tamper": tamper, "depletion": depletion,
             "uncontrolled_flow": uncontrolled_flow, "load_limit": load_limit})
+
+    def interlock_open(self, source: str, **details: Any) -> bool:
+        """Open the relay for a local interlock (prepayment: credit exhausted): a supply that
+        is ON becomes ARMED, restored by a local action once :attr:`interlock` allows it; a
+        supply already open is left as it is (a supplier's OFF stays OFF)."""
+        if self.status != SupplyStatus.ON:
+            return False
+        self._apply(SupplyStatus.ARMED, source, **details)
+        return True
 
     def reset_load_limit_counter(self, provider_id: int, issuer_event_id: int) -> None:
         self.authorise(provider_id, issuer_event_id)

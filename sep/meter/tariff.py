@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sep.meter.prepayment_config import PrepaymentConfig, prepayment_to_dict, read_prepayment
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TIMEBASES = {"minutes": 0x0, "days": 0x1, "weeks": 0x2, "months": 0x3}
 CALORIFIC_UNITS = {"MJ/m3": 0x01, "MJ/kg": 0x02}
@@ -213,6 +215,7 @@ class Tariff:
     seasons: tuple[Season, ...] = ()
     #: days whose switches replace their weekday's
     special_days: tuple[SpecialDay, ...] = ()
+    prepayment: PrepaymentConfig | None = None  # [prepayment]: credit, top-up codes ...
 
     def __post_init__(self) -> None:
         self.validate()
@@ -231,10 +234,12 @@ class Tariff:
                               "of its own")
         if ex.issuer_tariff_id == self.issuer_tariff_id:
             raise TariffError("export.issuer_tariff_id", "must differ from the import tariff's")
-        for key in ("provider_id", "currency", "price_trailing_digits", "unit_of_measure",
-                    "timezone"):
-            if getattr(ex, key) != getattr(self, key):
-                raise TariffError(f"export.{key}", "must be the import tariff's")
+        # the export tariff shares these with the import tariff, whatever changed them (a
+        # change of supplier, a calendar in another time zone): it follows, always
+        shared = {key: getattr(self, key) for key in (
+            "provider_id", "currency", "price_trailing_digits", "unit_of_measure", "timezone")}
+        if any(getattr(ex, key) != value for key, value in shared.items()):
+            object.__setattr__(self, "export", dataclasses.replace(ex, **shared))
 
     # -- validation ----------------------------------------------------------------------
     def validate(self) -> None:
@@ -307,6 +312,12 @@ class Tariff:
             _scaled("commodity.calorific_value", self.calorific_value)
         if self.co2 is not None:
             _scaled("commodity.co2", self.co2)
+        if self.prepayment is not None:  # money the meter keeps exactly, in price units
+            for key in ("initial_credit", "emergency_credit_limit", "emergency_credit_threshold",
+                        "low_credit_warning", "max_credit", "max_credit_per_top_up"):
+                self.price_units(getattr(self.prepayment, key), f"prepayment.{key}")
+            self.price_units(self.prepayment.top_up_code.amount_unit,
+                             "prepayment.top_up_code.amount_unit")
 
     def price_units(self, value: Decimal, key: str = "price") -> int:
         """A money value as the integer sent on the air (``price_trailing_digits`` implied)."""
@@ -467,7 +478,7 @@ DEFAULT_TARIFF = Tariff()
 # -- the TOML file -------------------------------------------------------------------------
 _TOP_KEYS = {"provider_id", "issuer_tariff_id", "label", "currency", "price_trailing_digits",
              "unit_of_measure", "commodity", "timezone", "standing_charge", "tiers", "schedule",
-             "blocks", "gas", "co2", "billing_period", "seasons", "special_days"}
+             "blocks", "gas", "co2", "billing_period", "seasons", "special_days", "prepayment"}
 _TOP_KEYS |= {"cpp", "export"}
 #: what an [export] table may say; the rest it takes from the import tariff
 _EXPORT_KEYS = {"issuer_tariff_id", "label", "tiers", "schedule", "blocks"}
@@ -674,6 +685,8 @@ class _Reader:
             fields["billing_period"] = self.recurrence("billing_period", doc["billing_period"],
                                                        EPOCH_2000)
         fields.update(self.extras(doc))
+        if "prepayment" in doc:
+            fields["prepayment"] = read_prepayment(self, doc["prepayment"])
         try:
             return Tariff(**fields)
         except TariffError as exc:
@@ -874,6 +887,8 @@ def tariff_to_dict(tariff: Tariff) -> dict[str, Any]:
             {"name": x.name, "switches": switches(x.switches),
              "date": f"{x.month:02d}-{x.day:02d}" if x.year is None
              else dt.date(x.year, x.month, x.day).isoformat()} for x in tariff.special_days]
+    if tariff.prepayment is not None:
+        doc["prepayment"] = prepayment_to_dict(tariff.prepayment)
     return doc
 
 

@@ -29,6 +29,7 @@ import secrets
 import sqlite3
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, time REAL, tbl TE
     reason TEXT, raw TEXT);
 """
 
-REDUNDANT = ("config", "calibration", "chain")  # kinds kept in two copies
+REDUNDANT = ("config", "calibration", "chain", "prepay")  # kinds kept in two copies
 EVENT_KINDS = ("POWER_UP", "INTEGRITY_FAILURE", "INTEGRITY_RECOVERED", "WATCHDOG_RESET",
                "METROLOGY_FAULT", "CONFIG_CHANGE", "FIRMWARE_UPDATE", "SUPPLY_CHANGE",
                "STOP", "SUPERVISOR_RESTART", "MQTT_COMMAND", "TARIFF_CHANGE", "PRICE_CHANGE",
@@ -192,6 +193,40 @@ class Store:
     def put_record(self, kind: str, key: str, value: Any) -> None:
         """A checked record of any other kind (e.g. saved register state)."""
         self._put_record(kind, key, value)
+
+    def commit(self, records: Sequence[tuple[str, str, Any]],
+               events: Sequence[tuple[str, dict[str, Any]]] = ()) -> list[int]:
+        """Records and events in one transaction: all of them are stored, or none (a power
+        cut in between leaves the store as it was). Returns the events' sequence numbers."""
+        seq, prev = self._head()
+        seqs = []
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for kind, key, value in records:
+                text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+                for copy in range(2 if kind in REDUNDANT else 1):
+                    data = canonical(kind, f"{key}#{copy}", [text])
+                    self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
+                                    (kind, key, copy, text, crc(data), self._mac(data)))
+            for kind, details in events:
+                seq += 1
+                t = time.time()
+                text = json.dumps(details, sort_keys=True, default=str)
+                data = canonical("events", str(seq), [t, kind, text])
+                prev = self._mac(prev + data)
+                self.db.execute("INSERT INTO events VALUES (?,?,?,?,?,?)",
+                                (seq, t, kind, text, crc(data), prev))
+                seqs.append(seq)
+            if events:
+                head_text = json.dumps({"mac": prev.hex(), "seq": seq}, sort_keys=True,
+                                       separators=(",", ":"))
+                for copy in range(2):
+                    hd = canonical("chain", f"head#{copy}", [head_text])
+                    self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
+                                    ("chain", "head", copy, head_text, crc(hd), self._mac(hd)))
+        for kind, key, _value in records:
+            self.faults.discard((kind, key))
+        return seqs
 
     def get_record(self, kind: str, key: str) -> Any:
         """The record, None when absent; CorruptRecord when no intact copy exists."""
