@@ -295,7 +295,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 writer.close()
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise DemoError(f"--air-port {opts.air_port}: {why}") from None
-        console.print(f"air open for other processes at udp://127.0.0.1:{server.port}")
+        console.print(f"air open for other processes at udp://127.0.0.1:{server.port}",
+                      soft_wrap=True)
 
     tariff: Tariff = load_tariff(opts.tariff or DEMO_TARIFF)
     ezsp = opts.meter_radio == "ezsp" and not opts.external_meter
@@ -365,7 +366,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 settings.supplier = hub_ieee
                 settings.network = NetworkSettings(channel=air.channel, pan_id=air.pan_id,
                                                    tc_policy="install_code")
-                console.print(f"meter on bellows, EZSP NCP emulator at {emulator.url}")
+                console.print(f"meter on bellows, EZSP NCP emulator at {emulator.url}",
+                              soft_wrap=True)
             else:
                 settings.install_code = codes[settings.ieee].hex()
             meter = MeterApp(settings, clock=clock, air=air)
@@ -492,7 +494,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         if writer is not None:
             writer.close()
             console.print(f"capture written to {opts.pcap}, its keys to {opts.pcap}.keys "
-                          f"(tshark -o uat:zigbee_pc_keys:LINE for each line decrypts it)")
+                          f"(tshark -o uat:zigbee_pc_keys:LINE for each line decrypts it)",
+                          soft_wrap=True)
         if scratch is not None:
             scratch.cleanup()
         with contextlib.suppress(NotImplementedError, RuntimeError):
