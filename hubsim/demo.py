@@ -30,7 +30,7 @@ from hubsim.demo_se import run_se_script
 from hubsim.gas import GAS_IEEE, GasMeter
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
-from hubsim.ke_node import TestCa
+from hubsim.ke_node import DemoCa
 from hubsim.ppmid import PPMID_IEEE, Ppmid, PpmidView
 from hubsim.scenarios import (
     ScenarioLog,
@@ -115,7 +115,7 @@ def provision(data_dir: Path | None, ieees: list[str]) -> dict[str, bytes]:
     return {ieee: bytes.fromhex(codes[ieee]) for ieee in ieees}
 
 
-def demo_ca(opts: DemoOptions, ezsp: bool) -> TestCa | None:
+def demo_ca(opts: DemoOptions, ezsp: bool) -> DemoCa | None:
     """The CA that issues every simulated device's CBKE credentials, or None when the demo
     runs without Key Establishment (asked so; the meter on bellows; a meter in another
     process without a CA it can share)."""
@@ -123,12 +123,12 @@ def demo_ca(opts: DemoOptions, ezsp: bool) -> TestCa | None:
         return None
     if opts.certs is not None:
         try:
-            return TestCa(load_ca(opts.certs, private=True))
+            return DemoCa(load_ca(opts.certs, private=True))
         except KeyFileError as exc:
             raise DemoError(f"--certs {opts.certs}: {exc}") from None
     if opts.external_meter:
         return None  # a CA made here could not issue the other process's certificate
-    return TestCa()
+    return DemoCa()
 
 
 class DemoError(Exception):
@@ -151,7 +151,7 @@ class DemoResult:
     key_establishment: list[str] = dataclasses.field(default_factory=list)  # pairs keyed
 
 
-async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 3.0) -> None:
+async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 2.0) -> None:
     """What the supplier does in a demo run: a welcome, a peak price event ten simulated
     minutes ahead, and a message about it that asks the household to confirm."""
     await asyncio.sleep(step)
@@ -452,18 +452,23 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 extra_meters.append(extra)
             if extra_meters:
                 ihd._note(f"{len(extra_meters)} more meters on the air")
+        # one after the other (each runs Key Establishment with the hub, the IHD and the
+        # PPMID also with the meter): the PPMID has a Metering client and the gas meter a
+        # Metering server, and the IHD looking for the meter (Match_Desc_req matches
+        # clients too) must not find them first
         await ihd.start()
         await ihd.connect(timeout=60 if opts.external_meter else 20)
-        prepay_task = None
         if ppmid is not None and meter is not None:
             await ppmid.start()
             await ppmid.connect()
+        if gas is not None:
+            await gas.start()
+        prepay_task = None
+        if ppmid is not None and meter is not None:
             play = prepayment_run_down if opts.scenario == "prepayment" else default_prepayment
             if opts.top_up_codes is not None:
                 hub.prepay.vend = _codes(opts.top_up_codes)  # type: ignore[method-assign]
             prepay_task = asyncio.create_task(play(hub, meter.ieee, ppmid, scenario_log))
-        if gas is not None:
-            await gas.start()
 
         async def sample() -> None:
             while True:

@@ -240,6 +240,8 @@ class InHomeDisplay:
                 if time.monotonic() > deadline:
                     raise TimeoutError("no meter answered Match_Desc_req") from None
                 continue
+            if nwk == int(self.app.state.node_info.nwk):
+                continue  # our own answer: Match_Desc matches our Metering client too
             eps = [ep for ep in eps if (nwk, ep) not in self.not_meters | (skip or set())]
             if not eps:
                 continue

@@ -60,7 +60,7 @@ async def key_with(ke: KeService | None, partner: t.EUI64 | str, nwk: int,
     return ok
 
 
-class TestCa:
+class DemoCa:
     """The demo's certificate authority: one per run (or loaded from ``--certs DIR``),
     issuing every simulated device's credentials."""
 

@@ -182,9 +182,13 @@ class Ppmid:
             # Match_Desc matches client clusters too: the hub (its supplier side has a
             # Prepayment client) answers as well. The meter is the other answer, unless it
             # is the trust centre itself (an ESP on a stick).
+            # And so do we ourselves (our client): never take our own answer.
+            own = int(self.app.state.node_info.nwk)
             with contextlib.suppress(TimeoutError):
-                while nwk == 0x0000:
+                while nwk in (0x0000, own):
                     nwk, eps = await asyncio.wait_for(self._matches.get(), 1.0)
+            if nwk == own:
+                continue
             break
         dev = None
         while time.monotonic() < deadline:
