@@ -502,6 +502,12 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         entry = self.node.state.link_keys.get(eui64_to_int(partner))
         return entry is not None and (kind is None or entry.kind == kind)
 
+    def forget_link_key(self, partner: t.EUI64) -> None:
+        """No link key with ``partner`` any more (before keying with it again)."""
+        assert self.node is not None
+        self.node.keys.forget_link_key(eui64_to_int(partner))
+        self.node.persist()
+
     def install_link_key(self, partner: t.EUI64, key: bytes, kind: str = "cbke") -> None:
         """Use ``key`` for APS security with ``partner`` from now on (Key Establishment's
         result: SE's `clearTemporaryDataMaybeStoreLinkKey`), kept across restarts."""

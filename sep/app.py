@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import secrets
@@ -336,13 +337,42 @@ class MeterApp:
             self.tc_keyed.set()  # we are the trust centre
             return
         tc = self.controller.state.network_info.tc_link_key.partner_ieee
+        ours = self._certificates_fingerprint()
+        if self._keyed_with() not in (None, ours) and self.ke.keyed(tc):
+            LOGGER.info("our certificates changed since the key with the trust centre was "
+                        "made: keying again")
+            self.controller.forget_link_key(tc)  # type: ignore[attr-defined]
         delay = 5.0
         while not self.ke.keyed(tc):
             if await self.ke.establish(tc, 0x0000):
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, HAN_SEARCH_MAX)
+        self._keyed_with(ours)
         self.tc_keyed.set()
+
+    def _certificates_fingerprint(self) -> str:
+        certs = b"".join(c.certificate for c in sorted(self.credentials, key=lambda c: c.suite))
+        return hashlib.sha256(certs).hexdigest()
+
+    def _keyed_with(self, fingerprint: str | None = None) -> str | None:
+        """The certificates the trust centre's key was made with (DATA/ke.json), or record
+        ``fingerprint`` as them."""
+        if self.settings.data_dir is None:
+            return None
+        path = self.settings.data_dir / "ke.json"
+        if fingerprint is not None:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(seal({"certificates": fingerprint}))
+            os.replace(tmp, path)
+            return fingerprint
+        try:
+            return str(unseal(path.read_bytes(), str(path))["certificates"])
+        except FileNotFoundError:
+            return None
+        except (OSError, CorruptFile, KeyError) as exc:
+            LOGGER.warning("%s: %s; keying with the trust centre again", path, exc)
+            return ""  # unknown: not to be trusted, key again
 
     async def _keep_joining(self) -> None:
         delay = HAN_SEARCH_FIRST
