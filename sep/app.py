@@ -110,6 +110,9 @@ class MeterSettings:
     # CBKE link key; without them it runs as on a development network.
     certs: tuple[Path, ...] = ()
     credentials: tuple[Any, ...] = ()  # or Credentials objects already loaded (hubsim)
+    # Home Automation hosts (zigbee2mqtt, ZHA) may read Basic, Identify, Time and Metering
+    # with the HA profile (network key only): None = yes, unless Key Establishment is on
+    ha_profile: bool | None = None
 
 
 def load_identity(settings: MeterSettings) -> str:
@@ -195,6 +198,8 @@ class MeterApp:
         self.endpoint.client_handlers[TIME_CLUSTER] = self._time_answer
         self.credentials = list(settings.credentials) + [
             load_credentials(Path(d)) for d in settings.certs]
+        self.endpoint.ha_profile = (settings.ha_profile if settings.ha_profile is not None
+                                    else not self.credentials)
         if self.credentials:  # Key Establishment: server and client of 0x0800
             self.endpoint.extra_input_clusters.append(KE_CLUSTER)
             self.endpoint.output_clusters.append(KE_CLUSTER)

@@ -23,8 +23,13 @@ def is_broadcast(packet: t.ZigbeePacket) -> bool:
 def serve(endpoint: SeEndpoint, packet: t.ZigbeePacket, now: float) -> list[Reply] | None:
     """The replies to ``packet``, or None when it is not for ``endpoint``."""
     dst_ep = int(packet.dst_ep or 0)
-    if dst_ep == 0 or not endpoint.accepts(dst_ep, int(packet.profile_id)):
+    if dst_ep == 0 or dst_ep not in (endpoint.endpoint_id, 0xFF):
         return None
+    if not endpoint.accepts(dst_ep, int(packet.profile_id), int(packet.cluster_id)):
+        # for our endpoint but not a profile/cluster we serve: dropped here, never left
+        # to zigpy's generic cluster code to answer on the meter's behalf
+        endpoint.frames_dropped += 1
+        return [] if dst_ep != 0xFF else None
     src = packet.src
     if src is None or src.addr_mode != t.AddrMode.NWK:
         return []

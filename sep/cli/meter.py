@@ -100,6 +100,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "certificate, its private key, the CA's public key); repeatable, one per "
                    "suite. With them the meter runs CBKE with the trust centre and takes SE "
                    "frames only under CBKE link keys; without, development mode")
+    h.add_argument("--ha-profile", choices=("auto", "on", "off"), default="auto",
+                   help="answer Home Automation hosts (zigbee2mqtt, ZHA) that read Basic, "
+                   "Identify, Time and Metering with the HA profile 0x0104, under the network "
+                   "key only: auto (default) = on, unless --cert is given")
     h.add_argument("--pcap", type=Path, metavar="FILE",
                    help="write every frame on the air to FILE (encrypted, as on the air) and "
                    "the keys to FILE.keys, for Wireshark")
@@ -349,7 +353,8 @@ def _run(args: argparse.Namespace) -> int:
                              file_version=args.file_version or APP_FILE_VERSION,
                              ota_query_interval=args.ota_query_interval,
                              install_code=args.own_install_code, link_key=args.join_link_key,
-                             ppmids=tuple(args.ppmid))
+                             ppmids=tuple(args.ppmid),
+                             ha_profile={"on": True, "off": False}.get(args.ha_profile))
     if args.radio != "virtual" and (args.own_install_code or args.join_link_key or args.pcap
                                     or args.cert):
         print("sep meter: --own-install-code, --join-link-key, --cert and --pcap need --radio "
