@@ -109,10 +109,11 @@ async def reads(server: KeyEstablishment, rate: float, stop: asyncio.Event) -> l
 
 
 async def lag_run(exchanges: int, mode: str, creds: dict, rate: float,
-                  threads_n: int) -> tuple[list[float], float]:
+                  threads_n: int, procs_n: int = 2) -> tuple[list[float], float]:
     ca_creds, responder_creds = creds["initiators"], creds["responder"]
     threads = concurrent.futures.ThreadPoolExecutor(max_workers=threads_n)
-    procs = concurrent.futures.ProcessPoolExecutor(max_workers=2) if mode == "processes" else None
+    procs = concurrent.futures.ProcessPoolExecutor(max_workers=procs_n) \
+        if mode == "processes" else None
     compute = {} if procs is None else {"compute": process_compute(procs)}
     server = KeyEstablishment([responder_creds], endpoint=1)
     stop = asyncio.Event()
@@ -145,10 +146,12 @@ def bench_lag(exchanges: int, threads_n: int) -> None:
     print(f"2. event-loop lag, {rate:.0f} ZCL reads/s on the loop, {exchanges} suite-2 "
           f"exchanges beside it ({threads_n} executor threads, GIL switch interval "
           f"{sys.getswitchinterval() * 1000:.0f} ms)")
-    for label, n, mode in (("no exchanges (baseline)", 0, "threads"),
-                           ("maths in executor threads", exchanges, "threads"),
-                           ("maths in worker processes", exchanges, "processes")):
-        lags, elapsed = asyncio.run(lag_run(n, mode, creds, rate, threads_n))
+    # one worker process leaves a core to the loop (this machine has two); two use both
+    for label, n, mode, procs_n in (("no exchanges (baseline)", 0, "threads", 0),
+                                    ("maths in executor threads", exchanges, "threads", 0),
+                                    ("maths in 1 worker process", exchanges, "processes", 1),
+                                    ("maths in 2 worker processes", exchanges, "processes", 2)):
+        lags, elapsed = asyncio.run(lag_run(n, mode, creds, rate, threads_n, procs_n))
         ms = [x * 1000 for x in lags]
         print(f"   {label:<28} lag p50 {statistics.median(ms):5.2f} ms  p99 {pct(ms, 99):6.2f} ms"
               f"  max {max(ms):6.2f} ms  ({len(ms)} reads"
