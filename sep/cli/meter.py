@@ -23,6 +23,7 @@ from sep.cli.common import (
     tariff_file,
 )
 from sep.cli.config import configurable, default_data_dir
+from sep.store.checked import CorruptFile
 
 LOGGER = logging.getLogger(__name__)
 START_TIMEOUT = 60.0  # seconds a radio may take to come up when --duration is given
@@ -403,6 +404,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             app = MeterApp(settings, clock=clock, metrology=metrology, air=air)
         except ValueError as exc:  # e.g. a certificate for another IEEE than this meter's
+            if isinstance(exc, CorruptFile):
+                raise  # damaged data: a runtime error (exit 1), said where it is handled
             print(f"sep meter: {exc}", file=sys.stderr)
             if metro_proc is not None:
                 metro_proc.terminate()
