@@ -38,6 +38,7 @@ U48_MAX = (1 << 48) - 1
 MAX_LABEL = 12
 MAX_TARIFF_LABEL = 24
 EPOCH_2000 = 946_684_800
+LAST_UTC_TIME = EPOCH_2000 + 0xFFFFFFFE  # the last time a ZCL UTCTime can carry
 
 
 class TariffError(ValueError):
@@ -85,8 +86,17 @@ class Recurrence:
             raise TariffError("timebase", f"must be one of {', '.join(TIMEBASES)}")
         if not 1 <= self.duration <= 0xFFFFFF:
             raise TariffError("duration", "must be 1..16777215")
+        if not 0 <= self.start <= LAST_UTC_TIME:
+            raise TariffError("start", "must be between 1970 and 2136 (the end of ZCL UTCTime)")
         if self.timebase == "months" and dt.datetime.fromtimestamp(self.start, dt.UTC).day > 28:
             raise TariffError("start", "a monthly period must start on day 1..28")
+        try:
+            end = self._step(dt.datetime.fromtimestamp(self.start, dt.UTC), 1).timestamp()
+        except (OverflowError, ValueError):
+            end = float("inf")
+        if end > LAST_UTC_TIME:
+            # A period no UTCTime can end (every later date computation would overflow).
+            raise TariffError("duration", "the first period must end by 2136 (ZCL UTCTime)")
 
     @property
     def timebase_code(self) -> int:
