@@ -435,7 +435,45 @@ class SeCampaign:
         else:
             meter.clock.advance(self.rng.random())
         f = self.frame()
-        data = f.data()
+        return f, self.check(f, f.data())
+
+    def frame_of(self, cluster: int, src: int, broadcast: bool, data: bytes) -> Frame | None:
+        """The :class:`Frame` raw bytes make (atheris feeds raw frames), or None when they
+        have no ZCL header to answer."""
+        try:
+            hdr, payload = foundation.ZCLHeader.deserialize(data)
+        except Exception:  # noqa: BLE001 - not a frame: nothing to build
+            return None
+        fc = hdr.frame_control
+        if fc.frame_type not in (foundation.FrameType.GLOBAL_COMMAND,
+                                 foundation.FrameType.CLUSTER_COMMAND):
+            return None
+        return Frame(cluster, src, ENDPOINT, SE_PROFILE, broadcast, bool(fc.is_general),
+                     fc.direction == foundation.Direction.Client_to_Server,
+                     int(hdr.command_id), None if hdr.manufacturer is None
+                     else int(hdr.manufacturer), bool(fc.disable_default_response),
+                     int(hdr.tsn), payload, "raw")
+
+    def check_raw(self, cluster: int, src: int, broadcast: bool, data: bytes) -> list[str]:
+        """The oracle for raw bytes (atheris): a frame without a ZCL header is dropped
+        and changes nothing."""
+        self.n += 1
+        f = self.frame_of(cluster, src, broadcast, data)
+        if f is not None:
+            return self.check(f, data)
+        meter = self.meter
+        before = meter.fingerprint()
+        probe = Frame(cluster, src, ENDPOINT, SE_PROFILE, broadcast, True, True, 0, None,
+                      False, 0, b"", "raw")
+        replies = serve(meter.ep, meter.packet(probe, data), meter.clock.now())
+        problems = [] if not replies else [f"answered a frame without a ZCL header: {replies}"]
+        if meter.fingerprint() != before:
+            problems.append("a frame without a ZCL header changed the meter")
+        return problems
+
+    def check(self, f: Frame, data: bytes) -> list[str]:
+        """Serve one frame and judge what the meter did."""
+        meter = self.meter
         before = meter.fingerprint()
         errors_before = meter.ep.internal_errors
         replies = serve(meter.ep, meter.packet(f, data), meter.clock.now())
@@ -472,7 +510,7 @@ class SeCampaign:
             problems.append(f"unentitled change of {sorted(changed - allowed)}")
         if self.n % self.check_every == 0:
             self.periodic(problems)
-        return f, problems
+        return problems
 
     def judge_reply(self, f: Frame, reply: Any, problems: list[str]) -> int | None:
         """Parse a reply as a HAN client would; returns its Default Response status."""
