@@ -362,10 +362,11 @@ class _Reader:
 
     def table(self, doc: Any, key: str, allowed: set[str]) -> Mapping[str, Any]:
         if not isinstance(doc, dict):
-            raise self.fail(key, "must be a table")
+            raise self.fail(key or "(document)", "must be a table")
         unknown = sorted(set(doc) - allowed)
         if unknown:
-            raise self.fail(f"{key}.{unknown[0]}" if key else unknown[0],
+            name = unknown[0] if unknown[0].strip() else repr(unknown[0])
+            raise self.fail(f"{key}.{name}" if key else name,
                             f"unknown key (known: {', '.join(sorted(allowed))})")
         return doc
 
@@ -422,7 +423,7 @@ class _Reader:
         doc = self.table(doc, key, {"start", "duration", "timebase"})
         start = self.when(f"{key}.start", doc["start"]) if "start" in doc else default_start
         timebase = doc.get("timebase", "days")
-        if timebase not in TIMEBASES:
+        if not isinstance(timebase, str) or timebase not in TIMEBASES:
             raise self.fail(f"{key}.timebase", f"must be one of {', '.join(TIMEBASES)}, "
                             f"not {timebase!r}")
         duration = self.integer(f"{key}.duration", doc.get("duration", 1), 0xFFFFFF, 1)
