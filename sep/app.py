@@ -96,12 +96,26 @@ def load_identity(settings: MeterSettings) -> str:
         return ieee
     path = settings.data_dir / "identity.json"
     if path.exists():
-        return json.loads(path.read_text())["ieee"]
+        return stored_identity(path)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"ieee": ieee}))
     os.replace(tmp, path)
     return ieee
+
+
+def stored_identity(path: Path) -> str:
+    """The IEEE kept in ``path``; ValueError naming the file when it is not one (a meter's
+    identity is never silently replaced: the HAN and the supplier know it by it)."""
+    try:
+        ieee = json.loads(path.read_text(encoding="utf-8"))["ieee"]
+        if not isinstance(ieee, str):
+            raise TypeError(f"ieee is {type(ieee).__name__}")
+        return str(t.EUI64.convert(ieee))
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:  # zigpy asserts
+        raise ValueError(f"{path}: not a meter identity ({type(exc).__name__}: {exc}); "
+                         "restore it from a backup, or remove it to take a new IEEE address"
+                         ) from None
 
 
 class MeterApp:
