@@ -106,6 +106,6 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(main())
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: an unreadable --state file
         print(f"sep ncp-emulator: {exc}", file=sys.stderr)
         return 1
