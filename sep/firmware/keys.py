@@ -220,7 +220,7 @@ def _read_json(path: Path, fmt: str) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise KeyMaterialError(f"{path} is not a {fmt} file")
     suite = obj.get("suite")
-    if suite not in SUITES:
+    if type(suite) is not int or suite not in SUITES:
         raise KeyMaterialError(f"{path}: unknown suite {suite!r}")
     return obj
 

@@ -33,9 +33,13 @@ class FileSink:
         try:
             doc = json.loads(self.state_path.read_text())
             ident = ImageIdent(**doc["ident"])
-            offset = int(doc["offset"])
+            offset = doc["offset"]
+            numbers = (ident.manufacturer, ident.image_type, ident.file_version, ident.size,
+                       offset)
+            if any(type(n) is not int or n < 0 for n in numbers) or offset > ident.size:
+                raise ValueError("not a download state")
         except (OSError, ValueError, KeyError, TypeError):
-            return None
+            return None  # an unreadable record: the download starts again
         if not self.data_path.exists() or self.data_path.stat().st_size < offset:
             return None  # the bytes the record promises are not there: start again
         self._open(ident, offset)
