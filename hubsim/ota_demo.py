@@ -5,6 +5,12 @@ The meter runs as it would on a device: in its own process under the A/B supervi
 the meter finds the server, downloads, verifies, stages, activates on trial, restarts and
 confirms after its health check. Success is the meter running the new version with the
 trial confirmed; anything else exits 1 with the reason from the meter's update log.
+
+Only this run counts: update-log entries already in the data directory are an earlier
+run's. A trial boot that fails is reverted by the supervisor and, as in the field, the
+meter then applies its kept download again: the demo reports failure only after
+:data:`MAX_TRIALS` reverted trials (or a refusal no retry can change). A meter that
+already runs the image's version has nothing to do.
 """
 
 from __future__ import annotations
@@ -25,15 +31,26 @@ from hubsim.ota_server import OtaServerCore, load_image
 from radios.air import VirtualAir
 from radios.udp import serve_udp
 
-FAIL_STEPS = ("refused", "rejected", "apply failed", "aborted", "health check failed")
+# steps after which no retry can help (a failed health check is a failed trial: retried)
+FAIL_STEPS = ("refused", "rejected", "apply failed", "aborted")
+MAX_TRIALS = 3  # reverted trial boots this run lets the meter have before it reports failure
 
 
 def read_log(data: Path) -> list[dict]:
+    """The update log's entries; a line a power cut tore is skipped, not the whole log."""
     try:
-        return [json.loads(line) for line in (data / "update-log.jsonl").read_text().splitlines()
-                if line.strip()]
-    except (OSError, ValueError):
+        text = (data / "update-log.jsonl").read_text(errors="replace")
+    except OSError:
         return []
+    out = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
 
 
 def boot_state(data: Path) -> dict:
@@ -43,10 +60,18 @@ def boot_state(data: Path) -> dict:
         return {}
 
 
+def runs_version(data: Path, version: int) -> bool:
+    """The meter's active slot holds ``version`` and is confirmed (not on trial)."""
+    state = boot_state(data)
+    active = state.get("active")
+    return (bool(active) and active != "factory" and not state.get("trial")
+            and slot_version(data, active) == version)
+
+
 def slot_version(data: Path, slot: str) -> int | None:
     try:
         return int(json.loads((data / "slots" / slot / "meta.json").read_text())["file_version"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):
         return None
 
 
@@ -59,6 +84,10 @@ async def run_ota_demo(image_path: Path, trust: Path, *, data_dir: Path | None =
         return 2, f"cannot read {image_path}: {exc}"
     data = data_dir or Path(tempfile.mkdtemp(prefix="sep-ota-demo-"))
     data.mkdir(parents=True, exist_ok=True)
+    if runs_version(data, image.file_version):
+        return 0, (f"meter already runs version 0x{image.file_version:08X} "
+                   f"(slot {boot_state(data).get('active')}): nothing to upgrade")
+    earlier = len(read_log(data))  # entries of earlier runs in this data directory
     air = VirtualAir()
     core = OtaServerCore([image], upgrade_delay=0)
     hub = CommsHub(air=air, ota=core)
@@ -87,24 +116,23 @@ async def run_ota_demo(image_path: Path, trust: Path, *, data_dir: Path | None =
             task = progress.add_task("download", total=size)
             while time.monotonic() - started < timeout:
                 progress.update(task, completed=min(core.highest_offset, size))
-                log = read_log(data)
+                log = read_log(data)[earlier:]  # this run's steps
+                if (runs_version(data, image.file_version)
+                        and any(e.get("step") == "confirmed" for e in log)):
+                    result = (0, f"meter runs version 0x{image.file_version:08X} (slot "
+                                 f"{boot_state(data).get('active')}), confirmed after its "
+                                 "health check")
+                    break
                 failed = [e for e in log if e.get("step") in FAIL_STEPS]
                 if failed:
                     e = failed[-1]
                     result = (1, f"{e['step']}: {e.get('reason') or e.get('detail') or ''}".strip())
                     break
-                if any("reverted" in line for line in lines):
+                reverts = sum("reverted" in line for line in lines)
+                if reverts >= MAX_TRIALS:
                     why = [e for e in log if e.get("step") == "health check failed"]
-                    result = (1, "reverted after a failed trial boot"
+                    result = (1, f"reverted after {reverts} failed trial boots"
                               + (f" ({why[-1].get('detail')})" if why else ""))
-                    break
-                state = boot_state(data)
-                active = state.get("active")
-                if (active and not state.get("trial") and active != "factory"
-                        and slot_version(data, active) == image.file_version
-                        and any(e.get("step") == "confirmed" for e in log)):
-                    result = (0, f"meter runs version 0x{image.file_version:08X} (slot {active}), "
-                                 "confirmed after its health check")
                     break
                 if proc.returncode is not None:
                     result = (1, f"meter supervisor exited with {proc.returncode}")
