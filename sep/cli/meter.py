@@ -191,8 +191,10 @@ def _attach_updater(app, args: argparse.Namespace, request_exit):
 
     def log(entry: dict) -> None:
         entry = {"time": time.time(), "slot": args.slot or "factory", **entry}
-        with open(log_path, "a") as f:
-            f.write(json.dumps(entry) + "\n")
+        with open(log_path, "a+b") as f:
+            if f.seek(0, 2) and (f.seek(-1, 2), f.read(1))[1] != b"\n":
+                f.write(b"\n")  # the last line was torn by a power cut: start a new one
+            f.write((json.dumps(entry) + "\n").encode())
         app.log_update(entry)
 
     updater = Updater(app, slots, verify=verify, request_exit=request_exit, log=log)
