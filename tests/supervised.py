@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import zigpy.types as zt
 from zigpy.zcl import foundation
 
 from hubsim.hub import CommsHub
@@ -100,7 +101,11 @@ class Han:
                 fut.set_result(frame.payload)
 
     def meter_nwk(self, ieee: str) -> int | None:
-        return self.air.lookup_ieee(int(ieee.replace(":", ""), 16))
+        """The meter's NWK address, as the coordinator knows it (from its announce)."""
+        try:
+            return int(self.hub.app.get_device(ieee=zt.EUI64.convert(ieee)).nwk)
+        except KeyError:
+            return None
 
     async def read_attributes(self, ieee: str, cluster: int, attrs: list[int],
                               timeout: float = 5.0) -> dict[int, Any] | None:
