@@ -23,6 +23,7 @@ RUNS = int(os.environ.get("SEP_ATHERIS_RUNS", 100_000))
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(21600)  # a campaign, not a hang
 @pytest.mark.parametrize("harness", ["atheris_endpoint.py", "atheris_ash.py"])
 def test_atheris_campaign(harness, tmp_path):
     if importlib.util.find_spec("atheris") is None:

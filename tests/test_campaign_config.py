@@ -173,6 +173,7 @@ def test_tariff_loader_sample(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(10800)  # a campaign, not a hang
 def test_tariff_loader_campaign(tmp_path):
     camp, found = run_tariffs("tariff", 5, 100_000, tmp_path)
     assert not found, "\n".join(found)
@@ -361,6 +362,7 @@ def test_config_loaders_sample(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(10800)  # a campaign, not a hang
 def test_config_loaders_campaign(tmp_path):
     camp, found = run_loaders("config-loaders", 6, 100_000, tmp_path)
     assert not found, "\n".join(found)

@@ -74,6 +74,7 @@ def test_se_endpoint_sample(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(21600)  # a campaign, not a hang
 def test_se_endpoint_million_frames():
     camp, _engine, found = campaign("se-endpoint", 1, 1_000_000)
     assert not found, "\n".join(found[:5])

@@ -195,6 +195,7 @@ def test_metrology_protocol_sample(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a campaign, not a hang
 def test_metrology_protocol_campaign(tmp_path):
     camp, found = run("metrology", 8, 100_000, tmp_path)
     assert not found, "\n".join(found)

@@ -233,6 +233,7 @@ async def test_mqtt_commands_sample():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(10800)  # a campaign, not a hang
 async def test_mqtt_commands_campaign():
     camp, found = await run("mqtt-commands", 7, 100_000)
     assert not found, "\n".join(found)

@@ -93,6 +93,7 @@ async def test_emulator_sample():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(10800)  # a campaign, not a hang
 def test_ash_ezsp_campaign():
     camp, found, _engine = run_sans_io("ash-ezsp", 3, 100_000)
     assert not found, "\n".join(found)
@@ -100,6 +101,7 @@ def test_ash_ezsp_campaign():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(10800)  # a campaign, not a hang
 async def test_emulator_campaign():
     camp, found = await run_emulator("ncp-emulator", 4, 100_000)
     assert not found, "\n".join(found)

@@ -192,6 +192,7 @@ def test_zdo_server_sample():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a campaign, not a hang
 def test_zdo_server_campaign():
     camp, found = run("zdo", 2, 100_000)
     assert not found, "\n".join(found)

@@ -162,6 +162,7 @@ async def test_sigkill_in_the_trial_boot(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(21600)  # a campaign, not a hang
 async def test_sigkill_campaign(tmp_path):
     points = int(os.environ.get("SEP_KILL_POINTS", 48))
     seed = int(os.environ.get("SEP_CAMPAIGN_SEED", 9))
