@@ -199,9 +199,12 @@ class Host:
             kind = rng.choice(("flip", "cut", "cancel", "substitute", "xonxoff", "no flag"))
             if kind == "flip" and body:
                 i = rng.randrange(len(body))
-                body[i] ^= 1 << rng.randrange(8)
-                if body[i] in (FLAG, 0x7D, XON, XOFF, SUBSTITUTE, CANCEL):
-                    body[i] ^= 0x40  # keep it a damaged byte, not a control byte
+                first = rng.randrange(8)
+                for bit in range(first, first + 8):  # one bit, not turning it into a control byte
+                    flipped = body[i] ^ (1 << (bit % 8))
+                    if flipped not in (FLAG, 0x7D, XON, XOFF, SUBSTITUTE, CANCEL):
+                        break
+                body[i] = flipped
                 wire = bytes(body) + bytes([FLAG])
             elif kind == "cut":
                 wire = bytes(body[: rng.randrange(len(body))]) + bytes([FLAG])

@@ -113,7 +113,9 @@ def run_tariffs(name: str, seed: int, count: int, tmp: Path) -> tuple[Campaign, 
     bases = tariff_documents()
     found: list[str] = []
     with CatchAllObserver() as observer:
-        for i in range(camp.count):
+        i = -1
+        while camp.frames < camp.count:  # documents loaded (TOML cannot write every one)
+            i += 1
             doc, what = mutate(rng.choice(bases), rng)
             via = rng.choice(("dict", "json", "toml", "toml", "file" if i % 50 == 0 else "toml"))
             problems: list[str] = []
@@ -177,7 +179,7 @@ def test_tariff_loader_sample(tmp_path):
 def test_tariff_loader_campaign(tmp_path):
     camp, found = run_tariffs("tariff", 5, 100_000, tmp_path)
     assert not found, "\n".join(found)
-    assert camp.frames >= 0.9 * camp.count and camp.internal_exceptions == 0
+    assert camp.frames == camp.count and camp.internal_exceptions == 0
 
 
 # -- the other loaders ------------------------------------------------------------------------
