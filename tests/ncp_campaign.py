@@ -119,6 +119,15 @@ class Host:
         self.node_ids: list[int] = [0x0000]
         self.dirty = False  # the last write left a frame without its Flag on the line
         self.writes = 0
+        self.unacked = 0  # NCP DATA frames read and not yet acknowledged
+
+    def ack(self) -> bytes | None:
+        """What a host writes after reading DATA frames (bellows ACKs each at once); now
+        and then it does not, and the NCP's retransmission timer has to act."""
+        if not self.unacked or self.rng.random() < 0.1:
+            return None
+        self.unacked = 0
+        return ash_encode_raw(AckFrame(res=0, ncp_ready=0, ack_num=self.ncp_next).to_bytes())
 
     # -- EZSP frames ---------------------------------------------------------------------
     def hint(self, name: str, typ: Any) -> bytes | None:
@@ -222,6 +231,8 @@ class Host:
                 wire = bytes(body)  # no Flag: runs into the next frame
                 self.dirty = True
             meta["damage"] = kind
+            if kind in ("flip", "cut"):
+                self.collision(wire, meta)
         if clear:  # what came before ended without a Flag: clear the line first
             wire = bytes([CANCEL]) + wire
         if meta["damage"] == "intact" and meta["kind"] == "data" and meta["in_sequence"]:
@@ -231,6 +242,23 @@ class Host:
         elif meta["kind"] == "rst" and meta["damage"] == "intact":
             self.reset()
         return wire, meta
+
+    def collision(self, wire: bytes, meta: dict[str, Any]) -> None:
+        """A cut or a flipped bit can, once in 65536, leave a frame whose CRC still holds:
+        it is then another valid frame (bellows' parser says so), not damage."""
+        try:
+            frame = parse_frame(unstuff(wire[:-1]))
+        except Exception:  # noqa: BLE001 - damaged, as meant
+            return
+        meta["damage"] = "intact"
+        meta["collision"] = True
+        if isinstance(frame, DataFrame):
+            meta.update(kind="data", ezsp=frame.ezsp_frame, name="(CRC collision)",
+                         in_sequence=frame.frm_num == self.tx_seq, frm=frame.frm_num)
+        else:
+            kinds = {RstFrame: "rst", AckFrame: "ack", NakFrame: "nak", RStackFrame: "rstack",
+                     ErrorFrame: "error"}
+            meta.update(kind=kinds.get(type(frame), "other"), ezsp=None, in_sequence=False)
 
     def reset(self) -> None:
         self.tx_seq = 0
@@ -258,6 +286,7 @@ class Host:
             elif isinstance(frame, DataFrame):
                 if frame.frm_num == self.ncp_next:
                     self.ncp_next = (self.ncp_next + 1) % 8
+                    self.unacked += 1
                     out.append(self.ezsp_reply(frame.ezsp_frame, problems))
         return [x for x in out if x is not None]
 
@@ -354,6 +383,12 @@ class AshEzspCampaign:
         handled = self.feed(wire, problems)
         self.ash.poll(self.now)
         replies = self.host.read(self.ash.output(), problems)
+        for _ in range(64):  # the host acknowledges what it read; the NCP sends the next
+            ack = self.host.ack()
+            if ack is None:
+                break
+            self.feed(ack, problems)
+            replies += self.host.read(self.ash.output(), problems)
         del replies
         if self.ash.failed:
             self.host.pending.clear()  # FAILED: the NCP answers nothing until RST
@@ -420,6 +455,12 @@ class EmulatorCampaign:
         self.writer.write(wire)
         await self.writer.drain()
         await self.settle(problems)
+        for _ in range(64):  # the host acknowledges what it read; the NCP sends the next
+            ack = self.host.ack()
+            if ack is None:
+                break
+            self.writer.write(ack)
+            await self.settle(problems)
         if self.emu.errors != errors:
             problems.append("the emulator's byte pump caught an exception")
         if self.emu.ash.failed:
