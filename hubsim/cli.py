@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 from sep import __version__
-from sep.cli.common import run, tariff_file
+from sep.cli.common import install_code, new_file, port_number, run, tariff_file
 
 
 def _positive(value: str) -> float:
@@ -39,19 +40,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--duration", type=_positive, metavar="SECONDS",
                       help="stop after this many (wall-clock) seconds and exit 0")
-    demo.add_argument("--pcap", type=Path, metavar="FILE",
+    demo.add_argument("--pcap", type=new_file, metavar="FILE",
                       help="write every frame on the air to FILE (open it in Wireshark)")
     demo.add_argument("--data", type=Path, metavar="DIR",
                       help="keep the demo meter's data (identity, ...) in DIR across runs")
-    demo.add_argument("--speed", type=_positive, default=60.0, metavar="N",
-                      help="simulated time runs N times faster than the wall clock (default 60)")
+    demo.add_argument("--speed", type=_positive, default=None, metavar="N",
+                      help="simulated time runs N times faster than the wall clock (default 60; "
+                      "600 in the prepayment scenario)")
     demo.add_argument("--seed", type=int, default=1,
                       help="seed of the simulated household load (default 1)")
-    demo.add_argument("--air-port", type=int, metavar="PORT",
+    demo.add_argument("--air-port", type=port_number, metavar="PORT",
                       help="also serve the air on udp://127.0.0.1:PORT so `sep meter "
                       "--device udp://127.0.0.1:PORT` can join from another process")
     demo.add_argument("--external-meter", action="store_true",
-                      help="start no meter here; wait for one to join over --air-port")
+                      help="start no meter here; wait for one to join over --air-port (give "
+                      "the hub its install code with --install-code)")
+    demo.add_argument("--install-code", action="append", default=[], metavar="IEEE=CODE",
+                      type=install_code,
+                      help="the hub (trust centre) admits this device by its install code "
+                      "(hex, CRC included); repeatable. The demo's own devices get theirs "
+                      "automatically (kept in DIR/install_codes.json with --data)")
     demo.add_argument("--meter-radio", choices=("virtual", "ezsp"), default="virtual",
                       help="how the demo meter reaches the air: virtual (default), or ezsp: "
                       "unmodified bellows on the EZSP NCP emulator (the meter is then the "
@@ -66,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mqtt", metavar="URL",
                       help="every meter publishes to this broker (mqtt:// or mqtts://)")
     demo.add_argument("--mqtt-username", help="broker user name")
-    demo.add_argument("--mqtt-password", help="broker password")
+    demo.add_argument("--mqtt-password",
+                      help="broker password (better: $SEP_MQTT_PASSWORD, kept out of argv)")
     demo.add_argument("--mqtt-ca", type=Path, help="CA certificate for mqtts://")
     demo.add_argument("--mqtt-base", default="sep", help="base topic (default sep)")
     demo.add_argument("--mqtt-interval", type=float, default=10.0,
@@ -77,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "the new version, confirmed")
     demo.add_argument("--trust", type=Path, metavar="DIR",
                       help="the meter's trust directory for --ota (ca.pub, allowed_signers.txt)")
+    demo.add_argument("--scenario", nargs="?", const="list", default="default", metavar="NAME",
+                      help="what the prepayment side plays: default, or prepayment (credit runs "
+                      "down, emergency credit, supply interrupted, top-up and restore from the "
+                      "PPMID; 60 s unless --duration); --scenario alone lists them")
+    demo.add_argument("--no-ppmid", action="store_true", help="no PPMID on the air")
+    demo.add_argument("--no-gas", action="store_true",
+                      help="no battery gas meter (and no mirror on the hub)")
     demo.add_argument("--no-live", action="store_true",
                       help="plain log lines instead of the live terminal view")
     demo.set_defaults(func=_demo)
@@ -85,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _demo(args: argparse.Namespace) -> int:
     from hubsim.demo import DemoOptions, run_demo
+    from hubsim.scenarios import SCENARIO_DURATION, SCENARIO_SPEED, SCENARIOS
+
+    if args.scenario == "list" or args.scenario not in SCENARIOS:
+        known = "\n".join(f"  {name:<12} {text}" for name, text in SCENARIOS.items())
+        if args.scenario == "list":
+            print(f"scenarios:\n{known}")
+            return 0
+        print(f"hubsim demo: --scenario {args.scenario!r} is not known; the scenarios:\n{known}",
+              file=sys.stderr)
+        return 2
+    if args.speed is None:
+        args.speed = SCENARIO_SPEED.get(args.scenario, 60.0)
+    if args.duration is None:
+        args.duration = SCENARIO_DURATION.get(args.scenario)
 
     if args.ota is not None:
         if args.trust is None:
@@ -109,7 +139,9 @@ def _demo(args: argparse.Namespace) -> int:
 
         try:
             mqtt = BridgeConfig.from_url(args.mqtt, username=args.mqtt_username,
-                                         password=args.mqtt_password, ca_file=args.mqtt_ca,
+                                         password=args.mqtt_password
+                                         or os.environ.get("SEP_MQTT_PASSWORD"),
+                                         ca_file=args.mqtt_ca,
                                          base_topic=args.mqtt_base,
                                          publish_interval=args.mqtt_interval)
         except BridgeConfigError as exc:
@@ -119,10 +151,15 @@ def _demo(args: argparse.Namespace) -> int:
                        speed=args.speed, seed=args.seed, air_port=args.air_port,
                        external_meter=args.external_meter, mqtt=mqtt, meters=args.meters,
                        live=False if args.no_live else None, meter_radio=args.meter_radio,
-                       tariff=args.tariff, script=not args.no_script)
+                       tariff=args.tariff, script=not args.no_script, scenario=args.scenario,
+                       ppmid=not args.no_ppmid, gas=not args.no_gas,
+                       install_codes={item.partition("=")[0]: bytes.fromhex(item.partition("=")[2])
+                                      for item in args.install_code})
+    from hubsim.demo import DemoError
+
     try:
         result = asyncio.run(run_demo(opts))
-    except TimeoutError as exc:
+    except (TimeoutError, DemoError) as exc:
         print(f"hubsim demo: {exc}", file=sys.stderr)
         return 1
     v = result.view
@@ -133,8 +170,20 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"IHD price {price.label} {v.prices.money_text(price.rate)}/kWh (tier "
               f"{price.tier}), tariff {v.prices.tariff_label!r}, cost today "
               f"{v.prices.money_text(v.prices.cost_today, 2)}")
+    from hubsim.demo import security_text
+
+    print(f"secure HAN: {security_text(result.security)}")
     print(f"IHD messages {len(v.messages)}, confirmed {sum(m.confirmed for m in v.messages.values())}"
           f"; supplier got {len(result.confirmations)} confirmation(s)")
+    print(f"IHD schedule today {v.han.schedule_text(v.prices.tier_labels)} "
+          f"({v.han.calendar_name or 'no calendar'}); meter events {v.han.events_text()}; "
+          f"tenancy {v.han.tenancy}; keep-alive {v.han.keep_alive}")
+    if result.ppmid is not None:
+        print(f"PPMID {result.ppmid.text()}; last top-up: {result.ppmid.last_result or 'none'}")
+    if result.gas is not None:
+        print(f"IHD gas {result.gas.text()} ({result.gas_reports} reports to the mirror)")
+    for line in result.scenario:
+        print(f"scenario {line}")
     return 0
 
 

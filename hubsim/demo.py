@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
+import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,22 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from hubsim.demo_han import han_script
+from hubsim.demo_se import run_se_script
+from hubsim.gas import GAS_IEEE, GasMeter
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
+from hubsim.ppmid import PPMID_IEEE, Ppmid, PpmidView
+from hubsim.scenarios import (
+    ScenarioLog,
+    default_prepayment,
+    prepayment_run_down,
+    scenario_start,
+)
 from hubsim.supplier import Supplier
 from radios.air import VirtualAir
-from sep.app import MeterApp, MeterSettings
+from radios.crypto import make_install_code
+from sep.app import MeterApp, MeterSettings, load_identity
 from sep.clock import ScaledClock
 from sep.meter.tariff import Tariff, load_tariff
 from sep.persistence import stored_sim_time
@@ -35,6 +49,7 @@ LOGGER = logging.getLogger(__name__)
 
 DEMO_INITIAL_WH = 4_213_377  # a meter a few years into service: 4,213.377 kWh
 DEMO_TARIFF = Path(__file__).with_name("data") / "demo_tariff.toml"
+DEMO_GAS_TARIFF = Path(__file__).with_name("data") / "demo_gas_tariff.toml"
 IMPORTANCE = ("low", "medium", "high", "critical")
 
 
@@ -54,6 +69,47 @@ class DemoOptions:
     tariff: Path | None = None  # the supplier's tariff (default hubsim/data/demo_tariff.toml)
     meter_radio: str = "virtual"  # "ezsp": the meter runs on bellows on the NCP emulator
     script: bool = True  # the supplier's messages and peak price event
+    scenario: str = "default"  # hubsim/scenarios.py: what the prepayment side plays
+    ppmid: bool = True  # a PPMID on the air (prepayment)
+    gas: bool = True  # a battery gas meter behind a mirror on the hub
+    top_up_codes: list[str] | None = None  # codes the PPMID enters (default: vended)
+    # install codes of meters in other processes (--external-meter): IEEE -> code
+    install_codes: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+
+IHD_IEEE = "00:0d:6f:00:00:00:1d:01"
+
+
+def fleet_ieee(n: int) -> str:
+    return f"00:0d:6f:00:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}:5e:e9"
+
+
+def provision(data_dir: Path | None, ieees: list[str]) -> dict[str, bytes]:
+    """Each device's install code, as printed on its label: made once per device and, with
+    a data directory, kept in DIR/install_codes.json (mode 0600) for the next run."""
+    path = data_dir / "install_codes.json" if data_dir else None
+    codes: dict[str, str] = {}
+    if path is not None and path.exists():
+        codes = json.loads(path.read_text())
+    changed = False
+    for ieee in ieees:
+        if ieee not in codes:
+            codes[ieee] = make_install_code().hex()
+            changed = True
+    if path is not None and changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, json.dumps(codes, indent=1).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    return {ieee: bytes.fromhex(codes[ieee]) for ieee in ieees}
+
+
+class DemoError(Exception):
+    """The demo cannot run as asked; the message names the option (exit 1)."""
 
 
 @dataclasses.dataclass
@@ -64,6 +120,11 @@ class DemoResult:
     elapsed: float
     now: float = 0.0  # simulated time at the end
     confirmations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    security: dict[str, int] = dataclasses.field(default_factory=dict)  # frames dropped, why
+    ppmid: PpmidView | None = None
+    gas: Any = None  # the IHD's GasView
+    scenario: list[str] = dataclasses.field(default_factory=list)
+    gas_reports: int = 0  # reports the gas meter pushed to its mirror
 
 
 async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 3.0) -> None:
@@ -98,8 +159,47 @@ def status_line(view: IhdView, now: float) -> str:
     return line
 
 
+def mqtt_line(mqtt: Any) -> str | None:
+    """The broker as the meters' bridges see it (one line for all of them), or None."""
+    if mqtt is None:
+        return None
+    from sep.bridge.status import broker_status
+
+    return broker_status(mqtt.broker).summary()
+
+
+def security_text(stats: dict[str, int]) -> str:
+    """What the radios dropped and why, in one line."""
+    total = sum(v for k, v in stats.items() if not k.startswith("join_"))
+    if not total:
+        return "nothing dropped"
+    top = sorted(stats.items(), key=lambda kv: -kv[1])[:4]
+    return f"{total} frames dropped (" + ", ".join(f"{k} {v}" for k, v in top) + ")"
+
+
+def radio_stats(*apps: Any) -> dict[str, int]:
+    """The radios' counts of dropped frames (MIC failures, replays, unsecured...), summed."""
+    out: dict[str, int] = {}
+    for app in apps:
+        for key, value in getattr(app, "security_stats", {}).items():
+            out[key] = out.get(key, 0) + value
+    return out
+
+
+def prepay_lines(ppmid: Ppmid | None, gas: Any) -> list[str]:
+    """What the PPMID and the IHD's gas part show (for logs and --no-live)."""
+    out = []
+    if ppmid is not None:
+        out.append(f"PPMID: {ppmid.view.text()}")
+    if gas is not None and gas.view.summation is not None:
+        out.append(f"IHD gas: {gas.view.text()}")
+    return out
+
+
 def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
-           supplier: Supplier | None = None) -> Any:
+           supplier: Supplier | None = None, mqtt: Any = None,
+           hub_log: list[str] | None = None, security: dict[str, int] | None = None,
+           ppmid: PpmidView | None = None, gas: Any = None) -> Any:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", justify="right")
     table.add_column()
@@ -133,14 +233,37 @@ def render(view: IhdView, air: VirtualAir, clock: ScaledClock, started: float,
         state = "" if not msg.needs_confirmation else (
             "  [green]confirmed[/]" if msg.confirmed else "  [red]please confirm[/]")
         table.add_row("Message", f"[bold]{msg.text}[/] ({IMPORTANCE[msg.importance]}){state}")
+    han = view.han
+    table.add_row("Schedule today", han.schedule_text(prices.tier_labels)
+                  + (f"  ({han.calendar_name})" if han.calendar_name else ""))
+    if han.next_calendar is not None:
+        table.add_row("Next calendar", f"{han.next_calendar[1]} from "
+                      f"{time.strftime('%H:%M', time.gmtime(han.next_calendar[2]))} UTC")
+    table.add_row("Meter events", han.events_text())
+    table.add_row("Tenancy", han.tenancy)
+    table.add_row("Keep-alive", han.keep_alive)
     table.add_row("Reports received", str(view.reports_received))
+    if mqtt is not None:
+        table.add_row("MQTT", mqtt_line(mqtt) or "--")
     table.add_row("Frames on the air", f"{air.frames_sent}  ({time.monotonic() - started:.0f} s)")
+    if security is not None:
+        table.add_row("Secure HAN", f"NWK + APS security, keys in the capture's .keys; "
+                      f"{security_text(security)}")
+    if gas is not None and gas.summation is not None:
+        table.add_row("Gas (mirror)", f"[bold green]{gas.text()}[/]")
     log = "\n".join(view.log[-6:]) or "..."
     panels = [Panel(table, title="In-home display", border_style="cyan"),
               Panel(log, title="IHD log", border_style="dim")]
+    if ppmid is not None:
+        lines = [ppmid.text()] + (["last top-up: " + ppmid.last_result]
+                                  if ppmid.last_result else []) + ppmid.log[-3:]
+        panels.append(Panel("\n".join(lines), title="PPMID (prepayment)", border_style="magenta"))
     if supplier is not None and supplier.log:
         panels.append(Panel("\n".join(supplier.log[-4:]), title="Supplier (via the comms hub)",
                             border_style="dim"))
+    if hub_log:
+        panels.append(Panel("\n".join(hub_log[-4:]), title="Comms hub: calendar, device "
+                            "management, events", border_style="dim"))
     return Group(*panels)
 
 
@@ -149,31 +272,79 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     live_view = console.is_terminal if opts.live is None else opts.live
     air = VirtualAir()
     saved = stored_sim_time(opts.data_dir)  # simulated time never runs backwards
-    clock = ScaledClock(start=max(time.time(), saved) if saved else None, speed=opts.speed)
+    start = scenario_start(opts.scenario, max(time.time(), saved or 0))
+    clock = ScaledClock(start=start or (max(time.time(), saved) if saved else None),
+                        speed=opts.speed)
     started = time.monotonic()
     writer = None
     if opts.pcap is not None:
         from radios.pcap import PcapWriter
 
-        writer = PcapWriter(opts.pcap)
-        air.add_tap(writer.write)
+        try:
+            writer = PcapWriter(opts.pcap).capture(air)  # and FILE.keys
+        except OSError as exc:
+            raise DemoError(f"--pcap {opts.pcap}: {exc.strerror or exc}") from None
     server = None
     if opts.air_port is not None:
         from radios.udp import serve_udp
 
-        server = await serve_udp(air, "127.0.0.1", opts.air_port)
-        console.print(f"air open for other processes at udp://127.0.0.1:{server.port}")
+        try:
+            server = await serve_udp(air, "127.0.0.1", opts.air_port)
+        except (OSError, OverflowError) as exc:
+            if writer is not None:
+                writer.close()
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise DemoError(f"--air-port {opts.air_port}: {why}") from None
+        console.print(f"air open for other processes at udp://127.0.0.1:{server.port}",
+                      soft_wrap=True)
 
     tariff: Tariff = load_tariff(opts.tariff or DEMO_TARIFF)
     ezsp = opts.meter_radio == "ezsp" and not opts.external_meter
-    # With the meter on an EZSP stick the meter is coordinator and trust centre (bellows
-    # runs only so), and the hub joins its network as a router.
-    hub = CommsHub(air=air, clock=clock.now, tariff=tariff,
-                   role="router" if ezsp else "coordinator")
+    # Without --data the meter still keeps an event log (Events over the HAN), in a
+    # directory removed at the end.
+    scratch: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
+        prefix="hubsim-meter-") if opts.data_dir is None and not opts.external_meter else None
+    settings = MeterSettings(data_dir=opts.data_dir or (Path(scratch.name) if scratch else None),
+                             seed=opts.seed, tick_seconds=0.5, initial_wh=DEMO_INITIAL_WH,
+                             mqtt=opts.mqtt, supplier_search_interval=1.0,
+                             ppmids=(PPMID_IEEE,) if opts.ppmid else ())
+    settings.ieee = load_identity(settings)
+    hub_ieee = "00:0d:6f:00:00:00:00:01"
+    # Every device's install code, as the installer registers it with the comms hub.
+    devices = [IHD_IEEE, hub_ieee, PPMID_IEEE, GAS_IEEE] + (
+        [] if opts.external_meter else [settings.ieee]) + [
+        fleet_ieee(n) for n in range(1, opts.meters)]
+    codes = provision(opts.data_dir, devices)
+    codes.update(opts.install_codes)
+    data = opts.data_dir
+    # SMETS2: the hub is coordinator and trust centre and admits only devices whose
+    # install code it holds. With the meter on an EZSP stick the meter is coordinator and
+    # trust centre instead (bellows runs only so): the hub joins it with its own code.
+    if ezsp:
+        hub = CommsHub(air=air, clock=clock.now, tariff=tariff, role="router",
+                       install_code=codes[hub_ieee], ieee=hub_ieee,
+                       state=str(data / "hub-radio.json") if data else None,
+                       keep_alive_base=1, keep_alive_jitter=5)  # a keep-alive a simulated minute
+    else:
+        hub = CommsHub(air=air, clock=clock.now, tariff=tariff, ieee=hub_ieee,
+                       install_codes={k: v for k, v in codes.items() if k != hub_ieee},
+                       state=str(data / "hub-radio.json") if data else None,
+                       keep_alive_base=1, keep_alive_jitter=5,  # a keep-alive a simulated minute
+                       mirrors=opts.gas,
+                       gas_tariff=load_tariff(DEMO_GAS_TARIFF) if opts.gas else None)
     emulator = None
     meter: MeterApp | None = None
     extra_meters: list[MeterApp] = []
-    ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now)
+    ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now,
+                        ieee=IHD_IEEE, install_code=codes[IHD_IEEE],
+                        state=str(data / "ihd-radio.json") if data else None)
+    ppmid = Ppmid(air=air, clock=clock.now, report_max=opts.report_interval,
+                  install_code=codes[PPMID_IEEE],
+                  state=str(data / "ppmid-radio.json") if data else None) if opts.ppmid else None
+    gas = GasMeter(air=air, clock=clock.now, install_code=codes[GAS_IEEE],
+                   state=str(data / "gas-radio.json") if data else None) \
+        if opts.gas and not ezsp else None
+    scenario_log = ScenarioLog(clock.now)
     readings: list[Any] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,24 +355,31 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         if not ezsp:
             await hub.start()
         if not opts.external_meter:
-            settings = MeterSettings(data_dir=opts.data_dir, seed=opts.seed, tick_seconds=0.5,
-                                     initial_wh=DEMO_INITIAL_WH, mqtt=opts.mqtt,
-                                     supplier_search_interval=1.0)
             if ezsp:
-                from radios.ezsp import EZSP_SE_ENDPOINT
+                from radios.ezsp import EZSP_SE_ENDPOINT, NetworkSettings
                 from radios.ncp import start_emulator
-                from sep.app import load_identity
 
-                settings.ieee = load_identity(settings)
                 state = opts.data_dir / "ncp.json" if opts.data_dir else None
                 emulator = await start_emulator(air, state_path=state, ieee=settings.ieee)
                 settings.radio, settings.device = "ezsp", emulator.url
                 settings.endpoint = EZSP_SE_ENDPOINT
-                settings.supplier = str(hub.app.config["virtual"]["ieee"])
-                console.print(f"meter on bellows, EZSP NCP emulator at {emulator.url}")
+                settings.supplier = hub_ieee
+                settings.network = NetworkSettings(channel=air.channel, pan_id=air.pan_id,
+                                                   tc_policy="install_code")
+                console.print(f"meter on bellows, EZSP NCP emulator at {emulator.url}",
+                              soft_wrap=True)
+            else:
+                settings.install_code = codes[settings.ieee].hex()
             meter = MeterApp(settings, clock=clock, air=air)
+            if tariff.prepayment is not None:  # the meter's top-up codes and friendly credit
+                meter.prepayment.account.reconfigure(tariff.prepayment)
             await meter.start()
             if ezsp:
+                from radios.ezsp import permit_with_install_code
+
+                for ieee in (hub_ieee, IHD_IEEE, PPMID_IEEE):  # the meter's TC admits them
+                    await permit_with_install_code(meter.controller, ieee, codes[ieee],
+                                                   time_s=254)
                 await hub.start()  # joins the meter's network; the meter sees it join
             else:
                 await hub.wait_interviewed(meter.ieee)
@@ -209,11 +387,12 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             for n in range(1, opts.meters):
                 # Fleet members: deterministic identities and seeds, data kept apart.
                 extra = MeterApp(
-                    MeterSettings(ieee=f"00:0d:6f:00:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}:5e:e9",
+                    MeterSettings(ieee=fleet_ieee(n),
                                   seed=opts.seed + n, tick_seconds=2.0,
                                   initial_wh=DEMO_INITIAL_WH + 997 * n, mqtt=opts.mqtt,
                                   data_dir=(opts.data_dir / f"meter-{n}")
-                                  if opts.data_dir else None),
+                                  if opts.data_dir else None,
+                                  install_code=codes[fleet_ieee(n)].hex(),),
                     clock=clock, air=air,
                 )
                 await extra.start()
@@ -222,6 +401,16 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 ihd._note(f"{len(extra_meters)} more meters on the air")
         await ihd.start()
         await ihd.connect(timeout=60 if opts.external_meter else 20)
+        prepay_task = None
+        if ppmid is not None and meter is not None:
+            await ppmid.start()
+            await ppmid.connect()
+            play = prepayment_run_down if opts.scenario == "prepayment" else default_prepayment
+            if opts.top_up_codes is not None:
+                hub.prepay.vend = _codes(opts.top_up_codes)  # type: ignore[method-assign]
+            prepay_task = asyncio.create_task(play(hub, meter.ieee, ppmid, scenario_log))
+        if gas is not None:
+            await gas.start()
 
         async def sample() -> None:
             while True:
@@ -230,19 +419,32 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 await asyncio.sleep(0.5)
 
         async def display_refresh() -> None:
-            while True:  # what a display polls now and then: the block status
-                await asyncio.sleep(5)
+            while True:  # what a display polls now and then: the block status, gas
+                await asyncio.sleep(5 if ihd.gas.view.nwk is not None or gas is None else 2)
                 with contextlib.suppress(Exception):
                     await ihd.read_blocks()
+                with contextlib.suppress(Exception):
+                    await ihd.han.refresh_if_due()
+                    if gas is not None and ihd.gas.view.nwk is None:
+                        await ihd.gas.find(timeout=1.5)
+                    else:
+                        await ihd.gas.read()
 
         sampler = asyncio.create_task(sample())
         refresher = asyncio.create_task(display_refresh())
-        script = None
+        script = han = None
         if opts.script and hub.supplier is not None:
             script = asyncio.create_task(supplier_script(hub.supplier, clock))
+        se_script = asyncio.create_task(run_se_script(hub, ihd, clock.now)) \
+            if opts.script else None  # the rest of SE on the air (hubsim/demo_se.py)
         deadline = None if opts.duration is None else started + opts.duration
-        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier), console=console,
-                        refresh_per_second=4, transient=False)
+        han = asyncio.create_task(han_script(hub, clock, meter)) if meter is not None else None
+        apps = [hub.app, ihd.app] + ([meter.controller] if meter is not None else [])
+        shown = (ppmid.view if ppmid is not None else None,
+                 ihd.gas.view if gas is not None else None)
+        live_cm = (Live(render(ihd.view, air, clock, started, hub.supplier, opts.mqtt,
+                               hub.services.log, radio_stats(*apps), *shown),
+                        console=console, refresh_per_second=4, transient=False)
                    if live_view else contextlib.nullcontext())
         with live_cm as live:
             last_line = 0.0
@@ -251,17 +453,32 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 if deadline is not None and now >= deadline:
                     break
                 if live is not None:
-                    live.update(render(ihd.view, air, clock, started, hub.supplier))
+                    live.update(render(ihd.view, air, clock, started, hub.supplier,
+                                       opts.mqtt, hub.services.log, radio_stats(*apps), *shown))
                 elif now - last_line >= 5:
                     last_line = now
-                    console.print(status_line(ihd.view, clock.now()), soft_wrap=True)
+                    line = status_line(ihd.view, clock.now())
+                    if opts.mqtt is not None:
+                        line += f"; MQTT {mqtt_line(opts.mqtt)}"
+                    console.print(line, soft_wrap=True)
+                    for line in prepay_lines(ppmid, ihd.gas if gas is not None else None):
+                        console.print(line, soft_wrap=True)
                 timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout)
-        for task in (sampler, refresher, script):
+        for task in (sampler, refresher, script, se_script, han, prepay_task):
             if task is not None:
                 task.cancel()
+        if prepay_task is not None and prepay_task.done() and not prepay_task.cancelled() \
+                and prepay_task.exception() is not None:
+            LOGGER.error("prepayment scenario failed: %r", prepay_task.exception())
     finally:
+        if gas is not None:
+            with contextlib.suppress(Exception):
+                await gas.stop()
+        if ppmid is not None:
+            with contextlib.suppress(Exception):
+                await ppmid.stop()
         with contextlib.suppress(Exception):
             await ihd.stop()
         for m in [*extra_meters, *([meter] if meter is not None else [])]:
@@ -276,10 +493,30 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             server.close()
         if writer is not None:
             writer.close()
-            console.print(f"capture written to {opts.pcap}")
+            console.print(f"capture written to {opts.pcap}, its keys to {opts.pcap}.keys "
+                          f"(tshark -o uat:zigbee_pc_keys:LINE for each line decrypts it)",
+                          soft_wrap=True)
+        if scratch is not None:
+            scratch.cleanup()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
     return DemoResult(view=ihd.view, meter_readings=readings, frames_on_air=air.frames_sent,
                       elapsed=time.monotonic() - started, now=clock.now(),
-                      confirmations=list(hub.supplier.confirmations) if hub.supplier else [])
+                      confirmations=list(hub.supplier.confirmations) if hub.supplier else [],
+                      security=radio_stats(hub.app, ihd.app,
+                                           *([meter.controller] if meter is not None else [])),
+                      ppmid=ppmid.view if ppmid is not None else None,
+                      gas=ihd.gas.view if gas is not None else None,
+                      scenario=list(scenario_log.lines),
+                      gas_reports=gas.reports_sent if gas is not None else 0)
+
+
+def _codes(codes: list[str]) -> Any:
+    """A vending function that hands out the given codes (a test's own), in order."""
+    queue = list(codes)
+
+    def vend(amount: int) -> str:
+        return queue.pop(0)
+
+    return vend

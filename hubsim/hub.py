@@ -18,12 +18,17 @@ import zigpy.config as conf
 import zigpy.device
 import zigpy.zdo.types as zdo_t
 
+from hubsim.hub_services import HUB_SERVICE_CLUSTERS, HubServices
+from hubsim.mirror import MirrorHost
 from hubsim.ota_server import HubOtaServer, OtaServerCore
+from hubsim.prepay_supplier import PrepaySupplier
 from hubsim.supplier import Supplier
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
+from sep.clusters.price import PriceServer
 from sep.meter.tariff import Tariff
+from sep.zcl.security import requires_aps_security
 
 LOGGER = logging.getLogger(__name__)
 HUB_SE_ENDPOINT = 9
@@ -33,37 +38,76 @@ class CommsHub:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:00:01", air: VirtualAir | None = None,
                  device: str | None = None, ota: OtaServerCore | None = None,
                  clock: Callable[[], float] = time.time, supplier: bool = True,
-                 tariff: Tariff | None = None, role: str = "coordinator") -> None:
+                 tariff: Tariff | None = None, role: str = "coordinator",
+                 install_codes: dict[str, bytes] | None = None, state: str | None = None,
+                 install_code: bytes | None = None, link_key: bytes | None = None,
+                 permit_join: float = 254, keep_alive_base: int = 10,
+                 keep_alive_jitter: int = 300, mirrors: bool = False,
+                 gas_tariff: Tariff | None = None) -> None:
+        # role "coordinator" (SMETS2): the hub is coordinator and trust centre; with
+        # ``install_codes`` it admits only those devices (SE: install_code policy), and
+        # permits joining for ``permit_join`` seconds once up. Without codes it runs the
+        # development network (radios.virtual.virtual_config).
         # role "router": the hub joins a network whose coordinator is the meter (an ESP on
-        # an EZSP stick, the SE 1.x model); it then interviews nothing by itself.
+        # an EZSP stick, the SE 1.x model) with ``install_code`` or ``link_key``; it then
+        # interviews nothing by itself.
+        security: dict = {"aps_policy": requires_aps_security, "state": state}
+        if role == "coordinator" and install_codes is not None:
+            security.update(tc_policy="install_code", permit_join=permit_join,
+                            install_codes={k: bytes(v).hex() for k, v in install_codes.items()})
+        elif role != "coordinator":
+            security.update(install_code=install_code, link_key=link_key)
         cfg = virtual_config(ieee, role=role, air=air, path=device or "virtual://default",
-                             default_endpoints=True)
+                             default_endpoints=True, **security)
         # Besides zigpy's own endpoints, the hub's Smart Energy endpoint: where the HAN
         # finds its OTA server and the supplier's prices and messages.
         # The supplier's ESI: Messaging, and Price when the supplier has a tariff to publish.
         in_clusters = [0x000A, 0x0019] + ([0x0703] if supplier else []) + (
             [0x0700] if supplier and tariff is not None else [])
+        in_clusters += list(HUB_SERVICE_CLUSTERS)  # Calendar, Device Management, Keep-Alive
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [zdo_t.SimpleDescriptor(
             endpoint=HUB_SE_ENDPOINT, profile=0x0109, device_type=0x0500, device_version=0,
-            input_clusters=in_clusters, output_clusters=[0x0702]).as_dict()]
+            input_clusters=in_clusters, output_clusters=[0x0702, 0x0709]).as_dict()]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
         install_se_profile_shim(self.app)
         self.supplier: Supplier | None = None
         if supplier:
             self.supplier = Supplier(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
                                      tariff=tariff)
+        supplier_tariff = self.supplier.price if self.supplier is not None else None
+        self.services = HubServices(
+            self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
+            tariff=lambda: supplier_tariff.tariff if supplier_tariff is not None else None,
+            keep_alive_base=keep_alive_base, keep_alive_jitter=keep_alive_jitter)
         self.ota: HubOtaServer | None = None
         if ota is not None:
             self.ota = HubOtaServer(self.app, ota, endpoint=HUB_SE_ENDPOINT)
+        # Metering mirrors for battery meters (gas), with the Gas Proxy Function's gas price.
+        self.mirrors: MirrorHost | None = None
+        if mirrors:
+            gas_price = PriceServer(tariff=gas_tariff) if gas_tariff is not None else None
+            self.mirrors = MirrorHost(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
+                                      price=gas_price)
+        # The supplier's prepayment commands to meters, and its top-up code vending.
+        code_format = tariff.prepayment.top_up_code if tariff and tariff.prepayment else None
+        self.prepay = PrepaySupplier(self.app, clock=clock, code_format=code_format,
+                                     provider_id=tariff.provider_id if tariff else 0x0000ABCD)
         self.joined: list[str] = []
         self.app.add_listener(self)
 
     async def start(self) -> None:
         await self.app.startup(auto_form=True)
+        LOGGER.info("hub up: %s", self.app.state.node_info.ieee)
         if self.supplier is not None:
             await self.supplier.start()
+        await self.services.start()
+        if self.mirrors is not None:
+            await self.mirrors.start()
 
     async def stop(self) -> None:
+        await self.services.stop()
+        if self.mirrors is not None:
+            await self.mirrors.stop()
         if self.supplier is not None:
             await self.supplier.stop()
         await self.app.shutdown()
@@ -78,6 +122,14 @@ class CommsHub:
 
     def raw_device_initialized(self, device: zigpy.device.Device) -> None:
         pass
+
+    def admit(self, ieee: str, install_code: bytes, seconds: int = 254) -> None:
+        """Register a device's install code (the installer's step) and open the network."""
+        node = getattr(self.app, "node", None)
+        if node is None:
+            raise RuntimeError("the hub is not up")
+        node.add_install_code(int(ieee.replace(":", ""), 16), install_code)
+        node.permit(float(seconds))
 
     async def wait_interviewed(self, ieee: str, timeout: float = 20.0) -> zigpy.device.Device:
         deadline = time.monotonic() + timeout

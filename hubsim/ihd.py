@@ -31,6 +31,8 @@ import zigpy.zdo.types as zdo_t
 from zigpy.zcl import AttributeReportedEvent, AttributeUpdatedEvent, ReportingConfig
 from zigpy.zcl.clusters.smartenergy import Metering
 
+from hubsim.ihd_gas import MIRRORED, GasDisplay
+from hubsim.ihd_han import HanView, IhdHan
 from hubsim.ihd_price import PriceView
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
@@ -39,6 +41,7 @@ from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
 from sep.zcl.messaging import CONFIRMATION_REQUIRED, ENHANCED_CONFIRMATION, EXT_CONFIRMED
 from sep.zcl.messaging import Messaging as SeMessaging
 from sep.zcl.price import Price as SePrice
+from sep.zcl.security import requires_aps_security
 
 LOGGER = logging.getLogger(__name__)
 
@@ -108,6 +111,7 @@ class IhdView:
     log: list[str] = dataclasses.field(default_factory=list)
     messages: dict[int, ShownMessage] = dataclasses.field(default_factory=dict)
     prices: PriceView = dataclasses.field(default_factory=PriceView)
+    han: HanView = dataclasses.field(default_factory=HanView)  # schedule, events, tenancy
 
     def message(self, now: float) -> ShownMessage | None:
         """The message on screen: the newest whose time has come and not gone."""
@@ -143,13 +147,19 @@ class IhdView:
 class InHomeDisplay:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:1d:01", air: VirtualAir | None = None,
                  device: str | None = None, report_min: int = 1, report_max: int = 30,
-                 clock: Any = None) -> None:
-        cfg = virtual_config(ieee, role="router", air=air, path=device or "virtual://default")
+                 clock: Any = None, install_code: bytes | None = None,
+                 state: str | None = None) -> None:
+        # a router on the HAN, joining with its install code (SE) — or, without one, the
+        # development network's key; SE clusters travel APS-encrypted
+        security: dict[str, Any] = {"aps_policy": requires_aps_security, "state": state,
+                                    "install_code": install_code}
+        cfg = virtual_config(ieee, role="router", air=air, path=device or "virtual://default",
+                             **security)
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [
             zdo_t.SimpleDescriptor(
                 endpoint=1, profile=SE_PROFILE, device_type=IHD_DEVICE_TYPE, device_version=0,
                 input_clusters=[0x0000, 0x0003],
-                output_clusters=[0x000A, 0x0700, 0x0702, 0x0703],
+                output_clusters=[0x000A, 0x0700, 0x0702, 0x0703, 0x0707, 0x0709, 0x0025],
             ).as_dict()
         ]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
@@ -165,6 +175,10 @@ class InHomeDisplay:
         self._matches: asyncio.Queue[tuple[int, list[int]]] = asyncio.Queue()
         self._upstream = install_se_profile_shim(self.app)
         self.app.packet_received = self._on_packet  # type: ignore[method-assign]
+        self.han = IhdHan(self)  # calendar, events, keep-alive (hubsim/ihd_han.py)
+        self.han.view = self.view.han
+        self.gas = GasDisplay(self)  # gas, from the gas meter's mirror on the hub
+        self.not_meters: set[tuple[int, int]] = set()  # mirrors answer Match_Desc too
 
     def _note(self, text: str) -> None:
         LOGGER.info("IHD: %s", text)
@@ -172,6 +186,8 @@ class InHomeDisplay:
         del self.view.log[:-20]
 
     def _on_packet(self, packet: t.ZigbeePacket) -> None:
+        if self.han.on_packet(packet) or self.gas.on_packet(packet):
+            return
         if packet.profile_id == 0 and packet.cluster_id == zdo_t.ZDOCmd.Match_Desc_rsp:
             try:
                 _hdr, (status, nwk, matches) = self.app._device.zdo.deserialize(
@@ -185,24 +201,32 @@ class InHomeDisplay:
 
     async def start(self) -> None:
         await self.app.startup()
+        self.han.start()
 
     async def stop(self) -> None:
+        await self.han.stop()
         await self.app.shutdown()
+
+    async def broadcast_match(self, in_clusters: list[int]) -> None:
+        await zigpy.zdo.broadcast(
+            self.app, zdo_t.ZDOCmd.Match_Desc_req, 0, 0,
+            t.NWK(0xFFFD), SE_PROFILE, in_clusters, [],
+            broadcast_address=t.BroadcastAddress.RX_ON_WHEN_IDLE,
+        )
 
     async def find_meter(self, timeout: float = 10.0) -> tuple[int, int]:
         """Broadcast Match_Desc_req for a Metering server until one answers."""
         deadline = time.monotonic() + timeout
         while True:
-            await zigpy.zdo.broadcast(
-                self.app, zdo_t.ZDOCmd.Match_Desc_req, 0, 0,
-                t.NWK(0xFFFD), SE_PROFILE, [Metering.cluster_id], [],
-                broadcast_address=t.BroadcastAddress.RX_ON_WHEN_IDLE,
-            )
+            await self.broadcast_match([Metering.cluster_id])
             try:
                 nwk, eps = await asyncio.wait_for(self._matches.get(), 1.0)
             except TimeoutError:
                 if time.monotonic() > deadline:
                     raise TimeoutError("no meter answered Match_Desc_req") from None
+                continue
+            eps = [ep for ep in eps if (nwk, ep) not in self.not_meters]
+            if not eps:
                 continue
             self._note(f"meter found at NWK 0x{nwk:04X} endpoint {eps[0]}")
             return nwk, eps[0]
@@ -222,11 +246,18 @@ class InHomeDisplay:
         raise TimeoutError(f"meter 0x{nwk:04X} did not finish its interview")
 
     async def connect(self, timeout: float = 20.0) -> None:
-        nwk, ep = await self.find_meter(timeout)
+        while True:
+            nwk, ep = await self.find_meter(timeout)
+            kind = await self.gas.device_type(nwk, ep)
+            if kind is None or kind < MIRRORED:
+                break
+            self.not_meters.add((nwk, ep))  # a gas meter's mirror: shown as gas, not here
         dev = await self._meter_device(nwk, timeout)
         self.view.meter_ieee = str(dev.ieee)
         self.view.meter_nwk = nwk
         self._note(f"interviewed {dev.manufacturer} {dev.model} ({dev.ieee})")
+        await self.secure_link(dev.ieee)
+        await self.bind(dev, ep)
         self.metering = dev.endpoints[ep].in_clusters[Metering.cluster_id]
         self.metering.on_event(AttributeReportedEvent.event_type, self._on_report)
         self.metering.on_event(AttributeUpdatedEvent.event_type, self._on_report)
@@ -248,6 +279,7 @@ class InHomeDisplay:
                 self._note(f"no message yet ({getattr(rsp.status, 'name', rsp.status)})")
             else:
                 self._on_message_command(0x00, rsp)
+        await self.han.connect(endpoint)
 
     # -- price -----------------------------------------------------------------------------
     async def refresh_prices(self) -> None:
@@ -348,6 +380,22 @@ class InHomeDisplay:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def secure_link(self, meter: t.EUI64) -> None:
+        """An application link key with the meter (APS Request Key to the trust centre):
+        SE clusters travel APS-encrypted under it."""
+        request = getattr(self.app, "request_link_key", None)
+        if request is None or self.app.has_link_key(meter):  # type: ignore[attr-defined]
+            return
+        await request(meter)
+        self._note("link key with the meter from the trust centre")
+
+    async def bind(self, dev: Any, ep: int) -> None:
+        """ZDO Bind_req on the meter: its Metering reports come to us."""
+        dst = zdo_t.MultiAddress(addrmode=0x03, ieee=self.app.state.node_info.ieee, endpoint=1)
+        rsp = await dev.zdo.Bind_req(dev.ieee, ep, Metering.cluster_id, dst)
+        status = rsp[0] if isinstance(rsp, (list, tuple)) else rsp
+        self._note(f"bound Metering ({getattr(status, 'name', status)})")
 
     async def read_formatting(self) -> None:
         names = ["unit_of_measure", "multiplier", "divisor", "summation_formatting",

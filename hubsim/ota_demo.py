@@ -7,10 +7,9 @@ confirms after its health check. Success is the meter running the new version wi
 trial confirmed; anything else exits 1 with the reason from the meter's update log.
 
 Only this run counts: update-log entries already in the data directory are an earlier
-run's. A trial boot that fails is reverted by the supervisor and, as in the field, the
-meter then applies its kept download again: the demo reports failure only after
-:data:`MAX_TRIALS` reverted trials (or a refusal no retry can change). A meter that
-already runs the image's version has nothing to do.
+run's. A trial boot that fails is reverted by the supervisor, and the meter never installs
+that version again (``failed`` in boot.json): the demo reports it. A meter that already
+runs the image's version (confirmed) has nothing to do.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -31,9 +31,7 @@ from hubsim.ota_server import OtaServerCore, load_image
 from radios.air import VirtualAir
 from radios.udp import serve_udp
 
-# steps after which no retry can help (a failed health check is a failed trial: retried)
-FAIL_STEPS = ("refused", "rejected", "apply failed", "aborted")
-MAX_TRIALS = 3  # reverted trial boots this run lets the meter have before it reports failure
+FAIL_STEPS = ("refused", "rejected", "apply failed", "aborted", "health check failed")
 
 
 def read_log(data: Path) -> list[dict]:
@@ -81,12 +79,45 @@ async def run_ota_demo(image_path: Path, trust: Path, *, data_dir: Path | None =
     try:
         image = load_image(image_path)
     except (OSError, ValueError) as exc:
-        return 2, f"cannot read {image_path}: {exc}"
+        return 2, f"--ota {image_path}: cannot read it: {exc}"
+    if not trust.is_dir():
+        return 2, f"--trust {trust}: not a folder (make one with `sep ota keygen DIR`)"
+    if data_dir is not None and runs_version(data_dir, image.file_version):
+        return 0, (f"meter already runs version 0x{image.file_version:08X} "
+                   f"(slot {boot_state(data_dir).get('active')}): nothing to upgrade")
+    if image.file_version == running_version(data_dir):
+        # the OTA server offers nothing for it (an older image is offered, and refused by
+        # the meter, which says so): without this the download sat at 0 kB forever
+        return 2, (f"--ota {image_path}: version 0x{image.file_version:08X} is the one the "
+                   "meter runs already (build one with a higher --file-version)")
+    scratch = data_dir is None
     data = data_dir or Path(tempfile.mkdtemp(prefix="sep-ota-demo-"))
     data.mkdir(parents=True, exist_ok=True)
-    if runs_version(data, image.file_version):
-        return 0, (f"meter already runs version 0x{image.file_version:08X} "
-                   f"(slot {boot_state(data).get('active')}): nothing to upgrade")
+    try:
+        return await _run(image, trust, data, timeout, console)
+    finally:
+        if scratch:
+            shutil.rmtree(data, ignore_errors=True)  # a scratch meter leaves nothing behind
+
+
+def running_version(data_dir: Path | None) -> int:
+    """The firmware version the demo meter runs: its active slot's once confirmed (a slot
+    still on trial is reverted if it does not confirm), else the factory image's (this
+    package)."""
+    from sep.app import APP_FILE_VERSION
+
+    if data_dir is not None:
+        state = boot_state(data_dir)
+        active = state.get("active")
+        if active and active != "factory" and not state.get("trial"):
+            version = slot_version(data_dir, active)
+            if version is not None:
+                return version
+    return APP_FILE_VERSION
+
+
+async def _run(image, trust: Path, data: Path, timeout: float,
+               console: Console) -> tuple[int, str]:
     earlier = len(read_log(data))  # entries of earlier runs in this data directory
     air = VirtualAir()
     core = OtaServerCore([image], upgrade_delay=0)
@@ -128,10 +159,9 @@ async def run_ota_demo(image_path: Path, trust: Path, *, data_dir: Path | None =
                     e = failed[-1]
                     result = (1, f"{e['step']}: {e.get('reason') or e.get('detail') or ''}".strip())
                     break
-                reverts = sum("reverted" in line for line in lines)
-                if reverts >= MAX_TRIALS:
+                if any("reverted" in line for line in lines):
                     why = [e for e in log if e.get("step") == "health check failed"]
-                    result = (1, f"reverted after {reverts} failed trial boots"
+                    result = (1, "reverted after a failed trial boot"
                               + (f" ({why[-1].get('detail')})" if why else ""))
                     break
                 if proc.returncode is not None:

@@ -26,6 +26,7 @@ import zigpy.application
 import zigpy.types as t
 
 from sep.clusters.base import ClusterServer
+from sep.clusters.general import TimeServer
 from sep.clusters.messaging import Message, MessagingServer
 from sep.clusters.price import PriceServer
 from sep.endpoint import SeEndpoint
@@ -38,6 +39,11 @@ LOGGER = logging.getLogger(__name__)
 ESI_DEVICE_TYPE = 0x0500  # SE 1.4 device id: Energy Service Interface
 
 
+class _CallableClock:
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.now = now
+
+
 class Supplier:
     def __init__(self, app: zigpy.application.ControllerApplication, *, endpoint: int,
                  clock: Callable[[], float] = time.time, tariff: Tariff | None = None,
@@ -48,9 +54,11 @@ class Supplier:
         # Without a tariff the supplier publishes no prices (the meter keeps its own).
         self.price = PriceServer(tariff=tariff) if tariff is not None else None
         self.messaging = MessagingServer(on_confirm=self._confirmed)
-        servers: list[ClusterServer] = [self.messaging]
+        # the HAN's time master: the comms hub serves Time (meters synchronise to it)
+        self.time = TimeServer(_CallableClock(clock), master=True)
+        servers: list[ClusterServer] = [self.time, self.messaging]
         if self.price is not None:
-            servers.insert(0, self.price)
+            servers.insert(1, self.price)
         self.endpoint = SeEndpoint(endpoint, servers, device_type=ESI_DEVICE_TYPE)
         self.confirmations: list[dict[str, Any]] = []
         self.log: list[str] = []

@@ -1,18 +1,22 @@
-"""The virtual air: one simulated IEEE 802.15.4 channel shared by many nodes.
+"""The virtual air: simulated IEEE 802.15.4 channels shared by many nodes.
 
-Nodes attach a :class:`AirPort` (IEEE + NWK address + role) and transmit
-:class:`~radios.frames.AirFrame` values. A unicast frame reaches the port with that NWK
-address (the MAC ACK is implied: :meth:`VirtualAir.transmit` returns whether anyone
-took it); a broadcast reaches every other port. Taps (the pcap writer) see every frame
-in transmission order.
+What travels is bytes: the MPDU each node's stack built (``radios/node.py``), without its
+FCS — encrypted as it would be on a real channel. Nodes attach an :class:`AirPort`
+(their IEEE, the channel they are tuned to, and once they have joined their PAN id and
+NWK address). The air reads only the MAC header to deliver: a unicast to a short
+address reaches the port with that (channel, PAN, address), one to an extended address
+the port with that IEEE on the channel (association responses), and broadcasts every
+other port on the channel; a node on another channel hears nothing, and each node's MAC
+drops frames for another PAN. :meth:`VirtualAir.transmit` returns whether a unicast was
+taken (the MAC ACK). Taps (the pcap writer) see every frame in transmission order.
 
 With an :class:`AirTimeModel` the channel is serialised: each frame occupies the air for
 its PHY duration plus CSMA backoff and, for unicast, the MAC ACK turnaround, so a
 benchmark sees what one 250 kbit/s channel allows. Without it frames move as fast as the
 event loop can carry them (tests).
 
-The medium can span processes: :func:`serve_udp` exposes an air on a loopback UDP port
-and :func:`connect_udp` mirrors a remote air into a local one (see ``radios/udp.py``).
+The medium can span processes: :func:`radios.udp.serve_udp` exposes an air on a
+loopback UDP port and :func:`radios.udp.connect_udp` mirrors a remote air into a local one.
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
+import struct
 import time
 from collections.abc import Callable
 from typing import Protocol
 
-from radios.frames import AirFrame, ApsKind
-
 LOGGER = logging.getLogger(__name__)
 
-Tap = Callable[[AirFrame, float], None]
+Tap = Callable[[bytes, float], None]
+FCS_LEN = 2
+UNSET_PAN = 0xFFFF
+UNSET_NWK = 0xFFFE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,43 +64,72 @@ class AirTimeModel:
         return us / 1e6
 
 
-def mpdu_length(frame: AirFrame) -> int:
-    """Length of the MAC frame carrying ``frame`` (header + NWK + APS + payload + FCS)."""
-    mac = 9 + 2  # fc, seq, dst pan, dst short, src short + FCS
-    nwk = 8 + 8  # fc, dst, src, radius, seq + extended source
-    aps = 8 if frame.kind == ApsKind.DATA else 8
-    return mac + nwk + aps + len(frame.payload)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a frame goes, read from its MAC header."""
+
+    pan: int | None
+    short: int | None = None
+    ext: int | None = None
+
+    @property
+    def broadcast(self) -> bool:
+        return self.ext is None and self.short in (None, 0xFFFF)
+
+
+def destination(mpdu: bytes) -> Destination | None:
+    """The MAC destination of a frame, or None when the header cannot be read."""
+    if len(mpdu) < 3:
+        return None
+    fc = mpdu[0] | mpdu[1] << 8
+    if fc & 7 == 2:  # ACK
+        return None
+    mode = (fc >> 10) & 3
+    if mode == 0:
+        return Destination(pan=None)
+    if mode == 2 and len(mpdu) >= 7:
+        pan, short = struct.unpack_from("<HH", mpdu, 3)
+        return Destination(pan=pan, short=short)
+    if mode == 3 and len(mpdu) >= 13:
+        pan = struct.unpack_from("<H", mpdu, 3)[0]
+        return Destination(pan=pan, ext=int.from_bytes(mpdu[5:13], "little"))
+    return None
 
 
 class Receiver(Protocol):
-    def __call__(self, frame: AirFrame) -> None: ...
+    def __call__(self, mpdu: bytes) -> None: ...
 
 
 @dataclasses.dataclass(eq=False)
 class AirPort:
-    """A node's attachment to the air."""
+    """A node's radio on the air."""
 
     air: VirtualAir
     ieee: int
-    nwk: int
     receiver: Receiver
+    channel: int
+    pan_id: int = UNSET_PAN
+    nwk: int = UNSET_NWK
     coordinator: bool = False
-    rx_on_when_idle: bool = True
-    mac_seq: int = 0
-    nwk_seq: int = 0
 
-    async def transmit(self, frame: AirFrame) -> bool:
-        self.mac_seq = (self.mac_seq + 1) & 0xFF
-        self.nwk_seq = (self.nwk_seq + 1) & 0xFF
-        stamped = frame.replace(mac_seq=self.mac_seq, nwk_seq=self.nwk_seq)
-        return await self.air.transmit(stamped, self)
+    async def transmit(self, mpdu: bytes) -> bool:
+        return await self.air.transmit(mpdu, self)
+
+    def set_address(self, pan_id: int, nwk: int) -> None:
+        self.air._reindex(self, pan_id=pan_id, nwk=nwk, channel=self.channel)
+
+    def tune(self, channel: int) -> None:
+        self.air._reindex(self, pan_id=self.pan_id, nwk=self.nwk, channel=channel)
 
     def detach(self) -> None:
         self.air.detach(self)
 
 
 class VirtualAir:
-    """One channel. Not thread-safe: all ports live on one event loop."""
+    """The 2.4 GHz band. Not thread-safe: all ports live on one event loop.
+
+    ``pan_id`` and ``channel`` are the defaults a coordinator forms with on this air.
+    """
 
     def __init__(
         self,
@@ -107,86 +143,144 @@ class VirtualAir:
         self.channel = channel
         self.air_time = air_time
         self.clock = clock
-        self._ports: dict[int, AirPort] = {}
+        self._by_channel: dict[int, list[AirPort]] = {}
+        self._by_short: dict[tuple[int, int, int], AirPort] = {}
+        self._by_ieee: dict[tuple[int, int], AirPort] = {}
         self._taps: list[Tap] = []
         self._channel_lock = asyncio.Lock() if air_time else None
         self.frames_sent = 0
         self.bytes_sent = 0
-        # Frames for NWK addresses that no local port has go here (the UDP link).
-        self.uplink: Callable[[AirFrame, AirPort | None], bool] | None = None
+        # Keys in use on this air, as the nodes here report them: what a test lab's sniffer
+        # is configured with (the pcap tap writes them to FILE.keys). key -> label
+        self.keys: dict[bytes, str] = {}
+        self._key_listeners: list[Callable[[bytes, str], None]] = []
+        # Frames that no local port takes go here (the UDP link): (mpdu, channel, sender)
+        self.uplink: Callable[[bytes, int, AirPort | None], bool] | None = None
 
-    # -- membership ---------------------------------------------------------------
-    def attach(self, ieee: int, nwk: int, receiver: Receiver, *, coordinator: bool = False) -> AirPort:
-        if nwk in self._ports:
-            raise ValueError(f"NWK address 0x{nwk:04X} is already on the air")
-        port = AirPort(self, ieee, nwk, receiver, coordinator=coordinator)
-        self._ports[nwk] = port
+    # -- membership ---------------------------------------------------------------------
+    def attach(self, ieee: int, receiver: Receiver, *, channel: int | None = None,
+               pan_id: int = UNSET_PAN, nwk: int = UNSET_NWK,
+               coordinator: bool = False) -> AirPort:
+        channel = self.channel if channel is None else channel
+        if (channel, ieee) in self._by_ieee:
+            raise ValueError(f"a node with IEEE {ieee:016x} is already on channel {channel}")
+        port = AirPort(self, ieee, receiver, channel, coordinator=coordinator)
+        self._by_channel.setdefault(channel, []).append(port)
+        self._by_ieee[(channel, ieee)] = port
+        if nwk != UNSET_NWK:
+            self._reindex(port, pan_id=pan_id, nwk=nwk, channel=channel)
         return port
 
     def detach(self, port: AirPort) -> None:
-        if self._ports.get(port.nwk) is port:
-            del self._ports[port.nwk]
+        ports = self._by_channel.get(port.channel, [])
+        if port in ports:
+            ports.remove(port)
+        if self._by_ieee.get((port.channel, port.ieee)) is port:
+            del self._by_ieee[(port.channel, port.ieee)]
+        key = (port.channel, port.pan_id, port.nwk)
+        if self._by_short.get(key) is port:
+            del self._by_short[key]
 
-    def free_nwk(self, preferred: int) -> int:
-        """A NWK address not yet used on this air, starting at ``preferred``."""
-        nwk = preferred & 0xFFF7 or 1
-        while nwk in self._ports or nwk in (0x0000,) or nwk >= 0xFFF8:
-            nwk = (nwk * 1103 + 17) % 0xFFF7 or 1
-        return nwk
+    def _reindex(self, port: AirPort, *, pan_id: int, nwk: int, channel: int) -> None:
+        self.detach(port)
+        port.channel, port.pan_id, port.nwk = channel, pan_id, nwk
+        self._by_channel.setdefault(channel, []).append(port)
+        self._by_ieee[(channel, port.ieee)] = port
+        if nwk < 0xFFF8 and pan_id != UNSET_PAN:
+            self._by_short[(channel, pan_id, nwk)] = port
+
+    def nwk_in_use(self, channel: int, pan_id: int, nwk: int) -> bool:
+        return (channel, pan_id, nwk) in self._by_short
+
+    def free_nwk(self, channel: int, pan_id: int, *, rng: random.Random | None = None) -> int:
+        """A random NWK address nobody on (channel, PAN) uses (bounded search)."""
+        rng = rng or random.Random()
+        for _ in range(64):
+            nwk = rng.randrange(1, 0xFFF8)
+            if not self.nwk_in_use(channel, pan_id, nwk):
+                return nwk
+        for nwk in range(1, 0xFFF8):
+            if not self.nwk_in_use(channel, pan_id, nwk):
+                return nwk
+        raise RuntimeError("no free NWK address on this PAN")
 
     def lookup_ieee(self, ieee: int) -> int | None:
-        for port in self._ports.values():
-            if port.ieee == ieee:
+        for (_, value), port in self._by_ieee.items():
+            if value == ieee and port.nwk < 0xFFF8:
                 return port.nwk
         return None
 
     def ports(self) -> list[AirPort]:
-        return list(self._ports.values())
+        return [p for ports in self._by_channel.values() for p in ports]
 
-    # -- taps ---------------------------------------------------------------------
+    # -- keys -----------------------------------------------------------------------------
+    def report_key(self, key: bytes, label: str) -> None:
+        key = bytes(key)
+        if key in self.keys:
+            return
+        self.keys[key] = label
+        for listener in list(self._key_listeners):
+            listener(key, label)
+
+    def on_key(self, listener: Callable[[bytes, str], None]) -> Callable[[], None]:
+        """Call ``listener`` for every key reported so far and from now on."""
+        for key, label in list(self.keys.items()):
+            listener(key, label)
+        self._key_listeners.append(listener)
+        return lambda: self._key_listeners.remove(listener)
+
+    # -- taps ---------------------------------------------------------------------------
     def add_tap(self, tap: Tap) -> Callable[[], None]:
         self._taps.append(tap)
         return lambda: self._taps.remove(tap)
 
-    # -- transmission ---------------------------------------------------------------
-    async def transmit(self, frame: AirFrame, sender: AirPort | None) -> bool:
-        """Put ``frame`` on the air. Returns True when a unicast was taken by a node
-        (the MAC ACK); broadcasts always return True."""
+    # -- transmission ---------------------------------------------------------------------
+    async def transmit(self, mpdu: bytes, sender: AirPort) -> bool:
+        """Put a frame on the sender's channel. Returns True when a unicast was taken (the
+        MAC ACK); broadcasts always return True."""
         if self._channel_lock is not None and self.air_time is not None:
+            dst = destination(mpdu)
             async with self._channel_lock:
-                await asyncio.sleep(
-                    self.air_time.frame_seconds(mpdu_length(frame), not frame.broadcast)
-                )
-                return self._deliver(frame, sender)
-        return self._deliver(frame, sender)
+                await asyncio.sleep(self.air_time.frame_seconds(
+                    len(mpdu) + FCS_LEN, dst is not None and not dst.broadcast))
+                return self._deliver(mpdu, sender.channel, sender)
+        return self._deliver(mpdu, sender.channel, sender)
 
-    def inject(self, frame: AirFrame) -> bool:
+    def inject(self, mpdu: bytes, channel: int) -> bool:
         """Deliver a frame that arrived from outside this process (no air time)."""
-        return self._deliver(frame, None, from_outside=True)
+        return self._deliver(mpdu, channel, None, from_outside=True)
 
-    def _deliver(self, frame: AirFrame, sender: AirPort | None, from_outside: bool = False) -> bool:
+    def _deliver(self, mpdu: bytes, channel: int, sender: AirPort | None,
+                 from_outside: bool = False) -> bool:
         self.frames_sent += 1
-        self.bytes_sent += mpdu_length(frame)
+        self.bytes_sent += len(mpdu) + FCS_LEN
         now = self.clock()
         for tap in self._taps:
             try:
-                tap(frame, now)
+                tap(mpdu, now)
             except Exception:  # a broken tap must never take the air down
                 LOGGER.exception("air tap failed")
+        dst = destination(mpdu)
+        if dst is None:
+            return False
         loop = asyncio.get_running_loop()
-        if frame.broadcast:
-            for port in list(self._ports.values()):
+        if dst.broadcast:
+            for port in self._by_channel.get(channel, ()):
                 if port is not sender:
-                    loop.call_soon(port.receiver, frame)
+                    loop.call_soon(port.receiver, mpdu)
             if self.uplink is not None and not from_outside:
-                self.uplink(frame, sender)
+                self.uplink(mpdu, channel, sender)
             return True
-        port = self._ports.get(frame.dst_nwk)
+        if dst.ext is not None:
+            port = self._by_ieee.get((channel, dst.ext))
+        else:
+            assert dst.short is not None and dst.pan is not None
+            port = self._by_short.get((channel, dst.pan, dst.short))
         if port is not None and port is not sender:
-            loop.call_soon(port.receiver, frame)
+            loop.call_soon(port.receiver, mpdu)
             return True
         if self.uplink is not None and not from_outside:
-            return self.uplink(frame, sender)
+            return self.uplink(mpdu, channel, sender)
         return False
 
 

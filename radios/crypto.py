@@ -159,6 +159,16 @@ def link_key_from_install_code(code: bytes) -> bytes:
     return aes_mmo(code)
 
 
+def make_install_code(length: int = 16) -> bytes:
+    """A random install code of ``length`` bytes with its CRC appended."""
+    import secrets
+
+    if length not in CODE_LENGTHS:
+        raise InstallCodeError(f"install codes have 6, 8, 12 or 16 bytes, not {length}")
+    code = secrets.token_bytes(length)
+    return code + crc16_x25(code).to_bytes(2, "little")
+
+
 # -- keys derived from a link key (Zigbee spec 4.5.3) ------------------------------------------
 def key_transport_key(link_key: bytes) -> bytes:
     """The key that protects Transport Key commands: HMAC-AES-MMO(link key, 0x00)."""

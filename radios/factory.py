@@ -27,16 +27,20 @@ def make_controller(
     manufacturer_code: int = 0x1234,
     database_path: str | None = None,
     network: Any = None,
+    security: dict[str, Any] | None = None,
 ) -> zigpy.application.ControllerApplication:
     """A controller with ``endpoints`` registered before the network starts.
 
     ``network`` (EZSP only) is a :class:`radios.ezsp.NetworkSettings` for forming; with
     ``air`` and no ``network``, an EZSP stick forms on that air's channel and PAN id.
+    ``security`` (virtual only) goes to :func:`radios.virtual.virtual_config`: ``state``
+    (the radio's NV file), ``install_code`` or ``link_key`` to join with, ``aps_policy``,
+    ``on_key``, ``channels``.
     """
     if kind == "virtual":
         cfg = virtual_config(
             ieee, role=role, air=air, path=device or "virtual://default",
-            manufacturer_code=manufacturer_code,
+            manufacturer_code=manufacturer_code, **(security or {}),
         )
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [d.as_dict() for d in endpoints]
         return VirtualControllerApplication(cfg)

@@ -1,10 +1,14 @@
-"""The pcap tap: every frame on the virtual air as IEEE 802.15.4 + Zigbee NWK + APS.
+"""The pcap tap: every frame on the virtual air, as it is on the air (encrypted).
 
 Frames are written as pcap linktype 195 (LINKTYPE_IEEE802_15_4_WITHFCS) with a correct
-FCS, so Wireshark/tshark decode them down to ZCL. The virtual air is single hop: the MAC
-source/destination are the NWK source/destination, broadcasts go to MAC 0xFFFF. NWK
-frames are unsecured (the virtual air has no keys) and carry the extended source address
-so captures show IEEE addresses.
+FCS, so Wireshark/tshark decode them down to ZCL — given the keys. :class:`KeyLog` keeps
+``FILE.keys`` beside a capture: one line per key in Wireshark's Zigbee key table form,
+``"<32 hex digits>","Normal","<label>"``, so that
+``tshark -r FILE -o 'uat:zigbee_pc_keys:<line>' ...`` decrypts everything (tshark derives
+the key-transport and key-load keys from a link key itself). The file has mode 0600.
+
+:func:`encode_mac_frame` builds an *unsecured* frame from an :class:`AirFrame` value, for
+tests and tools that want to show tshark a frame without a network.
 
 Layouts (little-endian fields):
 - MAC data frame: frame control, sequence, destination PAN, destination short, source
@@ -17,10 +21,11 @@ Layouts (little-endian fields):
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from radios.frames import AirFrame, ApsKind
 
@@ -91,6 +96,7 @@ class PcapWriter:
                                   LINKTYPE_IEEE802_15_4_WITHFCS))
         self._f.flush()
         self.frames = 0
+        self.keylog: KeyLog | None = None
 
     def write_raw(self, mpdu: bytes, timestamp: float | None = None) -> None:
         if self._f is None:
@@ -104,9 +110,21 @@ class PcapWriter:
         self._f.flush()
         self.frames += 1
 
-    def write(self, frame: AirFrame, timestamp: float | None = None) -> None:
-        """Usable directly as a :meth:`VirtualAir.add_tap` tap."""
-        self.write_raw(encode_mac_frame(frame), timestamp)
+    def write(self, frame: bytes | AirFrame, timestamp: float | None = None) -> None:
+        """Usable directly as a :meth:`VirtualAir.add_tap` tap: an MPDU as on the air (its
+        FCS is added here), or an :class:`AirFrame` value (written unsecured)."""
+        if isinstance(frame, AirFrame):
+            self.write_raw(encode_mac_frame(frame), timestamp)
+        else:
+            mpdu = bytes(frame)
+            self.write_raw(mpdu + struct.pack("<H", fcs(mpdu)), timestamp)
+
+    def capture(self, air: Any) -> PcapWriter:
+        """Write every frame on ``air`` and keep ``FILE.keys`` with the keys its nodes use."""
+        air.add_tap(self.write)
+        self.keylog = KeyLog(f"{self.path}.keys")
+        air.on_key(self.keylog.add)
+        return self
 
     def close(self) -> None:
         if self._f is not None:
@@ -118,3 +136,55 @@ class PcapWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class KeyLog:
+    """``FILE.keys`` for a capture: every key in use, one Wireshark key-table line each."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._keys: dict[bytes, str] = {}
+        self._write()
+
+    @staticmethod
+    def line(key: bytes, label: str) -> str:
+        # no spaces, quotes or commas: a line stays one shell word (tshark -o $(...))
+        safe = "".join(c if c.isalnum() or c in "-_.:" else "_" for c in label)
+        return f'"{bytes(key).hex()}","Normal","{safe}"'
+
+    def add(self, key: bytes, label: str) -> None:
+        key = bytes(key)
+        if key in self._keys:
+            return
+        self._keys[key] = label
+        self._write()
+
+    def lines(self) -> list[str]:
+        return [self.line(k, v) for k, v in self._keys.items()]
+
+    def tshark_options(self) -> list[str]:
+        """``-o uat:zigbee_pc_keys:...`` for every key, for a tshark command line."""
+        return [arg for line in self.lines() for arg in ("-o", f"uat:zigbee_pc_keys:{line}")]
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, "".join(line + "\n" for line in self.lines()).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+
+
+def read_key_lines(path: Path | str) -> list[str]:
+    """The key-table lines of a ``FILE.keys``."""
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def tshark_key_options(pcap: Path | str) -> list[str]:
+    """``-o uat:zigbee_pc_keys:...`` for each line of ``PCAP.keys`` (none if absent)."""
+    keys = Path(f"{pcap}.keys")
+    if not keys.exists():
+        return []
+    return [arg for line in read_key_lines(keys) for arg in ("-o", f"uat:zigbee_pc_keys:{line}")]

@@ -6,50 +6,34 @@ client transmits goes to the host, which delivers it to its own nodes and relays
 the other clients; frames on the host's air that no local node takes go to every
 client. Clients say hello every second so the host knows where they are.
 
-Datagram: ``b"AIR1"`` + little-endian header (see ``_HDR``) + APS payload; ``b"HELO"``
-for hellos. Anything else is ignored. Only loopback is intended.
+Datagram: ``b"AIR2"`` + the channel (one byte) + the MPDU as on the air (no FCS);
+``b"HELO"`` for hellos. Anything else is ignored. Only loopback is intended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 
 from radios.air import AirPort, VirtualAir
-from radios.frames import AirFrame, ApsKind
 
 LOGGER = logging.getLogger(__name__)
 
-_MAGIC = b"AIR1"
+_MAGIC = b"AIR2"
 _HELLO = b"HELO"
-_HDR = struct.Struct("<BHHHQHHBBBBBBB")
 PEER_TIMEOUT = 5.0
 
 
-def encode(frame: AirFrame) -> bytes:
-    return _MAGIC + _HDR.pack(
-        int(frame.kind), frame.pan_id, frame.src_nwk, frame.dst_nwk, frame.src_ieee,
-        frame.profile_id, frame.cluster_id, frame.src_ep, frame.dst_ep, frame.aps_counter,
-        int(frame.ack_request), frame.radius, frame.nwk_seq, frame.mac_seq,
-    ) + frame.payload
+def encode(mpdu: bytes, channel: int) -> bytes:
+    return _MAGIC + bytes([channel & 0xFF]) + mpdu
 
 
-def decode(data: bytes) -> AirFrame | None:
-    if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + _HDR.size:
+def decode(data: bytes) -> tuple[bytes, int] | None:
+    """(MPDU, channel) from a datagram, or None."""
+    if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
         return None
-    try:
-        (kind, pan, src, dst, ieee, profile, cluster, sep_, dep, counter, ack, radius, nseq,
-         mseq) = _HDR.unpack_from(data, len(_MAGIC))
-        return AirFrame(
-            kind=ApsKind(kind), pan_id=pan, src_nwk=src, dst_nwk=dst, src_ieee=ieee,
-            profile_id=profile, cluster_id=cluster, src_ep=sep_, dst_ep=dep,
-            aps_counter=counter, payload=data[len(_MAGIC) + _HDR.size:], ack_request=bool(ack),
-            radius=radius, nwk_seq=nseq, mac_seq=mseq,
-        )
-    except (ValueError, struct.error):
-        return None
+    return bytes(data[len(_MAGIC) + 1:]), data[len(_MAGIC)]
 
 
 class UdpAirServer(asyncio.DatagramProtocol):
@@ -69,10 +53,10 @@ class UdpAirServer(asyncio.DatagramProtocol):
                 del self.peers[addr]
         return list(self.peers)
 
-    def _uplink(self, frame: AirFrame, sender: AirPort | None) -> bool:
+    def _uplink(self, mpdu: bytes, channel: int, sender: AirPort | None) -> bool:
         peers = self._live_peers()
         if self.transport is not None:
-            data = encode(frame)
+            data = encode(mpdu, channel)
             for addr in peers:
                 self.transport.sendto(data, addr)
         return bool(peers)
@@ -81,10 +65,10 @@ class UdpAirServer(asyncio.DatagramProtocol):
         self.peers[addr] = time.monotonic()
         if data == _HELLO:
             return
-        frame = decode(data)
-        if frame is None:
+        decoded = decode(data)
+        if decoded is None:
             return
-        self.air.inject(frame)
+        self.air.inject(*decoded)
         if self.transport is not None:
             for peer in self._live_peers():
                 if peer != addr:
@@ -124,16 +108,16 @@ class UdpAirLink(asyncio.DatagramProtocol):
             self.transport.sendto(_HELLO)
             await asyncio.sleep(1.0)
 
-    def _uplink(self, frame: AirFrame, sender: AirPort | None) -> bool:
+    def _uplink(self, mpdu: bytes, channel: int, sender: AirPort | None) -> bool:
         if self.transport is None:
             return False
-        self.transport.sendto(encode(frame))
+        self.transport.sendto(encode(mpdu, channel))
         return True
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        frame = decode(data)
-        if frame is not None:
-            self.air.inject(frame)
+        decoded = decode(data)
+        if decoded is not None:
+            self.air.inject(*decoded)
 
     def error_received(self, exc: Exception) -> None:
         LOGGER.debug("air link: %s", exc)

@@ -14,12 +14,17 @@ Rules followed (Zigbee spec 2.4.3/2.4.4):
   dropped when broadcast;
 - an error response keeps the fields its layout has whatever the status (:func:`refusal`),
   so the requester's parser (zigpy's) can read it.
+
+The binding table (2.4.3.2.2, 2.4.3.3.4) lives here too, as it does in a stick's
+firmware: Bind_req / Unbind_req for our own IEEE and endpoints, Mgmt_Bind_req reads it.
+The host sends reports to the bound destinations (``bindings_for``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
@@ -112,11 +117,102 @@ def device_announce(node: NodeIdentity, tsn: int) -> bytes:
     return encode(ZDOCmd.Device_annce, tsn, t.NWK(node.nwk), node.ieee, t.uint8_t(caps))
 
 
+BINDING_TABLE_SIZE = 32
+MGMT_BIND_PER_FRAME = 3  # 21-byte entries: three fit in one frame with headroom
+
+
+@dataclasses.dataclass(frozen=True)
+class BindingEntry:
+    """One binding: our (endpoint, cluster) to a device's endpoint (unicast) or a group."""
+
+    src_ep: int
+    cluster: int
+    dst_ieee: int | None = None
+    dst_ep: int | None = None
+    group: int | None = None
+
+    def to_json(self) -> dict[str, int]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, int]) -> BindingEntry:
+        return cls(**data)
+
+
 class ZdoServer:
     """Answers ZDO requests for one node. ``handle`` returns (cluster, payload) replies."""
 
-    def __init__(self, node: NodeIdentity) -> None:
+    def __init__(self, node: NodeIdentity, bindings: list[dict[str, int]] | None = None,
+                 *, on_change: Callable[[], None] = lambda: None) -> None:
         self.node = node
+        self._bindings = bindings if bindings is not None else []
+        self.on_change = on_change
+
+    def passes_up(self, cluster_id: int) -> bool:
+        """Whether a request the firmware answered also goes up to the host (no: the
+        host only hears announcements and responses)."""
+        return False
+
+    # -- the binding table --------------------------------------------------------------
+    @property
+    def bindings(self) -> list[BindingEntry]:
+        return [BindingEntry.from_json(b) for b in self._bindings]
+
+    def bindings_for(self, src_ep: int, cluster: int) -> list[BindingEntry]:
+        return [b for b in self.bindings if b.src_ep == src_ep and b.cluster == cluster]
+
+    def _bind_entry(self, src, src_ep, cluster, dst) -> BindingEntry | int:
+        if src != self.node.ieee:
+            return Status.NOT_SUPPORTED
+        if src_ep not in self.node.endpoints:
+            return Status.INVALID_EP
+        if dst.addrmode == 0x01:
+            return BindingEntry(int(src_ep), int(cluster), group=int(dst.nwk))
+        return BindingEntry(int(src_ep), int(cluster), dst_ieee=int.from_bytes(bytes(dst.ieee),
+                                                                                "little"),
+                            dst_ep=int(dst.endpoint))
+
+    def _on_Bind_req(self, tsn, src, src_ep, cluster, dst, *, broadcast):  # noqa: N802
+        if broadcast:
+            return None
+        entry = self._bind_entry(src, src_ep, cluster, dst)
+        if not isinstance(entry, BindingEntry):
+            return bytes([tsn, entry])
+        if entry.to_json() not in self._bindings:
+            if len(self._bindings) >= BINDING_TABLE_SIZE:
+                return bytes([tsn, Status.TABLE_FULL])
+            self._bindings.append(entry.to_json())
+            self.on_change()
+        return bytes([tsn, Status.SUCCESS])
+
+    def _on_Unbind_req(self, tsn, src, src_ep, cluster, dst, *, broadcast):  # noqa: N802
+        if broadcast:
+            return None
+        entry = self._bind_entry(src, src_ep, cluster, dst)
+        if not isinstance(entry, BindingEntry):
+            return bytes([tsn, entry])
+        if entry.to_json() not in self._bindings:
+            return bytes([tsn, Status.NO_ENTRY])
+        self._bindings.remove(entry.to_json())
+        self.on_change()
+        return bytes([tsn, Status.SUCCESS])
+
+    def _on_Mgmt_Bind_req(self, tsn, start, *, broadcast):  # noqa: N802
+        if broadcast:
+            return None
+        table = self.bindings
+        chunk = table[start:start + MGMT_BIND_PER_FRAME]
+        entries = []
+        for b in chunk:
+            if b.group is not None:
+                dst = zdo_t.MultiAddress(addrmode=0x01, nwk=b.group)
+            else:
+                dst = zdo_t.MultiAddress(addrmode=0x03, ieee=t.EUI64(
+                    (b.dst_ieee or 0).to_bytes(8, "little")), endpoint=b.dst_ep or 0)
+            entries.append(zdo_t.Binding(SrcAddress=self.node.ieee, SrcEndpoint=b.src_ep,
+                                         ClusterId=b.cluster, DstAddress=dst))
+        return bytes([tsn, Status.SUCCESS, len(table), start, len(entries)]) + b"".join(
+            e.serialize() for e in entries)
 
     def handle(self, cluster_id: int, data: bytes, *, broadcast: bool) -> list[tuple[int, bytes]]:
         if cluster_id & 0x8000 or cluster_id == ZDOCmd.Device_annce:

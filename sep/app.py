@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,30 +25,37 @@ import zigpy.application
 import zigpy.exceptions
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
+from zigpy.zcl import foundation
 
 from radios.air import VirtualAir
 from radios.factory import make_controller
 from sep import __version__
 from sep.bridge.config import BridgeConfig
-from sep.bridge.payloads import MeterState
+from sep.bridge.payloads import MeterState, currency_code
 from sep.clock import Clock, WallClock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
 from sep.clusters.messaging import MessagingServer
 from sep.clusters.metering import MeteringServer
+from sep.clusters.prepayment import PrepaymentServer
 from sep.clusters.price import PriceServer
 from sep.clusters.supplier_link import SupplierLink
 from sep.endpoint import SeEndpoint
 from sep.firmware.appimage import APP_MANUFACTURER_CODE
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
+from sep.han import HanServices
+from sep.meter.cost import DailyCost
+from sep.meter.prepayment import PrepaymentAccount, units_of
 from sep.meter.tariff import Tariff, load_tariff, tariff_from_dict
-from sep.metrology.api import MetrologyReader, Reading, SimulatedMetrology
+from sep.metrology.api import UNTRUSTED, MetrologyReader, Reading, SimulatedMetrology
 from sep.ota.client import OtaClient
 from sep.ota.service import OtaService, Verifier
 from sep.packets import serve, to_packet
 from sep.persistence import MeterPersistence
 from sep.store import Store
+from sep.store.checked import CRC_FIELD, CorruptFile, seal, unseal
 from sep.watchdog import Watchdog
-from sep.zcl.frames import Reply
+from sep.zcl.frames import Reply, parse_read_attributes_response, read_attributes_frame
+from sep.zcl.security import requires_aps_security
 
 LOGGER = logging.getLogger(__name__)
 
@@ -59,7 +66,11 @@ IMAGE_TYPE_APPLICATION = APPLICATION_IMAGE_TYPE  # OTA image type of this applic
 IMAGE_TYPE_METROLOGY = METROLOGY_IMAGE_TYPE  # never accepted over the air
 APP_FILE_VERSION = 0x00010000
 OTA_CLUSTER = 0x0019
-SUPPLIER_SEARCH_MAX = 600.0  # seconds: the slowest search for an ESI that is not there
+TIME_CLUSTER = 0x000A
+TIME_SYNC_ATTRIBUTES = (0x0000, 0x0001, 0x0002, 0x0003, 0x0004, 0x0005)
+SUPPLIER_SEARCH_MAX = 600.0
+HAN_SEARCH_FIRST = 5.0  # seconds before the meter looks for a HAN again, doubling
+HAN_SEARCH_MAX = 300.0  # seconds: the slowest search for an ESI that is not there
 
 
 @dataclasses.dataclass
@@ -84,6 +95,12 @@ class MeterSettings:
     network: Any = None  # EZSP: a radios.ezsp.NetworkSettings for forming (None: zigpy picks)
     supplier_search_interval: float = 5.0  # first wait between searches for the ESI
     supplier_refresh_interval: float = 1800.0  # then ask it again this often (seconds)
+    # -- the secure HAN (virtual radio; an EZSP stick keeps its own) --
+    install_code: str | None = None  # our install code (hex, CRC included): join with it
+    link_key: str | None = None  # or a preconfigured trust-centre link key (32 hex digits)
+    channels: list[int] | None = None  # where to look for the HAN (default: the air's)
+    time_sync_interval: float = 3600.0  # seconds between reads of the trust centre's Time
+    ppmids: tuple[str, ...] = ()  # IEEEs of this home's PPMIDs: they may top up, select EC
 
 
 def load_identity(settings: MeterSettings) -> str:
@@ -96,26 +113,31 @@ def load_identity(settings: MeterSettings) -> str:
         return ieee
     path = settings.data_dir / "identity.json"
     if path.exists():
-        return stored_identity(path)
+        raw = b""
+        try:
+            raw = path.read_bytes()
+            ieee = unseal(raw, str(path))["ieee"]
+            if not isinstance(ieee, str):  # zigpy reads an int or a list as garbage or raises
+                raise TypeError(f"ieee is {type(ieee).__name__}")
+            ieee = str(t.EUI64.convert(ieee))
+        except (OSError, KeyError, TypeError, ValueError, AssertionError) as exc:  # zigpy asserts
+            # never a new identity in place of a damaged one: a new meter on the HAN and on
+            # every dashboard, and the old one's data under the wrong name
+            why = exc if isinstance(exc, CorruptFile) else (
+                f"{path} holds no IEEE address ({type(exc).__name__}: {exc})")
+            raise CorruptFile(f"{why}: restore it from a backup, or give --ieee") from None
+        if CRC_FIELD.encode() not in raw:
+            _write_identity(path, ieee)  # written before records had checksums
+        return ieee
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"ieee": ieee}))
-    os.replace(tmp, path)
+    _write_identity(path, ieee)
     return ieee
 
 
-def stored_identity(path: Path) -> str:
-    """The IEEE kept in ``path``; ValueError naming the file when it is not one (a meter's
-    identity is never silently replaced: the HAN and the supplier know it by it)."""
-    try:
-        ieee = json.loads(path.read_text(encoding="utf-8"))["ieee"]
-        if not isinstance(ieee, str):
-            raise TypeError(f"ieee is {type(ieee).__name__}")
-        return str(t.EUI64.convert(ieee))
-    except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:  # zigpy asserts
-        raise ValueError(f"{path}: not a meter identity ({type(exc).__name__}: {exc}); "
-                         "restore it from a backup, or remove it to take a new IEEE address"
-                         ) from None
+def _write_identity(path: Path, ieee: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(seal({"ieee": ieee}))
+    os.replace(tmp, path)
 
 
 class MeterApp:
@@ -138,18 +160,35 @@ class MeterApp:
         self.basic = BasicServer(manufacturer=MANUFACTURER_NAME, model=MODEL,
                                  sw_build_id=__version__)
         self.identify = IdentifyServer(self.clock)
-        self.time = TimeServer(self.clock)
+        # a Time client of the trust centre / ESI; serves Time as synchronised once set
+        self.time = TimeServer(self.clock, master=False)
         self.messaging = MessagingServer(on_confirm=self._message_confirmed)
         self.price = PriceServer(
             tariff=load_tariff(settings.tariff) if settings.tariff else None,
             on_tier=self.metering.set_active_tier, on_block_period=self._block_period)
-        self.supplier = SupplierLink([self.price, self.messaging], authorised=self._is_supplier)
+        self.metering.price_source = self.price  # bills to date follow the prices in force
+        self._wire_billing()
+        # Calendar, Events, Device Management, Keep-Alive (sep/han.py)
+        self.han = HanServices(self, authorised=self._is_supplier, seed=settings.seed)
+        self.supplier = SupplierLink([self.price, self.messaging, self.han.calendar],
+                                     authorised=self._is_supplier)
+        tariff = self.price.tariff
+        self.prepayment = PrepaymentServer(
+            PrepaymentAccount(tariff.prepayment, digits=tariff.price_trailing_digits,
+                              timezone=tariff.timezone),
+            supply=self.metering.supply, provider_id=lambda: self.price.provider_id,
+            supplier=self._is_supplier, consumer=self._is_ppmid, on_alert=self._prepay_alert,
+            currency=lambda: self.price.tariff.currency)
         self.endpoint = SeEndpoint(settings.endpoint,
                                    [self.basic, self.identify, self.time, self.metering,
-                                    self.price, self.messaging],
-                                   output_clusters=(OTA_CLUSTER, *self.supplier.clusters))
+                                    self.price, self.messaging, self.prepayment,
+                                    *self.han.servers],
+                                   output_clusters=(OTA_CLUSTER, *self.supplier.clusters,
+                                                    *self.han.output_clusters))
         for cluster_id in self.supplier.clusters:
             self.endpoint.client_handlers[cluster_id] = self.supplier.handle
+        self.endpoint.client_handlers.update(self.han.client_handlers())
+        self.endpoint.client_handlers[TIME_CLUSTER] = self._time_answer
         self.controller: zigpy.application.ControllerApplication = make_controller(
             settings.radio,
             ieee=self.ieee,
@@ -160,9 +199,12 @@ class MeterApp:
             flow_control=settings.flow_control,
             manufacturer_code=MANUFACTURER_CODE,
             network=settings.network,
+            security=self._radio_security(settings),
         )
         self.ota: OtaService | None = None
+        self._tmp_dirs: list[Path] = []
         self.update_log: list[dict[str, Any]] = []
+        self.cost = DailyCost()  # cost so far today (restored from the store)
         self.on_fatal: Callable[[str], None] = lambda why: LOGGER.critical("fatal: %s", why)
         self.watchdog = Watchdog(on_event=self._watchdog_event,
                                  on_escalate=lambda name: self.on_fatal(f"task {name} keeps hanging"))
@@ -172,10 +214,13 @@ class MeterApp:
             self.store = Store.open(settings.data_dir)
             self.persistence = MeterPersistence(self.store, self)
             self.persistence.restore()
+            self.han.attach(self.store, self.persistence)
         self._upstream_packet_received = self.controller.packet_received
         self.controller.packet_received = self._on_packet  # type: ignore[method-assign]
         self._loop_task: asyncio.Task[None] | None = None
         self._supplier_task: asyncio.Task[None] | None = None
+        self._time_task: asyncio.Task[None] | None = None
+        self._han_task: asyncio.Task[None] | None = None
         self._match_purposes: dict[int, Callable[[int, list[int]], Any]] = {}
         self._send_tasks: set[asyncio.Task[Any]] = set()
         self.last_reading: Reading | None = None
@@ -190,7 +235,26 @@ class MeterApp:
                                      manufacturer=MANUFACTURER_NAME, sw_version=__version__,
                                      handlers=self.command_handlers(),
                                      data_dir=settings.data_dir)
+            self.bridge.on_command = lambda name, result: self.audit(
+                "MQTT_COMMAND", command=name, **{k: v for k, v in result.items()
+                                                 if k in ("id", "ok", "error")})
+        self._price_seen = self._price_snapshot()
 
+
+    @staticmethod
+    def _radio_security(settings: MeterSettings) -> dict[str, Any]:
+        """What the virtual radio needs to join the HAN securely and keep its keys."""
+        # one quick look for the HAN at start; the meter keeps searching in the background
+        sec: dict[str, Any] = {"aps_policy": requires_aps_security, "join_attempts": 1}
+        if settings.data_dir is not None:
+            sec["state"] = str(settings.data_dir / "radio.json")
+        if settings.install_code:
+            sec["install_code"] = bytes.fromhex(settings.install_code)
+        elif settings.link_key:
+            sec["link_key"] = bytes.fromhex(settings.link_key)
+        if settings.channels:
+            sec["channels"] = list(settings.channels)
+        return sec if settings.radio == "virtual" else {}
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -204,24 +268,56 @@ class MeterApp:
             # the full integrity check of everything stored, before serving anything
             await asyncio.get_running_loop().run_in_executor(None, self.persistence.startup_check)
         await self.poll_metrology()
-        await self.controller.startup(auto_form=True)
-        ni = self.controller.state.node_info
-        LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
-                    self.endpoint.endpoint_id)
+        if not await self._join_han():
+            # a meter meters with or without its HAN: it keeps looking for one
+            self._han_task = asyncio.create_task(self._keep_joining(), name="meter-han")
         # the loop beats once per tick: allow three missed ticks before calling it hung
         timeout = max(self.settings.watchdog_timeout, 3 * self.settings.tick_seconds)
         self.watchdog.register("meter-periodic", timeout, self._periodic)
         await self.watchdog.start()
         self._supplier_task = asyncio.create_task(self._find_supplier(), name="meter-supplier")
+        self._time_task = asyncio.create_task(self._sync_time(), name="meter-time")
         if self.ota is not None:
             await self.ota.start()
         if self.bridge is not None:
             await self.bridge.start()
             self._bridge_task = asyncio.create_task(self._feed_bridge(), name="meter-bridge")
 
-    async def stop(self) -> None:
+    async def _join_han(self, *, first: bool = True) -> bool:
+        try:
+            await self.controller.startup(auto_form=True)
+        except zigpy.exceptions.FormationFailure as exc:
+            # said once; the background search is quiet until it finds one. A meter on an
+            # air of its own process (virtual://NAME, nobody else there) is alone by design.
+            alone = (self.settings.device or "virtual://").startswith("virtual://")
+            level = logging.DEBUG if not first else logging.INFO if alone else logging.WARNING
+            LOGGER.log(level, "no HAN to join (%s); the meter keeps looking in the background",
+                       exc)
+            return False
+        ni = self.controller.state.node_info
+        LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
+                    self.endpoint.endpoint_id)
+        return True
+
+    async def _keep_joining(self) -> None:
+        delay = HAN_SEARCH_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            if await self._join_han(first=False):
+                return
+            delay = min(delay * 2, HAN_SEARCH_MAX)
+
+    @property
+    def on_han(self) -> bool:
+        node = getattr(self.controller, "node", None)
+        return node.joined if node is not None else True
+
+    async def stop(self, reason: str = "stop") -> None:
+        """Stop serving; a clean stop is in the event log (``reason``: what asked for it)."""
+        self.audit("STOP", reason=reason)
         await self.watchdog.stop()
-        for task in (self._loop_task, self._bridge_task, self._supplier_task):
+        for task in (self._loop_task, self._bridge_task, self._supplier_task, self._time_task,
+                     self._han_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -236,6 +332,9 @@ class MeterApp:
         if self.persistence is not None:
             self.persistence.close()
             self.persistence = None
+        for tmp in self._tmp_dirs:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._tmp_dirs.clear()
 
     async def __aenter__(self) -> MeterApp:
         await self.start()
@@ -246,13 +345,22 @@ class MeterApp:
 
     @property
     def nwk(self) -> int:
-        return int(self.controller.state.node_info.nwk)
+        """Our NWK address (0xFFFE while not on a HAN)."""
+        nwk = self.controller.state.node_info.nwk
+        return 0xFFFE if nwk is None else int(nwk)
 
     # -- periodic work -----------------------------------------------------------------
     async def poll_metrology(self) -> Reading:
         reading = await self.metrology.read()
         self.last_reading = reading
         self.metering.update(reading)
+        self.cost.update(reading.timestamp, reading.delivered_wh,
+                         self.price.current_price(reading.timestamp).unit_rate,
+                         self.price.standing_charge)
+        if not reading.status & UNTRUSTED:  # prepayment: charge what was drawn since the
+            since = self.prepayment.account.last_t  # last reading, at the price then in force
+            self.prepayment.book(reading.timestamp, reading.delivered_wh,
+                                 *self._prepay_rates(reading.timestamp if since is None else since))
         if self.persistence is not None:
             self.persistence.tick(reading.timestamp)
         return reading
@@ -262,11 +370,55 @@ class MeterApp:
             beat()
             try:
                 await self.poll_metrology()
-                for reply in self.endpoint.reports(self.clock.now()):
+                await self.han.tick(self.clock.now())
+                for reply in self._to_bound(self.endpoint.reports(self.clock.now())):
                     self._send(reply)
             except Exception:  # noqa: BLE001 - keep serving; the watchdog sees repeats
                 LOGGER.exception("periodic meter work failed")
             await asyncio.sleep(self.settings.tick_seconds)
+
+    def _to_bound(self, replies: list[Reply]) -> list[Reply]:
+        """Attribute reports also go to every device bound to the cluster (ZDO Bind_req,
+        kept by the radio's binding table), once per destination."""
+        bindings_for = getattr(self.controller, "bindings_for", None)
+        if bindings_for is None:
+            return replies
+        out = list(replies)
+        sent = {(r.cluster_id, r.dst_nwk, r.dst_ep, r.data) for r in replies}
+        for reply in replies:
+            if reply.data[2:3] != bytes([foundation.GeneralCommand.Report_Attributes]):
+                continue
+            for ieee, ep in bindings_for(self.endpoint.endpoint_id, reply.cluster_id):
+                nwk = self.controller.nwk_of(ieee)
+                key = (reply.cluster_id, nwk, ep, reply.data)
+                if nwk is None or key in sent:
+                    continue
+                sent.add(key)
+                out.append(dataclasses.replace(reply, dst_nwk=nwk, dst_ep=ep))
+        return out
+
+    # -- Time: a client of the trust centre ----------------------------------------------------
+    async def _sync_time(self) -> None:
+        """Read Time from the ESI (the comms hub: the HAN's time master) now and then; the
+        answer sets our Time server (``_time_answer``)."""
+        while True:
+            esi = self.supplier.esi
+            if esi is not None:
+                dst_nwk, dst_ep = esi
+                frame = read_attributes_frame(self.endpoint.next_tsn(), TIME_SYNC_ATTRIBUTES)
+                self._send(Reply(dst_nwk=dst_nwk, dst_ep=dst_ep, src_ep=self.endpoint.endpoint_id,
+                                 profile_id=0x0109, cluster_id=TIME_CLUSTER, data=frame))
+            await asyncio.sleep(self.settings.time_sync_interval if self.time.synchronised
+                                else min(5.0, self.settings.time_sync_interval))
+
+    def _time_answer(self, req: Any, now: float) -> list[bytes]:
+        """Read Attributes Response of the trust centre's Time server."""
+        if self.supplier.esi is None or req.src_nwk != self.supplier.esi[0]:
+            return []
+        values = parse_read_attributes_response(req)
+        if values is not None:
+            self.time.synchronise(values)
+        return []
 
     # -- MQTT bridge -------------------------------------------------------------------
     def meter_state(self) -> MeterState:
@@ -274,7 +426,7 @@ class MeterApp:
         m = self.metering
         r = self.last_reading
         reg = m.registers
-        tiers = m.config.tiers_in_use
+        tiers = min(m.config.tiers_in_use, self.price.tariff.tier_count)  # the tariff's tiers
         return MeterState(
             ieee=self.ieee,
             timestamp=r.timestamp if r else self.clock.now(),
@@ -293,6 +445,8 @@ class MeterApp:
             price=self._price_state(),
             faults=sorted(f"{table}/{key}" for table, key in (
                 self.store.faults if self.store is not None else ())),
+            cost_today=self.cost.cost if self.cost.day is not None else None,
+            cost_day=self.cost.day, currency=self.price.tariff.currency,
         )
 
     def _price_state(self) -> dict[str, Any] | None:
@@ -300,10 +454,11 @@ class MeterApp:
         if cur is None:
             return None
         tariff = self.price.tariff
+        currency = currency_code(tariff.currency)
         state: dict[str, Any] = {
             "unitrate": float(cur.unit_rate), "tier": cur.tier, "label": cur.label,
-            "units": "GBP/kWh", "standingcharge": float(self.price.standing_charge),
-            "tariff": tariff.label}
+            "units": f"{currency}/kWh", "standingcharge": float(self.price.standing_charge),
+            "standingcharge_units": f"{currency}/day", "tariff": tariff.label}
         nxt = self.price.next_price(self.clock.now())
         if nxt is not None:
             state["next"] = {"unitrate": float(nxt.unit_rate), "tier": nxt.tier,
@@ -311,16 +466,63 @@ class MeterApp:
                                  "%Y-%m-%dT%H:%M:%SZ", time.gmtime(nxt.start))}
         return state
 
+    def _wire_billing(self) -> None:
+        """Metering's bills and registers follow Price: closed billing periods become
+        consolidated bills, the export tariff's tier and blocks book exported energy, a
+        currency change converts the bills to date."""
+        m, p = self.metering, self.price
+        m.on_bill = lambda bill: p.record_bill(bill, self.clock.now())
+        p.on_export_tier = m.set_received_tier
+        p.on_export_block_period = lambda start, thresholds: m.set_received_block_period(
+            start, thresholds, tiered=p.tariff.export is not None
+            and p.tariff.export.tier_count > 1)
+        p.on_currency_change = m.convert_bills
+
     def _block_period(self, start: int, thresholds_wh: list[int]) -> None:
         """A block period begins (Price server): the Metering block registers follow it."""
         self.metering.set_block_period(start, thresholds_wh,
                                        tiered=self.price.tariff.tier_count > 1)
 
-    def set_tariff(self, tariff: Tariff) -> None:
+    def set_tariff(self, tariff: Tariff, source: str = "local") -> None:
         """Change the tariff at run time; the HAN is told at once."""
         self.price.set_tariff(tariff, self.clock.now())
+        if tariff.prepayment is not None:
+            self.prepayment.account.reconfigure(tariff.prepayment)
         self.flush_pushes()
         LOGGER.info("tariff %r (id %d) in force", tariff.label, tariff.issuer_tariff_id)
+        self.note_price_changes(source)
+
+    # -- the audit trail -----------------------------------------------------------------
+    def audit(self, kind: str, **details: Any) -> None:
+        """Record ``kind`` with ``details`` in the tamper-evident event log (with a data
+        dir) and on MQTT's event topic: one call for any part of the meter, e.g.
+        ``app.audit("JOIN", ieee=str(ieee), nwk=f"0x{nwk:04X}", method="install code")``."""
+        LOGGER.info("event %s %s", kind, details)
+        if self.persistence is not None:
+            self.persistence.event(kind, details)
+        elif self.bridge is not None:
+            self.bridge.publish_event(kind, details)
+
+    def _price_snapshot(self) -> tuple[int, frozenset[tuple[Any, ...]]]:
+        return (self.price.tariff.issuer_tariff_id,
+                frozenset((e.issuer_event_id, e.tier, str(e.rate), e.start, e.duration_min,
+                           e.label) for e in self.price.events))
+
+    def note_price_changes(self, source: str) -> None:
+        """Put a changed tariff and every new price event in the event log."""
+        tariff_id, events = self._price_snapshot()
+        old_id, old_events = self._price_seen
+        self._price_seen = (tariff_id, events)
+        if tariff_id != old_id:
+            t_ = self.price.tariff
+            self.audit("TARIFF_CHANGE", issuer_tariff_id=tariff_id, label=t_.label,
+                       tiers=t_.tier_count, standing_charge=str(t_.standing_charge),
+                       source=source)
+        for ev in sorted(events - old_events):
+            issuer_event_id, tier, rate, start, duration, label = ev
+            self.audit("PRICE_CHANGE", issuer_event_id=issuer_event_id, tier=tier,
+                       rate=rate, label=label, start=start, duration_minutes=duration,
+                       source=source)
 
     def _message_state(self) -> dict[str, Any] | None:
         msg = self.messaging.last_message(self.clock.now())
@@ -371,16 +573,33 @@ class MeterApp:
                                        now=self.clock.now(),
                                        duration_minutes=p.get("duration_minutes", 0xFFFF))
             self.flush_pushes()
+            self.note_price_changes("mqtt")
             return {"tier": p["tier"]}
 
         async def set_tariff(cmd: Any) -> dict[str, Any]:
             tariff = tariff_from_dict(cmd.params["tariff"], source="set_tariff")
-            self.set_tariff(tariff)
+            self.set_tariff(tariff, source="mqtt")
             return {"issuer_tariff_id": tariff.issuer_tariff_id, "label": tariff.label}
 
-        return {"image_notify": image_notify, "display_message": display_message,
-                "cancel_message": cancel_message, "publish_price": publish_price,
-                "set_tariff": set_tariff}
+        async def set_supply(cmd: Any) -> dict[str, Any]:
+            # the consumer's button (LocalChangeSupply): "off" arms (the relay opens and
+            # a local "on" restores it); a supply the supplier turned off stays off
+            from sep.meter.supply import Refused, SupplyStatus
+
+            supply = self.metering.supply
+            want = SupplyStatus.ON if cmd.params["state"] == "on" else SupplyStatus.ARMED
+            try:
+                supply.local_change(int(want), source="mqtt")
+            except Refused as exc:
+                raise ValueError(exc.reason) from None
+            return {"supply": supply.status.name.lower()}
+
+        handlers = {"image_notify": image_notify, "display_message": display_message,
+                    "cancel_message": cancel_message, "publish_price": publish_price,
+                    "set_tariff": set_tariff}
+        if self.settings.mqtt is not None and self.settings.mqtt.supply_control:
+            handlers["set_supply"] = set_supply
+        return handlers
 
     def flush_pushes(self) -> None:
         """Send the servers' queued unsolicited commands now (the periodic loop also does)."""
@@ -402,7 +621,9 @@ class MeterApp:
     def enable_ota(self, *, verifier: Verifier, on_apply: Callable[[Path, int], Any],
                    staging_dir: Path | None = None, **client_options: Any) -> OtaService:
         """Attach the OTA client (before :meth:`start`)."""
-        staging = staging_dir or (self.settings.data_dir or Path(tempfile.mkdtemp())) / "ota"
+        if staging_dir is None and self.settings.data_dir is None:
+            self._tmp_dirs.append(Path(tempfile.mkdtemp(prefix="sep-ota-")))  # gone at stop
+        staging = staging_dir or (self.settings.data_dir or self._tmp_dirs[-1]) / "ota"
 
         def client(sink: Any) -> OtaClient:
             return OtaClient(manufacturer=MANUFACTURER_CODE, image_type=IMAGE_TYPE_APPLICATION,
@@ -469,10 +690,60 @@ class MeterApp:
             return False
         return str(dev.ieee) == str(t.EUI64.convert(self.settings.supplier))
 
+    def _is_ppmid(self, nwk: int) -> bool:
+        """A PPMID of this home (``MeterSettings.ppmids``): it may top up and select
+        emergency credit (the Prepayment server's consumer predicate)."""
+        if not self.settings.ppmids:
+            return False
+        try:
+            dev = self.controller.get_device(nwk=t.NWK(nwk))
+        except KeyError:
+            return False
+        return str(dev.ieee) in {str(t.EUI64.convert(x)) for x in self.settings.ppmids}
+
+    # -- prepayment ---------------------------------------------------------------------
+    PREPAY_MESSAGES = {"low_credit": 0x07050001, "emergency_credit": 0x07050002,
+                       "disconnected": 0x07050003}
+
+    def _prepay_rates(self, t: float) -> tuple[int, int]:
+        """(unit rate, standing charge) in force at ``t``, in the account's price units:
+        the price in force (a price event, or the tariff's TOU tier — at the price of the
+        block the register is in, for a block tariff) and the tariff's daily charge. The
+        energy of a reading is charged at the price in force when the interval began, as
+        the Metering tier registers book it."""
+        tariff = self.price.tariff
+        digits = self.prepayment.account.digits
+        price = self.price.current_price(t)
+        rate = price.unit_rate
+        blocks = self.metering.registers.blocks
+        if (tariff.block_thresholds_kwh and blocks.active and price.tier <= tariff.tier_count
+                and tariff.tier(price.tier).rate == rate):
+            rate = tariff.block_price(price.tier, max(1, blocks.current_block()))
+        return units_of(rate, digits), units_of(tariff.standing_charge, digits)
+
+    def _prepay_alert(self, kind: str, text: str) -> None:
+        """Tell the home (a message to the HAN's displays); a top-up takes the warnings back."""
+        ids = self.PREPAY_MESSAGES
+        try:
+            if kind == "topped_up":
+                for old in ("low_credit", "emergency_credit", "disconnected"):
+                    if ids[old] in self.messaging.messages:
+                        self.messaging.cancel_message(ids[old])
+            else:
+                self.messaging.display_message(text, now=self.clock.now(), message_id=ids[kind],
+                                               importance="high", duration_minutes=24 * 60)
+        except (ValueError, LookupError, KeyError) as exc:
+            LOGGER.info("prepayment message %s not shown: %s", kind, exc)
+            return
+        with contextlib.suppress(RuntimeError):  # no event loop: a test drives it sans-IO
+            self.flush_pushes()
+
     def _esi_found(self, nwk: int, endpoints: list[int]) -> None:
         if self.supplier.esi is None and self.supplier.on_match(nwk, endpoints):
             for cluster_id, frame in self.supplier.hello():
                 self._send_to_esi(cluster_id, frame)
+            for frame in self.han.hello():
+                self._send_to_esi(0x0708, frame)
 
     def _send_to_esi(self, cluster_id: int, frame: bytes) -> None:
         esi = self.supplier.esi
@@ -520,6 +791,7 @@ class MeterApp:
             self._send(reply)
         if self.endpoint.has_pushes():
             self.flush_pushes()  # what the ESI just published goes on to the HAN now
+        self.note_price_changes("supplier")
 
     def _send(self, reply: Reply) -> None:
         task = asyncio.get_running_loop().create_task(self._send_now(reply))

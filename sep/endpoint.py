@@ -5,7 +5,8 @@ coordinator's own endpoints, so the meter's endpoint is served here: packets add
 to it are decoded, handed to the cluster server, and the answers come back as
 :class:`~sep.zcl.frames.Reply` values for the shell to send.
 
-Drop rules (APS/ZCL): another endpoint, or a profile other than SE (0x0109) or the
+Drop rules (APS/ZCL): a frame of a cluster SE protects with link keys that the radio says
+arrived without APS security is dropped (counted in ``frames_unsecured``); another endpoint, or a profile other than SE (0x0109) or the
 wildcard, is not for us and is dropped silently; a frame whose ZCL header cannot be
 decoded has no transaction to answer and is dropped; an unknown cluster gets
 UNSUPPORTED_CLUSTER (unicast only). Server-to-client frames are for the endpoint's client
@@ -33,6 +34,7 @@ from sep.zcl.frames import (
     default_response,
     server_frame,
 )
+from sep.zcl.security import requires_aps_security
 
 LOGGER = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class SeEndpoint:
         #: exceptions a cluster server or client handler raised (caught here so the meter
         #: keeps serving): each one is a bug the robustness campaigns look for
         self.internal_errors = 0
+        self.frames_unsecured = 0
+        #: SE's rule (5.4.6) for frames the radio says came without APS security; off only
+        #: to measure what security costs (bench/)
+        self.require_aps_security = True
 
     def descriptor(self) -> zdo_t.SimpleDescriptor:
         return zdo_t.SimpleDescriptor(
@@ -75,9 +81,17 @@ class SeEndpoint:
         return dst_ep in (self.endpoint_id, 0xFF) and profile_id in (SE_PROFILE, WILDCARD_PROFILE)
 
     def handle(self, *, src_nwk: int, src_ep: int, dst_ep: int, profile_id: int,
-               cluster_id: int, data: bytes, broadcast: bool, now: float) -> list[Reply]:
+               cluster_id: int, data: bytes, broadcast: bool, now: float,
+               src_ieee: int | None = None, aps_secured: bool | None = None) -> list[Reply]:
         if not self.accepts(dst_ep, profile_id):
             self.frames_dropped += 1
+            return []
+        if aps_secured is False and self.require_aps_security \
+                and requires_aps_security(SE_PROFILE, cluster_id):
+            # SE 5.4.6: this cluster travels under the partner's link key only
+            self.frames_unsecured += 1
+            LOGGER.info("dropped cluster 0x%04X frame from 0x%04X without APS security",
+                        cluster_id, src_nwk)
             return []
         self.frames_in += 1
         try:
@@ -88,7 +102,8 @@ class SeEndpoint:
             return []
         req = Request(src_nwk=src_nwk, src_ep=src_ep, dst_ep=self.endpoint_id,
                       profile_id=SE_PROFILE, cluster_id=cluster_id, header=header,
-                      payload=payload, broadcast=broadcast)
+                      payload=payload, broadcast=broadcast, src_ieee=src_ieee,
+                      aps_secured=aps_secured)
 
         def reply(frame: bytes) -> Reply:
             return Reply(dst_nwk=src_nwk, dst_ep=src_ep, src_ep=self.endpoint_id,
@@ -121,11 +136,13 @@ class SeEndpoint:
         return any(server.outbox for server in self.servers.values())
 
     def pushes(self) -> list[Reply]:
-        """Unsolicited server commands (ClusterServer.outbox), one copy per known client."""
+        """Unsolicited server commands (ClusterServer.outbox): one copy per known client, or
+        one to the client a frame is addressed to (its ``dst``)."""
         out = []
         for cluster_id, server in self.servers.items():
             for frame in server.take_outbox():
-                for dst_nwk, dst_ep in sorted(server.clients):
+                dst = getattr(frame, "dst", None)
+                for dst_nwk, dst_ep in [dst] if dst is not None else sorted(server.clients):
                     out.append(Reply(dst_nwk=dst_nwk, dst_ep=dst_ep, src_ep=self.endpoint_id,
                                      profile_id=SE_PROFILE, cluster_id=cluster_id, data=frame))
         return out

@@ -8,12 +8,24 @@
   --speed N`` picks up where the last run stopped, and time never runs backwards);
 - the supply (relay) state: a supply the supplier turned off stays off through a power
   cut, and the last issuer event id is kept so an old ChangeSupply cannot be replayed;
-- Metering snapshots (TakeSnapshot), so GetSnapshot answers after a restart;
+- Metering snapshots (TakeSnapshot, scheduled, end of billing period), so GetSnapshot
+  answers after a restart, and the snapshot schedules (ScheduleSnapshot);
+- the sampling sessions (StartSampling: their samples, and the last Sample ID so none is
+  reused), the bills to date of the billing period, the alarm masks (configuration);
 - the tariff in force (TOU tiers, schedule, blocks; two copies, as configuration), so one
   set at run time — by the supplier or over MQTT — is still in force after a power cut
   (a ``--tariff`` file given at start wins over it);
+- the rest of Price: scheduled price events and a scheduled tariff, the issuer event ids
+  issued and accepted (an old supplier command cannot be replayed after a restart),
+  consolidated bills, credit payments, the currency conversion, CPP events;
+- Messaging: the messages, their confirmations, and the highest message id used (so an id
+  is never reused after a restart);
+- the prepayment account (credit, emergency credit, debts, the top-up and debt logs, the
+  used top-up serials; two copies, as billing data whose loss would cost the customer
+  money): every change that moves money is stored with its event in one transaction
+  before it is acknowledged; consumption is saved with the registers;
 - the event log: power-up, integrity faults, every supply switch and refused supply
-  command, firmware update steps.
+  command, every top-up result and prepayment command, firmware update steps.
 
 A fault found by the start-up check or on any read sets the Metering status's Check Meter
 bit; the corrupt data itself is never used (the store quarantines it).
@@ -22,14 +34,16 @@ bit; the corrupt data itself is never used (the store quarantines it).
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
-from sep.clusters.metering import Snapshot
+from sep.clusters.metering_snapshots import Snapshot
 from sep.meter.load_profile import Interval
 from sep.meter.supply import SupplyControl
 from sep.meter.tariff import TariffError, tariff_from_dict, tariff_to_dict
 from sep.store import CorruptRecord, Store
+from sep.store.chainlog import ChainedLog
 
 LOGGER = logging.getLogger(__name__)
 STATUS_CHECK_METER = 0x01
@@ -57,7 +71,10 @@ class MeterPersistence:
         self._day: int | None = None
         self._ticks = 0
         self._saved_tariff: Any = None
+        self._saved_prepay: Any = None
         self.on_event: Any = None  # also tell someone (the MQTT bridge)
+        #: also told of every event: (seq, time, kind, details) (the Events server)
+        self.listeners: list[Any] = []
 
     # -- start-up --------------------------------------------------------------------------
     def restore(self) -> None:
@@ -103,11 +120,119 @@ class MeterPersistence:
             snaps = None
             LOGGER.error("stored snapshots are corrupt: not used")
         if snaps:
-            app.metering.snapshots = [Snapshot(int(s[0]), int(s[1]), int(s[2]), int(s[3]),
-                                               tuple(int(v) for v in s[4])) for s in snaps]
+            app.metering.snapshots = [Snapshot.from_state(s) for s in snaps]
         app.metering.on_snapshot = self._on_snapshot
+        try:
+            cost = self.store.get_record("meter", "cost")
+        except CorruptRecord:
+            cost = None
+            LOGGER.error("stored cost today is corrupt: not used (counted again from now)")
+        if cost and hasattr(app, "cost"):
+            app.cost.restore(cost)
+        self._restore_metering_extras()
         self._restore_tariff()
+        self._restore_han_state()
+        self._restore_prepayment()
         self.refresh_faults()
+
+    def _restore_metering_extras(self) -> None:
+        """Snapshot schedules, sampling sessions, bills and alarm masks."""
+        metering = self.app.metering
+        for key, restore in (("snapshot_schedules", metering.restore_schedules),
+                             ("sampling", metering.restore_sampling),
+                             ("bills", self._restore_bills)):
+            try:
+                state = self.store.get_record("meter", key)
+            except CorruptRecord:
+                LOGGER.error("stored %s are corrupt: not used", key.replace("_", " "))
+                continue
+            if state:
+                restore(state)
+        try:
+            masks = self.store.get_config("alarm_masks")
+        except CorruptRecord:
+            LOGGER.error("stored alarm masks are corrupt (both copies): defaults used")
+            masks = None
+        if masks:
+            metering.restore_alarm_masks({int(k): int(v) for k, v in masks.items()})
+        metering.on_schedules = lambda: self.store.put_record(
+            "meter", "snapshot_schedules", metering.schedules_state())
+        metering.on_sessions = lambda: self.store.put_record(
+            "meter", "sampling", metering.sampling_state())
+        metering.on_alarm_masks = lambda masks: self.store.set_config(
+            "alarm_masks", {str(k): v for k, v in masks.items()})
+
+    def _restore_han_state(self) -> None:
+        """Price's and Messaging's stored state; from then on every change is stored."""
+        app = self.app
+        for key, restore in (("price", app.price.restore_state),
+                             ("messaging", app.messaging.restore_state)):
+            try:
+                state = self.store.get_record("han", key)
+            except CorruptRecord:
+                LOGGER.error("stored %s state is corrupt: not used", key)
+                continue
+            if state:
+                try:
+                    restore(state)
+                except (KeyError, ValueError, TypeError, TariffError) as exc:
+                    LOGGER.error("stored %s state not used: %s", key, exc)
+        app.price.on_change = lambda: self.store.put_record(
+            "han", "price", app.price.persisted_state())
+        app.messaging.on_change = lambda: self.store.put_record(
+            "han", "messaging", app.messaging.persisted_state())
+
+    def _restore_bills(self, state: dict[str, Any]) -> None:
+        self.app.metering.bill.restore(state["delivered"])
+        self.app.metering.bill_received.restore(state["received"])
+
+    def _save_bills(self) -> None:
+        m = self.app.metering
+        self.store.put_record("meter", "bills", {"delivered": m.bill.state(),
+                                                 "received": m.bill_received.state()})
+
+    def _restore_prepayment(self) -> None:
+        server = getattr(self.app, "prepayment", None)
+        if server is None:
+            return
+        account = server.account
+        config = self.app.price.tariff.prepayment
+        if config is not None:
+            account.reconfigure(config)
+        try:
+            state = self.store.get_record("prepay", "account")
+        except CorruptRecord:
+            # Not used; nor may the meter interrupt the supply on a balance nobody can trust:
+            # no disconnection until the supplier sets the payment mode again.
+            LOGGER.error("stored prepayment account is corrupt (both copies): not used, "
+                         "disconnection disabled")
+            from sep.zcl.prepayment import DISCONNECTION_ENABLED
+
+            account.payment_control &= ~DISCONNECTION_ENABLED
+            state = None
+        if state:
+            account.restore(state)
+            self._saved_prepay = state
+            LOGGER.info("prepayment account restored: credit %d", account.credit_remaining)
+        server.commit = self.commit_prepayment
+
+    def commit_prepayment(self, account: Any, events: Any) -> None:
+        """A change of the prepayment account and its events, in one transaction."""
+        state = account.state()
+        seqs = self.store.commit([("prepay", "account", state)], list(events))
+        self._saved_prepay = state
+        if self.on_event is not None:
+            for seq, (kind, details) in zip(seqs, events, strict=False):
+                self.on_event(kind, {"event_seq": seq, **details})
+
+    def _save_prepayment(self) -> None:
+        server = getattr(self.app, "prepayment", None)
+        if server is None:
+            return
+        state = server.account.state()
+        if state != self._saved_prepay:
+            self.store.put_record("prepay", "account", state)
+            self._saved_prepay = state
 
     def _restore_tariff(self) -> None:
         app = self.app
@@ -141,12 +266,26 @@ class MeterPersistence:
         report = self.store.check()
         for p in report.problems:
             self.store.faults.add((p.table, p.key))
+        data_dir = getattr(self.app.settings, "data_dir", None)
+        log_problems: list[str] = []
+        if data_dir is not None:
+            log_problems = ChainedLog.open(data_dir).verify()[1]
+            for why in log_problems:
+                LOGGER.error("update-log.jsonl: %s", why)
+                self.store.faults.add(("update-log", why.split(":")[0]))
+            if log_problems:
+                self.event("INTEGRITY_FAILURE", table="update-log",
+                           key="update-log.jsonl", reason="; ".join(log_problems))
+        last = self.store.last_event()
+        previous = None if last is None else "clean" if last.kind == "STOP" else "unclean"
         self.event("POWER_UP", records_checked=report.rows_checked,
-                   problems=len(report.problems), seconds=round(report.seconds, 3))
+                   problems=len(report.problems) + len(log_problems),
+                   seconds=round(report.seconds, 3), previous_stop=previous)
         self.refresh_faults()
 
     def refresh_faults(self) -> None:
         metering = self.app.metering
+        metering.store_fault = bool(self.store.faults)
         if self.store.faults:
             metering.extra_status |= STATUS_CHECK_METER
         else:
@@ -155,9 +294,13 @@ class MeterPersistence:
     # -- running ----------------------------------------------------------------------------
     def event(self, kind: str, details: dict[str, Any] | None = None, **kw: Any) -> None:
         merged = {**(details or {}), **kw}
-        seq = self.store.append_event(kind, **merged)
+        clock = getattr(self.app, "clock", None)
+        when = clock.now() if clock is not None else time.time()
+        seq = self.store.append_event_at(kind, when, merged)
         if self.on_event is not None:
             self.on_event(kind, {"event_seq": seq, **merged})
+        for listener in self.listeners:
+            listener(seq, when, kind, merged)
 
     def _supply_event(self, kind: str, details: dict[str, Any]) -> None:
         """A relay switch or a supply command: logged, and the new state kept at once."""
@@ -165,9 +308,8 @@ class MeterPersistence:
         self.event(kind, details)
 
     def _on_snapshot(self, snap: Snapshot) -> None:
-        rows = [[s.snapshot_id, s.time, s.cause, s.summation_delivered, list(s.tiers_delivered)]
-                for s in self.app.metering.snapshots]
-        self.store.put_record("meter", "snapshots", rows)
+        self.store.put_record("meter", "snapshots",
+                              [s.state() for s in self.app.metering.snapshots])
 
     def update_step(self, entry: dict[str, Any]) -> None:
         self.event("FIRMWARE_UPDATE", {k: v for k, v in entry.items() if k != "time"})
@@ -185,6 +327,11 @@ class MeterPersistence:
             self.store.put_record("sim", "registers", {"t": m.t, "delivered_j": m.delivered_j,
                                                        "received_j": m.received_j})
         self.store.put_record("meter", "registers", self.app.metering.registers.state())
+        if hasattr(self.app, "cost"):
+            self.store.put_record("meter", "cost", self.app.cost.state())
+        self._save_bills()
+        self.store.put_record("meter", "sampling", self.app.metering.sampling_state())
+        self._save_prepayment()
         self.store.close()
 
     def tick(self, t: float) -> None:
@@ -207,4 +354,10 @@ class MeterPersistence:
                 self.store.put_record("sim", "registers", {"t": m.t, "delivered_j": m.delivered_j,
                                                            "received_j": m.received_j})
             self.store.put_record("meter", "registers", regs.state())
+            if hasattr(self.app, "cost"):
+                self.store.put_record("meter", "cost", self.app.cost.state())
+            self._save_bills()
+            if self.app.metering.sessions:
+                self.store.put_record("meter", "sampling", self.app.metering.sampling_state())
+            self._save_prepayment()
         self.refresh_faults()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -14,6 +15,16 @@ from sep.clock import ManualClock
 
 METER_IEEE = "00:0d:6f:00:00:00:aa:01"
 SEED = 7
+
+
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path_factory, monkeypatch):
+    """`sep meter` without --data keeps its data in $XDG_STATE_HOME/sep: each test (and the
+    processes it starts) gets its own, and no secret of the developer's shell leaks in."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    for name in list(os.environ):
+        if name.startswith("SEP_") or name in ("STATE_DIRECTORY", "CREDENTIALS_DIRECTORY"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(autouse=True)

@@ -49,7 +49,10 @@ from sep.app import MeterApp, MeterSettings
 from sep.clock import ManualClock
 from sep.clusters.general import ZIGBEE_EPOCH
 from sep.packets import serve
+from sep.zcl.calendar import Calendar
+from sep.zcl.events import Events
 from sep.zcl.messaging import Messaging
+from sep.zcl.prepayment import Prepayment
 from sep.zcl.price import Price
 
 GC = foundation.GeneralCommand
@@ -59,10 +62,11 @@ TC, IHD = 0x0000, 0x3B3B
 ENDPOINT = 1
 
 #: the tables a HAN client parses the meter's answers with (zigpy's own where zigpy has
-#: them; Price and Messaging are empty stubs in zigpy 2.4, hubsim's IHD uses these)
+#: them; Price, Messaging, Prepayment, Calendar and Events are empty stubs in zigpy 2.4,
+#: hubsim's IHD and PPMID use these)
 CLIENT_TABLES: dict[int, type[Cluster]] = {
     0x0000: Basic, 0x0003: Identify, 0x000A: Time, 0x0700: Price, 0x0702: ZigpyMetering,
-    0x0703: Messaging,
+    0x0703: Messaging, 0x0705: Prepayment, 0x0707: Calendar, 0x0709: Events,
 }
 UNSERVED = (0x0001, 0x0006, 0x0019, 0x0020, 0x0101, 0x0704, 0x0800, 0x0B04, 0xFC00)
 #: general commands a server implements (ZCL r8 2.5): everything else is
@@ -72,6 +76,11 @@ GENERAL_SERVED = {GC.Read_Attributes, GC.Write_Attributes, GC.Write_Attributes_U
                   GC.Read_Reporting_Configuration, GC.Discover_Attributes,
                   GC.Discover_Commands_Received, GC.Discover_Commands_Generated,
                   GC.Discover_Attribute_Extended, GC.Default_Response}
+#: Prepayment commands only the supplier (and, for the first two, a PPMID of the home) may
+#: send, SE 1.4 D.7.2.3: SelectAvailableEmergencyCredit 0x00, ConsumerTopUp 0x04; ChangeDebt
+#: 0x02, EmergencyCreditSetup 0x03, CreditAdjustment 0x05, ChangePaymentMode 0x06,
+#: SetLowCreditWarningLevel 0x09, SetMaximumCreditLimit 0x0B, SetOverallDebtCap 0x0C
+PREPAY_RESTRICTED = {0x00, 0x04, 0x02, 0x03, 0x05, 0x06, 0x09, 0x0B, 0x0C}
 WRITES = {GC.Write_Attributes, GC.Write_Attributes_Undivided, GC.Write_Attributes_No_Response}
 DATA_TYPES = [int(d.type_id) for d in foundation.DataType]
 
@@ -139,14 +148,18 @@ class Meter:
         return t.ZigbeePacket(
             src=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=t.NWK(f.src)), src_ep=1,
             dst=dst, dst_ep=f.dst_ep, tsn=f.tsn, profile_id=f.profile, cluster_id=f.cluster,
-            data=t.SerializableBytes(data))
+            data=t.SerializableBytes(data),
+            # as the radio marks a frame its partner's APS link key opened (SE 5.4.6): the
+            # campaign is about what is inside; unsecured frames are the secure HAN's tests'
+            tx_options=t.TransmitOptions.APS_Encryption)
 
     # -- what a frame may change -------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
         app, m = self.app, self.app.metering
         out: dict[str, Any] = {
             "supply": (tuple(sorted(m.supply.state().items(), key=str)),
-                       m.values[0x0607], m.values[0x0608], m.values[0x0609],
+                       int(m.supply.tamper_state), int(m.supply.depletion_state),
+                       int(m.supply.uncontrolled_flow_state),
                        int(m.supply.load_limit_state)),
             "registers": (tuple(m.registers.tiers_delivered), tuple(m.registers.tiers_received),
                           tuple(m.registers.day.current)),
@@ -164,6 +177,9 @@ class Meter:
             "confirmations": tuple(len(v.confirmations) for v in app.messaging.messages.values()),
             "acks": (len(app.price.acks), tuple(app.price.acks[-1].items())
                      if app.price.acks else ()),
+            # the credit account, less what the clock and the metrology move
+            "prepay": repr(sorted((k, v) for k, v in app.prepayment.account.state().items()
+                                  if k not in ("last_t", "last_wh", "sc_carry", "updated"))),
         }
         for cid, server in self.servers.items():
             out[f"attrs:{cid:04x}"] = tuple(sorted(server.values.items()))
@@ -203,6 +219,10 @@ class Meter:
             may = {"supply", "attrs:0702"}  # the supply authority (the trust centre)
         if c == 0x0702 and f.command == 0x0C and not f.broadcast:
             may = {"supply"}  # LocalChangeSupply: restores an ARMED supply, from anyone
+        if c == 0x0705 and f.command in PREPAY_RESTRICTED and not f.broadcast and f.src == TC:
+            # the supplier's terms and top-ups move the account, its attributes and the
+            # supply interlock (no PPMID is configured: the consumer's two are the ESI's too)
+            may = {"prepay", "attrs:0705", "supply", "attrs:0702"}
         return may
 
 
@@ -420,6 +440,8 @@ class SeCampaign:
         server = servers[f.cluster]
         if f.command not in server.commands:
             return S.UNSUP_CLUSTER_COMMAND
+        if f.cluster == 0x0705 and f.command in PREPAY_RESTRICTED and f.src != TC:
+            return S.NOT_AUTHORIZED  # who, before what: the sender learns nothing of parsing
         cmd = server.cluster.server_commands.get(f.command)
         size = fixed_size(cmd.schema) if cmd is not None else None
         if size is not None and len(f.payload) < size:

@@ -29,14 +29,16 @@ from zigpy.zcl import foundation
 from hubsim.hub import CommsHub
 from hubsim.ota_server import OtaServerCore, ServedImage, load_image
 from radios.air import VirtualAir
-from radios.frames import AirFrame, ApsKind
+from radios.node import SecurityError
+from radios.rawnode import RawNode
+from radios.shell import DeliveryFailed
 from radios.udp import serve_udp
 from sep.cli import main as sep_main
+from sep.zcl.security import requires_aps_security
 
 BIN = Path(sys.executable).parent
 OLD = 0x00010000  # what the installed package (the factory image) says it is
 CLIENT_IEEE = 0x00124B0000C11E47
-CLIENT_NWK = 0x6E6E
 
 
 def make_keys(directory: Path) -> Path:
@@ -64,7 +66,9 @@ def build_app_image(keys: Path, out: Path, version: int, *, pad: int | None = No
 
 
 class Han:
-    """The air, the hub with its OTA server, served on a loopback UDP port."""
+    """The air, the hub with its OTA server, served on a loopback UDP port, and a HAN
+    client (a node joined to the hub's network) that reads the meter's attributes over the
+    secure air, under an application link key with the meter where SE requires one."""
 
     def __init__(self, core: OtaServerCore) -> None:
         self.core = core
@@ -72,33 +76,22 @@ class Han:
         self.hub = CommsHub(air=self.air, ota=core)
         self.server: Any = None
         self.port = 0
-        self._client: Any = None
-        self._waiting: dict[int, asyncio.Future[bytes]] = {}
+        self._client: RawNode | None = None
         self._tsn = 0
 
     async def start(self) -> Han:
         self.server = await serve_udp(self.air, "127.0.0.1", 0)
         self.port = self.server.port
         await self.hub.start()
-        self._client = self.air.attach(CLIENT_IEEE, CLIENT_NWK, self._receive)
+        self._client = await RawNode.joined(self.air, CLIENT_IEEE,
+                                            aps_policy=requires_aps_security)
         return self
 
     async def stop(self) -> None:
         if self._client is not None:
-            self._client.detach()
+            await self._client.stop()
         await self.hub.stop()
         self.server.close()
-
-    def _receive(self, frame: AirFrame) -> None:
-        if frame.kind != ApsKind.DATA:
-            return
-        if frame.ack_request:  # the meter asks for an APS ACK: give it one
-            asyncio.get_running_loop().create_task(
-                self._client.transmit(frame.make_ack(CLIENT_IEEE)))
-        if len(frame.payload) > 2:
-            fut = self._waiting.pop(frame.payload[1], None)
-            if fut is not None and not fut.done():
-                fut.set_result(frame.payload)
 
     def meter_nwk(self, ieee: str) -> int | None:
         """The meter's NWK address, as the coordinator knows it (from its announce)."""
@@ -112,24 +105,31 @@ class Han:
         """A Read Attributes over the air to the meter's SE endpoint; the records zigpy
         parses from its answer, or None without one."""
         nwk = self.meter_nwk(ieee)
-        if nwk is None:
+        client = self._client
+        if nwk is None or client is None:
             return None
+        meter = int(ieee.replace(":", ""), 16)
+        client.know(nwk, meter)
+        secured = requires_aps_security(0x0109, cluster)
+        if secured and meter not in client.node.state.link_keys:
+            try:
+                await client.request_link_key(meter, timeout)
+            except (TimeoutError, SecurityError, DeliveryFailed):
+                return None
         self._tsn = (self._tsn + 1) & 0xFF
         tsn = self._tsn
         hdr = foundation.ZCLHeader.general(tsn, foundation.GeneralCommand.Read_Attributes)
         payload = hdr.serialize() + b"".join(a.to_bytes(2, "little") for a in attrs)
-        fut = asyncio.get_running_loop().create_future()
-        self._waiting[tsn] = fut
-        await self._client.transmit(AirFrame(
-            kind=ApsKind.DATA, pan_id=self.air.pan_id, src_nwk=CLIENT_NWK, dst_nwk=nwk,
-            src_ieee=CLIENT_IEEE, profile_id=0x0109, cluster_id=cluster, src_ep=1, dst_ep=1,
-            aps_counter=tsn, payload=payload))
+        client.received.clear()
         try:
-            data = await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            self._waiting.pop(tsn, None)
+            await client.send(nwk, cluster, payload)
+            ind = await client.wait_for(lambda i: i.src_nwk == nwk and i.cluster == cluster
+                                        and len(i.payload) > 2 and i.payload[1] == tsn, timeout)
+        except (TimeoutError, SecurityError, DeliveryFailed):  # not up (yet), or not keyed
+            if secured:  # the meter may have lost the key (killed before it kept it): anew
+                client.node.keys.forget_link_key(meter)
             return None
-        rsp_hdr, rest = foundation.ZCLHeader.deserialize(data)
+        rsp_hdr, rest = foundation.ZCLHeader.deserialize(ind.payload)
         if rsp_hdr.command_id != foundation.GeneralCommand.Read_Attributes_rsp:
             return None
         args, extra = foundation.GENERAL_COMMANDS[rsp_hdr.command_id].schema.deserialize(rest)

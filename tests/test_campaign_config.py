@@ -333,7 +333,8 @@ def run_loaders(name: str, seed: int, count: int, tmp: Path) -> tuple[Campaign, 
     names = sorted(loaders)
     found: list[str] = []
     with CatchAllObserver(allow=("boot.json unreadable", "slot A is corrupt",
-                                 "slot B is corrupt")) as observer:
+                                 "slot B is corrupt", "download record not used")
+                          ) as observer:
         for i in range(camp.count):
             which = names[i % len(names)]
             state = rng.getstate()

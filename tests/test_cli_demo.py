@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from radios.pcap import tshark_key_options
+
 BIN = Path(sys.executable).parent
 
 
@@ -50,18 +52,20 @@ def test_demo_usage_errors_exit_2():
     assert "--duration" in proc.stderr
 
 
-def test_meter_in_its_own_process_joins_the_demo_air():
+def test_meter_in_its_own_process_joins_the_demo_air(tmp_path):
     port = free_udp_port()
+    code = "83fed3407a939723a5c639b26916d505c3b5"  # shared/vectors' install code (valid CRC)
     hub = subprocess.Popen(
         [str(BIN / "hubsim"), "demo", "--duration", "12", "--no-live", "--air-port", str(port),
-         "--external-meter"],
+         "--external-meter", "--install-code", f"00:0d:6f:00:00:00:bb:02={code}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         time.sleep(2)
         meter = subprocess.run(
             [str(BIN / "sep"), "meter", "--device", f"udp://127.0.0.1:{port}", "--duration", "9",
-             "--speed", "60", "--ieee", "00:0d:6f:00:00:00:bb:02"],
+             "--speed", "60", "--ieee", "00:0d:6f:00:00:00:bb:02", "--own-install-code", code,
+             "--pcap", str(tmp_path / "meter.pcap")],
             capture_output=True, text=True, timeout=60,
         )
         out, err = hub.communicate(timeout=60)
@@ -75,6 +79,18 @@ def test_meter_in_its_own_process_joins_the_demo_air():
     last = [line for line in out.splitlines() if line.startswith("IHD saw")][-1]
     reports = int(last.split(" reports")[0].rsplit(" ", 1)[-1])
     assert reports > 0, out
+    # the meter's own capture of its air, and the keys it used: tshark reads its reports
+    import shutil
+
+    tshark = shutil.which("tshark")
+    assert tshark is not None, "tshark is needed (.ci/run installs it)"
+    pcap = tmp_path / "meter.pcap"
+    assert f"{pcap}.keys" in meter.stdout
+    got = subprocess.run([tshark, "-r", str(pcap), *tshark_key_options(pcap), "-Y",
+                          "zbee_aps.cluster == 0x0702 && zbee_zcl.cmd.id == 0x0a && "
+                          "zbee_aps.security == 1"], capture_output=True, text=True,
+                         check=True).stdout
+    assert got.strip(), "no secured Metering report in the meter's capture"
 
 
 def test_sep_meter_ezsp_without_device_is_a_usage_error():
@@ -98,12 +114,14 @@ def test_demo_with_the_meter_on_bellows_and_the_ncp_emulator(tmp_path):
     last = [line for line in proc.stdout.splitlines() if line.startswith("IHD saw")][-1]
     assert int(last.split(" reports")[0].rsplit(" ", 1)[-1]) > 0, proc.stdout
     tshark = shutil.which("tshark")
-    if tshark is not None:
-        bad = subprocess.run([tshark, "-r", str(pcap), "-Y", "_ws.malformed"],
-                             capture_output=True, text=True, check=True).stdout
-        assert bad == ""
-        # the meter (coordinator 0x0000 here) answered the IHD's Metering reads
-        rsp = subprocess.run([tshark, "-r", str(pcap), "-Y", "zbee_nwk.src == 0x0000 && "
-                              "zbee_aps.cluster == 0x0702 && zbee_zcl.cmd.id == 0x01"],
-                             capture_output=True, text=True, check=True).stdout
-        assert rsp.strip()
+    assert tshark is not None, "tshark is needed (.ci/run installs it)"
+    keys = tshark_key_options(pcap)
+    bad = subprocess.run([tshark, "-r", str(pcap), *keys, "-Y", "_ws.malformed"],
+                         capture_output=True, text=True, check=True).stdout
+    assert bad == ""
+    # the meter (coordinator 0x0000 here) answered the IHD's Metering reads, APS-secured
+    rsp = subprocess.run([tshark, "-r", str(pcap), *keys, "-Y", "zbee_nwk.src == 0x0000 && "
+                          "zbee_aps.cluster == 0x0702 && zbee_zcl.cmd.id == 0x01 && "
+                          "zbee_aps.security == 1"],
+                         capture_output=True, text=True, check=True).stdout
+    assert rsp.strip()

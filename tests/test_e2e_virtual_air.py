@@ -62,10 +62,10 @@ async def test_meter_keeps_serving_when_a_reply_cannot_be_delivered(han):
     air, clock, hub, meter, ihd = han
     await ihd.connect()
     # The IHD leaves the air: reports to it fail, the meter carries on.
-    ihd.app._port.detach()
+    ihd.app.shell.radio_off()
     clock.advance(600)
     await asyncio.sleep(0.3)
-    ihd.app._port = air.attach(ihd.app._port.ieee, ihd.app._port.nwk, ihd.app._on_frame)
+    ihd.app.shell.radio_on()
     before = ihd.view.summation_delivered
     clock.advance(3600)
     await wait_for(lambda: ihd.view.summation_delivered != before)

@@ -13,6 +13,7 @@ from waiting import until
 from hubsim.hub import CommsHub
 from hubsim.ihd import InHomeDisplay
 from radios.air import VirtualAir
+from radios.sniffer import Sniffer
 from sep.app import MeterApp, MeterSettings
 from sep.clock import ManualClock
 from sep.meter.tariff import load_tariff
@@ -72,8 +73,8 @@ async def test_price_now_next_tariff_and_the_switch_to_peak(han_with):
     assert prices.block_thresholds == [6000]  # 6 kWh, in the meter's register units (Wh)
     # with the clock standing still, nobody asks anything again: the HAN is quiet
     price_frames: list[int] = []
-    meter.controller.air.add_tap(lambda f, _t: price_frames.append(f.cluster_id)
-                                 if f.cluster_id in (0x0700, 0x0703) else None)
+    Sniffer(meter.controller.air).add_tap(lambda f, _t: price_frames.append(f.cluster_id)
+                                          if f.cluster_id in (0x0700, 0x0703) else None)
     await asyncio.sleep(1.5)
     assert price_frames == []
     await step(clock, meter, 4 * 3600 + 60, every=600)

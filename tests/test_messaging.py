@@ -11,19 +11,15 @@ import zigpy.types as t
 from zigpy.zcl import foundation
 
 from radios.air import VirtualAir
-from radios.frames import AirFrame, ApsKind
-from radios.pcap import PcapWriter
+from radios.pcap import PcapWriter, tshark_key_options
+from radios.rawnode import RawNode
 from sep.app import MeterApp, MeterSettings
 from sep.clock import ManualClock
+from sep.zcl.security import requires_aps_security
 
 TSHARK = shutil.which("tshark")
-CLIENT = 0x3B3B
-
-
-def frame(meter_nwk: int, data: bytes, n: int, cluster: int = 0x0703) -> AirFrame:
-    return AirFrame(kind=ApsKind.DATA, pan_id=0x1A62, src_nwk=CLIENT, dst_nwk=meter_nwk,
-                    src_ieee=0x3B3B, profile_id=0x0109, cluster_id=cluster, src_ep=1, dst_ep=1,
-                    aps_counter=n, payload=data)
+CLIENT_IEEE = 0x000D6F0000003B3B
+METER_IEEE = "00:0d:6f:00:00:00:3e:01"
 
 
 def cmd(tsn: int, command_id: int, payload: bytes = b"") -> bytes:
@@ -34,22 +30,24 @@ def cmd(tsn: int, command_id: int, payload: bytes = b"") -> bytes:
 async def test_messages_cross_the_air_and_tshark_reads_them(tmp_path):
     air = VirtualAir()
     pcap = tmp_path / "msg.pcap"
-    writer = PcapWriter(pcap)
-    air.add_tap(writer.write)
+    writer = PcapWriter(pcap).capture(air)
+    tc = await RawNode.trust_centre(air)
     clock = ManualClock()
-    meter = MeterApp(MeterSettings(ieee="00:0d:6f:00:00:00:3e:01", tick_seconds=60),
-                     clock=clock, air=air)
+    meter = MeterApp(MeterSettings(ieee=METER_IEEE, tick_seconds=60), clock=clock, air=air)
     await meter.start()
-    got: list[bytes] = []
-    port = air.attach(0x3B3B, CLIENT, lambda f: got.append(f.payload) if f.cluster_id == 0x0703
-                      and f.kind == ApsKind.DATA else None)
+    client = await RawNode.joined(air, CLIENT_IEEE, aps_policy=requires_aps_security)
+    await client.request_link_key(int(METER_IEEE.replace(":", ""), 16))
+    client.know(meter.nwk, int(METER_IEEE.replace(":", ""), 16))
+
+    def answers() -> list[bytes]:
+        return [ind.payload for ind in client.received if ind.cluster == 0x0703]
 
     async def send(data: bytes, n: int) -> bytes:
-        before = len(got)
-        await port.transmit(frame(meter.nwk, data, n))
+        before = len(answers())
+        await client.send(meter.nwk, 0x0703, data)
         for _ in range(100):
-            if len(got) > before:
-                return got[-1]
+            if len(answers()) > before:
+                return answers()[-1]
             await asyncio.sleep(0.01)
         raise AssertionError("no answer")
 
@@ -84,8 +82,12 @@ async def test_messages_cross_the_air_and_tshark_reads_them(tmp_path):
             meter.messaging.display_message("x" * 60, now=clock.now())
     finally:
         await meter.stop()
+        await client.stop()
+        await tc.stop()
         writer.close()
-    out = subprocess.run([TSHARK, "-r", str(pcap), "-Y", "zbee_aps.cluster == 0x0703", "-T", "fields",
+    keys = tshark_key_options(pcap)
+    out = subprocess.run([TSHARK, "-r", str(pcap), *keys, "-Y", "zbee_aps.cluster == 0x0703",
+                          "-T", "fields",
                           "-E", "separator=;", "-e", "zbee_zcl_se.msg.cmd.srv_tx.id",
                           "-e", "zbee_zcl_se.msg.message.id", "-e", "zbee_zcl_se.msg.message",
                           "-e", "zbee_zcl_se.msg.message.ctrl.importance",
@@ -97,6 +99,7 @@ async def test_messages_cross_the_air_and_tshark_reads_them(tmp_path):
     assert all(int(r[1], 0) == 4242 and int(r[3], 0) == 2 and r[4] in ("1", "True")
                for r in displays)
     # only the truncated confirmation the test sent on purpose may be malformed
-    bad = subprocess.run([TSHARK, "-r", str(pcap), "-Y", f"_ws.malformed && zbee_nwk.src != {CLIENT}"],
+    bad = subprocess.run([TSHARK, "-r", str(pcap), *keys, "-Y",
+                          f"_ws.malformed && zbee_nwk.src != {client.nwk}"],
                          capture_output=True, text=True, check=True).stdout
     assert bad == ""

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 import zigpy.types as t
-from test_messaging import frame
+from secure import se_client
 from test_pcap import malformed, tshark_fields
 from waiting import until
 from zigpy.zcl import foundation
@@ -21,7 +21,8 @@ from hubsim.hub import CommsHub
 from hubsim.ihd import InHomeDisplay
 from radios.air import VirtualAir
 from radios.frames import ApsKind
-from radios.pcap import PcapWriter
+from radios.pcap import PcapWriter, tshark_key_options
+from radios.sniffer import Sniffer
 from sep.app import MeterApp, MeterSettings
 from sep.clock import ManualClock
 
@@ -34,8 +35,7 @@ Z2000 = 946_684_800
 async def han_pcap(tmp_path):
     air = VirtualAir()
     pcap = tmp_path / "han.pcap"
-    writer = PcapWriter(pcap)
-    air.add_tap(writer.write)
+    writer = PcapWriter(pcap).capture(air)
     clock = ManualClock()
     hub = CommsHub(air=air, clock=clock.now)
     await hub.start()
@@ -81,7 +81,8 @@ async def test_supplier_message_reaches_the_ihd_and_the_confirmation_returns(han
     await until(lambda: hub.supplier.confirmations)
     assert hub.supplier.confirmations[0]["answer"] == "yes"
     assert hub.supplier.confirmations[0]["nwk"] == meter.nwk  # the meter passed it up
-    assert meter.messaging.messages[0x01020304].confirmations[0]["nwk"] == 0x1D01
+    ihd_nwk = int(ihd.app.state.node_info.nwk)
+    assert meter.messaging.messages[0x01020304].confirmations[0]["nwk"] == ihd_nwk
     # after its half hour the message is gone from the meter's queue
     clock.advance(30 * 60)
     await until(lambda: 0x01020304 not in meter.messaging.messages)
@@ -91,7 +92,7 @@ async def test_supplier_message_reaches_the_ihd_and_the_confirmation_returns(han
     displays = [r for r in rows if r["zbee_zcl_se.msg.cmd.srv_tx.id"] == "0x00"
                 and r["zbee_zcl_se.msg.message"] == "Peak price 4-7pm today"]
     hops = {(int(r["zbee_nwk.src"], 16), int(r["zbee_nwk.dst"], 16)) for r in displays}
-    assert hops == {(0x0000, meter.nwk), (meter.nwk, 0x1D01)}  # supplier→meter, meter→IHD
+    assert hops == {(0x0000, meter.nwk), (meter.nwk, ihd_nwk)}  # supplier→meter, meter→IHD
     for r in displays:
         assert int(r["zbee_zcl_se.msg.message.id"], 16) == 0x01020304
         assert int(r["zbee_zcl_se.msg.message.ctrl.importance"], 16) == 3
@@ -101,7 +102,7 @@ async def test_supplier_message_reaches_the_ihd_and_the_confirmation_returns(han
         assert int(r["zbee_zcl_se.msg.message.start_time"]) == start - Z2000
     confirms = [r for r in rows if r["zbee_zcl_se.msg.cmd.srv_rx.id"] == "0x01"]
     hops = {(int(r["zbee_nwk.src"], 16), int(r["zbee_nwk.dst"], 16)) for r in confirms}
-    assert hops == {(0x1D01, meter.nwk), (meter.nwk, 0x0000)}  # IHD→meter, meter→supplier
+    assert hops == {(ihd_nwk, meter.nwk), (meter.nwk, 0x0000)}  # IHD→meter, meter→supplier
     assert all(int(r["zbee_zcl_se.msg.message.id"], 16) == 0x01020304 for r in confirms)
 
 
@@ -163,8 +164,9 @@ async def test_a_restarted_esi_knows_the_meter_again_and_nothing_is_shown_twice(
         await until(lambda: 31 in ihd.view.messages and ihd.view.messages[31].confirmed)
         assert len(meter.messaging.messages[31].confirmations) == 1
         pushed: list[bytes] = []
-        air.add_tap(lambda f, _t: pushed.append(f.payload) if f.cluster_id == 0x0703
-                    and f.src_nwk == meter.nwk and f.dst_nwk != 0 else None)
+        Sniffer(air).add_tap(lambda f, _t: pushed.append(f.payload) if f.cluster_id == 0x0703
+                             and f.kind == ApsKind.DATA and f.src_nwk == meter.nwk
+                             and f.dst_nwk != 0 else None)
         hub.supplier.messaging.clients.clear()  # the ESI restarted: it knows no client
         await until(lambda: hub.supplier.clients, timeout=5)  # the meter asked again
         await asyncio.sleep(0.7)  # two more refreshes
@@ -203,8 +205,8 @@ async def test_confirmation_with_response_text_and_bad_confirmations(han_pcap):
     assert {int(r["zbee_zcl_se.msg.message.id"], 16) for r in rows} == {9, 1234}
     # tshark 4.0 decodes the confirmation control but not the response text; its hex dump
     # of the confirmations carries the text the IHD sent, length-prefixed after the control.
-    dump = subprocess.run([TSHARK, "-r", str(pcap), "-x", "-Y", "zbee_aps.cluster == 0x0703 && "
-                           "zbee_zcl_se.msg.cmd.srv_rx.id == 0x01"],
+    dump = subprocess.run([TSHARK, "-r", str(pcap), *tshark_key_options(pcap), "-x", "-Y",
+                           "zbee_aps.cluster == 0x0703 && zbee_zcl_se.msg.cmd.srv_rx.id == 0x01"],
                           capture_output=True, text=True, check=True).stdout
     hexes = "".join(line[6:53].replace(" ", "") for line in dump.splitlines() if line[:4].isalnum())
     assert (b"\x02\x05Great").hex() in hexes
@@ -212,9 +214,11 @@ async def test_confirmation_with_response_text_and_bad_confirmations(han_pcap):
 
 async def test_what_the_meter_refuses_from_the_air(han_pcap):
     air, clock, hub, meter, ihd, pcap, writer = han_pcap
-    got: list[bytes] = []
-    port = air.attach(0x5E5E, 0x5E5E, lambda f: got.append(f.payload)
-                      if f.cluster_id == 0x0703 and f.kind == ApsKind.DATA else None)
+    # a joined node with its own link key with the meter, that is not the supplier's ESI
+    rogue = await se_client(air, 0x000D6F0000005E5E, meter)
+
+    def got() -> list[bytes]:
+        return [ind.payload for ind in rogue.received if ind.cluster == 0x0703]
 
     def to_client(tsn: int, command_id: int, payload: bytes) -> bytes:
         hdr = foundation.ZCLHeader.cluster(tsn, command_id,
@@ -225,10 +229,11 @@ async def test_what_the_meter_refuses_from_the_air(han_pcap):
     display = (t.uint32_t(5).serialize() + b"\x00" + t.uint32_t(0).serialize()
                + t.uint16_t(0xFFFF).serialize() + t.LVBytes(b"Pay now").serialize())
     # Not the supplier's ESI: another node pretending to be one
-    await port.transmit(frame(meter.nwk, to_client(1, 0x00, display), 1).replace(src_nwk=0x5E5E))
-    await until(lambda: got)
-    assert got[-1][2] == 0x0B and got[-1][-1] == foundation.Status.NOT_AUTHORIZED
+    await rogue.send(meter.nwk, 0x0703, to_client(1, 0x00, display))
+    await until(got)
+    assert got()[-1][2] == 0x0B and got()[-1][-1] == foundation.Status.NOT_AUTHORIZED
     assert 5 not in meter.messaging.messages
+    await rogue.stop()
     writer.close()
     assert malformed(pcap) == ""
 
@@ -243,7 +248,7 @@ async def test_what_the_meter_refuses_from_its_supplier(han_pcap):
                 and f.payload[2:3] == b"\x0b"):
             answers.append(f.payload)
 
-    air.add_tap(watch)
+    Sniffer(air).add_tap(watch)
 
     def esi_frame(tsn: int, command_id: int, payload: bytes) -> bytes:
         hdr = foundation.ZCLHeader.cluster(tsn, command_id,

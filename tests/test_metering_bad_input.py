@@ -170,7 +170,7 @@ def test_supply_field_and_authority_statuses():
         assert answer(m, request(cmd, payload, src=src), now) == ("default", want), (cmd, payload)
     assert m.supply.state() == before and m.supply.relay.closed
     # commands zigpy knows that this meter does not serve, unknown ids, manufacturer ones
-    for cmd in (0x01, 0x02, 0x04, 0x07, 0x08, 0x09, 0x0E, 0x0F, 0x10, 0x80, 0xFF):
+    for cmd in (0x01, 0x02, 0x09, 0x0E, 0x0F, 0x10, 0x80, 0xFF):
         assert answer(m, request(cmd, b"\x00" * 8), now) == ("default", S.UNSUP_CLUSTER_COMMAND)
     assert answer(m, request(0x00, get_profile(0, 0, 1), manufacturer=0x1234), now) == (
         "default", S.UNSUP_MANUF_CLUSTER_COMMAND)
@@ -188,10 +188,10 @@ def stored(m: MeteringServer) -> Any:
         r.blocks.summations, r.blocks.period_delivered, r.last, m.reading))
 
 
-SERVED = (0x00, 0x03, 0x05, 0x06, 0x0A, 0x0B, 0x0C, 0x0D)
+SERVED = (0x00, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x0A, 0x0B, 0x0C, 0x0D)
 # command -> what it may change when (and only when) the meter says it succeeded
 MAY_CHANGE = {0x05: "snapshots", 0x0B: "supply", 0x0C: "supply", 0x0D: "supply",
-              0x0A: "supply", 0x03: "fast_poll"}
+              0x0A: "supply", 0x03: "fast_poll", 0x04: "schedules", 0x07: "sessions"}
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -204,6 +204,7 @@ def test_random_payloads_never_crash_or_change_stored_data(cmd, payload, src, br
     m = copy.deepcopy(m)
     before = stored(m)
     snaps, supply, fast = list(m.snapshots), m.supply.state(), m.fast_poll_until
+    schedules, sessions = m.schedules_state(), m.sampling_state()
     req = request(cmd, payload, src=src, broadcast=broadcast, tsn=tsn)
     frames = m.handle(req, now)  # never raises
     if broadcast:
@@ -223,6 +224,9 @@ def test_random_payloads_never_crash_or_change_stored_data(cmd, payload, src, br
             assert extra == b""
             if hdr.command_id == 0x05:
                 ok = fields.snapshot_confirmation == 0
+            if hdr.command_id == 0x04:
+                ok = any(p.snapshot_schedule_confirmation == 0
+                         for p in fields.snapshot_response_payloads)
     assert stored(m) == before  # no Metering command changes energy data
     what = MAY_CHANGE.get(cmd)
     if what != "snapshots" or not ok:
@@ -231,6 +235,10 @@ def test_random_payloads_never_crash_or_change_stored_data(cmd, payload, src, br
         assert m.supply.state() == supply
     if what != "fast_poll":
         assert m.fast_poll_until == fast
+    if what != "schedules" or not ok or broadcast:
+        assert m.schedules_state()["schedules"] == schedules["schedules"]
+    if what != "sessions" or not ok or broadcast:
+        assert m.sampling_state() == sessions
 
 
 BASE = meter_with_history(30)

@@ -22,7 +22,7 @@ from zigpy.zcl import foundation
 
 from hubsim.hub import CommsHub
 from radios.air import VirtualAir
-from radios.pcap import PcapWriter
+from radios.pcap import PcapWriter, tshark_key_options
 from sep.app import MeterApp, MeterSettings
 from sep.clock import ManualClock
 from sep.metrology.load import HouseholdLoad
@@ -42,7 +42,8 @@ AGG = "|"  # tshark aggregator (dates contain commas)
 
 # -- tshark --------------------------------------------------------------------------------
 def tshark(pcap: Path, display: str, fields: list[str]) -> list[list[str]]:
-    cmd = [TSHARK, "-r", str(pcap), "-Y", display, "-T", "fields", "-E", "separator=;",
+    cmd = [TSHARK, "-r", str(pcap), *tshark_key_options(pcap), "-Y", display, "-T", "fields",
+           "-E", "separator=;",
            "-E", "occurrence=a", "-E", f"aggregator={AGG}"]
     for f in fields:
         cmd += ["-e", f]
@@ -51,7 +52,7 @@ def tshark(pcap: Path, display: str, fields: list[str]) -> list[list[str]]:
 
 
 def malformed(pcap: Path) -> str:
-    return subprocess.run([TSHARK, "-r", str(pcap), "-Y",
+    return subprocess.run([TSHARK, "-r", str(pcap), *tshark_key_options(pcap), "-Y",
                            "_ws.malformed || _ws.expert.severity == error"],
                           capture_output=True, text=True, check=True).stdout
 
@@ -93,10 +94,11 @@ class Han:
                  data_dir: Path | None = None) -> None:
         self.pcap = tmp / "metering.pcap"
         self.air = VirtualAir()
-        self.writer = PcapWriter(self.pcap)
-        self.air.add_tap(self.writer.write)
+        self.writer = PcapWriter(self.pcap).capture(self.air)
         self.clock = ManualClock(start)
-        self.hub = CommsHub(air=self.air)
+        # the HAN's time master; with the meter's data kept, the hub keeps its network too
+        self.hub = CommsHub(air=self.air, clock=self.clock.now, state=None if data_dir is None
+                            else str(data_dir.with_name(data_dir.name + "-hub-radio.json")))
         self.meter = MeterApp(MeterSettings(ieee=METER_IEEE, seed=SEED, solar_peak_w=SOLAR_W,
                                             initial_wh=initial_wh, tick_seconds=0.02,
                                             data_dir=data_dir),
@@ -109,6 +111,11 @@ class Han:
         dev = await self.hub.wait_interviewed(METER_IEEE)
         self.metering = dev.endpoints[1].in_clusters[0x0702]
         self.time = dev.endpoints[1].in_clusters[0x000A]
+        for _ in range(500):  # the meter sets its time from the hub's (its ESI's) Time
+            if self.meter.time.synchronised:
+                break
+            await asyncio.sleep(0.01)
+        assert self.meter.time.synchronised
 
     async def stop(self) -> None:
         if self.stopped:
@@ -286,16 +293,17 @@ async def test_snapshot_fast_poll_and_supply_commands_over_the_air(han):
     assert len(pub) == 1
     sid, stime, found, index, total, cause, ptype, sub = next(iter(pub.values()))
     assert (int(sid), int(found), int(index), int(total)) == (1, 1, 0, 1)
-    assert tshark_time(stime) == t_snap and int(cause, 16) == 0x400 and int(ptype) == 0
+    # the default tariff has no billing period, so the meter keeps no bill: the snapshot is
+    # a "TOU Information Set Delivered Registers - No Billing" (payload type 0x04)
+    assert tshark_time(stime) == t_snap and int(cause, 16) == 0x400 and int(ptype) == 4
     # tshark 4.0 shows the snapshot sub-payload as bytes only; read it by the SE 1.4
-    # layout of "TOU Information Set Delivered Registers": summation (uint48), bill to
-    # date, its time, projected bill, its time (uint32 each), trailing digit (8 bits),
-    # number of tiers (uint8), then a uint48 per tier.
+    # layout of that payload type: summation (uint48), number of tiers (uint8), then a
+    # uint48 per tier.
     raw = bytes.fromhex(sub.replace(":", ""))
     summation = int.from_bytes(raw[0:6], "little")
-    tiers = raw[23]
-    tier_values = [int.from_bytes(raw[24 + 6 * i: 30 + 6 * i], "little") for i in range(tiers)]
-    assert len(raw) == 24 + 6 * tiers
+    tiers = raw[6]
+    tier_values = [int.from_bytes(raw[7 + 6 * i: 13 + 6 * i], "little") for i in range(tiers)]
+    assert len(raw) == 7 + 6 * tiers
     assert summation == wh_at(load, t_snap)[0]
     assert tiers == 4 and sum(tier_values) == summation  # all of it in tier 1 so far
     assert default_responses(pcap)[max(gs_req)] == (0x06, 0x8B)  # NOT_FOUND
@@ -409,7 +417,8 @@ async def test_time_server_attributes_against_zoneinfo(tmp_path, when):
         await h.stop()
     assert malformed(h.pcap) == ""
     T = "zbee_zcl_general.time"
-    rows = tshark(h.pcap, "zbee_aps.cluster == 0x000a && zbee_zcl.cmd.id == 0x01",
+    rows = tshark(h.pcap, f"zbee_aps.cluster == 0x000a && zbee_zcl.cmd.id == 0x01 && "
+                  f"zbee_nwk.src == {h.meter.nwk}",  # the meter's answers (not the hub's)
                   [f"{T}.attr_id", "zbee_zcl.attr.utc", "zbee_zcl.attr.uint32",
                    "zbee_zcl.attr.int32", f"{T}.attr.time_status",
                    f"{T}.attr.time_status.master", f"{T}.attr.time_status.synchronized"])
@@ -435,8 +444,8 @@ async def test_time_server_attributes_against_zoneinfo(tmp_path, when):
     dst_start, dst_end = changes
     assert tshark_time(got[0][0]) == t0  # Time (UTC), from the Zigbee epoch
     status = int(got[1][3], 16)
-    assert status & 0x01 and status & 0x02 and got[1][4] in ("1", "True") \
-        and got[1][5] in ("1", "True")  # master, synchronised
+    # synchronised to the hub (the HAN's time master), not a master itself
+    assert status == 0x02 and got[1][4] in ("0", "False") and got[1][5] in ("1", "True")
     assert int(got[2][2]) == 0  # TimeZone: GMT, seconds east of UTC
     assert int(got[3][1]) == dst_start - Z2000 and int(got[4][1]) == dst_end - Z2000
     assert int(got[5][2]) == 3600  # DstShift
@@ -444,7 +453,7 @@ async def test_time_server_attributes_against_zoneinfo(tmp_path, when):
     local = int(got[7][1])
     assert standard == t0 - Z2000  # StandardTime = Time + TimeZone
     assert local == t0 + off(t0) - Z2000  # what a clock in London shows
-    assert tshark_time(got[8][0]) == t0  # LastSetTime: the master set its clock at start
+    assert tshark_time(got[8][0]) == t0  # LastSetTime: when it took the hub's time
     assert int(dt.datetime.fromisoformat("2000-01-01T00:00:00+00:00").timestamp()) == Z2000
     assert got[9][0].startswith("Feb  7, 2136")  # ValidUntilTime 0xFFFFFFFF: no limit
 

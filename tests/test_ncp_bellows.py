@@ -20,19 +20,21 @@ import pytest
 
 from hubsim.ihd import InHomeDisplay
 from radios.air import VirtualAir
-from radios.ezsp import permit_with_install_code
+from radios.ezsp import NetworkSettings, permit_with_install_code
 from radios.ncp import start_emulator
-from radios.pcap import PcapWriter
+from radios.pcap import PcapWriter, tshark_key_options
 from sep.app import MeterApp, MeterSettings
 from sep.clock import ManualClock
 
 TSHARK = shutil.which("tshark")
 METER_IEEE = "00:0d:6f:00:00:00:ee:01"
+IHD_IEEE = "00:0d:6f:00:00:00:1d:01"
+IHD_CODE = bytes.fromhex("83fed3407a939723a5c639b26916d505c3b5")  # shared/vectors' code
 
 
 def tshark(path: Path, *args: str) -> str:
-    return subprocess.run([TSHARK, "-r", str(path), *args], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run([TSHARK, "-r", str(path), *tshark_key_options(path), *args],
+                          capture_output=True, text=True, check=True).stdout
 
 
 def meter_on(url: str, air: VirtualAir, **kw) -> MeterApp:
@@ -52,16 +54,17 @@ async def read_summation(ihd: InHomeDisplay) -> int:
 async def han(tmp_path: Path, *, proxy=None, pcap: Path | None = None):
     """(air, emulator, meter, ihd): the meter on bellows on the emulator, the IHD connected."""
     air = VirtualAir()
-    writer = PcapWriter(pcap) if pcap else None
-    if writer is not None:
-        air.add_tap(writer.write)
+    writer = PcapWriter(pcap).capture(air) if pcap else None
     emu = await start_emulator(air, state_path=tmp_path / "ncp.json", ieee=METER_IEEE)
     url = emu.url if proxy is None else await proxy.start(emu.port)
-    meter = meter_on(url, air)
-    ihd = InHomeDisplay(air=air, ieee="00:0d:6f:00:00:00:1d:01")
+    # SE: the meter's trust centre admits the IHD by its install code
+    meter = meter_on(url, air, network=NetworkSettings(channel=air.channel, pan_id=air.pan_id,
+                                                       tc_policy="install_code"))
+    ihd = InHomeDisplay(air=air, ieee=IHD_IEEE, install_code=IHD_CODE)
     try:
         async with asyncio.timeout(25):
             await meter.start()
+            await permit_with_install_code(meter.controller, IHD_IEEE, IHD_CODE)
             await ihd.start()
             await ihd.connect(timeout=15)
         yield air, emu, meter, ihd
@@ -135,7 +138,8 @@ async def test_persisted_network_is_resumed_not_formed_again(tmp_path):
         assert emu2.ncp.transient_keys[joiner].hex() == "66b6900981e1ee3ca4206b6b861c02bb"
         policy = emu2.ncp.policies[int(bt.EzspPolicyId.TRUST_CENTER_POLICY)]
         assert policy & bt.EzspDecisionBitmask.JOINS_USE_INSTALL_CODE_KEY
-        assert emu2.node.permit_until > 0
+        assert emu2.node.node.permitting and emu2.node.node.state.tc_policy == "install_code"
+        assert emu2.node.node.join_decision(int(joiner.replace(":", ""), 16)) is not None
     finally:
         await meter2.stop()
         await emu2.stop()

@@ -32,35 +32,27 @@ def test_ota_without_trust_is_a_usage_error(tmp_path):
     assert proc.returncode == 2 and "--trust" in proc.stderr
 
 
-def test_a_rerun_judges_only_its_own_run_and_lets_a_cut_trial_retry(tmp_path):
-    """The data directory of a meter cut during a trial boot, whose update log holds an
-    earlier run's failures: the demo does not read those as this run's outcome, the
-    supervisor reverts the unconfirmed trial, the meter applies its kept download again and
-    the upgrade completes."""
+def test_a_rerun_judges_only_its_own_run(tmp_path):
+    """The data directory of a meter cut after its download, whose update log holds an
+    earlier run's failures and a line a power cut tore: the demo does not read those as
+    this run's outcome, and the upgrade completes from the kept download."""
     import json
 
     from supervised import build_app_image, make_keys
 
-    from sep.firmware.slots import SlotManager
     from sep.ota.client import ImageIdent
     from sep.ota.staging import FileSink
 
     keys = make_keys(tmp_path / "keys")
     image = build_app_image(keys, tmp_path / "app.ota", 0x00010001, pad=16_000)
     data = tmp_path / "data"
-    slots = SlotManager(data)  # the earlier run: staged, activated, cut in its trial boot
-    slots.stage(image.data, image.file_version)
-    slots.activate()
-    state = slots.boot_state()
-    state.trial_boots = 1
-    (data / "slots" / "boot.json").write_bytes(state.to_json())
-    sink = FileSink(data / "ota")  # ... with the download kept, as the meter keeps it
+    sink = FileSink(data / "ota")  # the earlier run: the download kept, as the meter keeps it
     sink.begin(ImageIdent(image.manufacturer, image.image_type, image.file_version,
                           len(image.data)))
     sink.write(0, image.data)
     sink.flush()
     sink.close()
-    earlier = [{"step": "activated", "file_version": image.file_version},
+    earlier = [{"step": "downloaded", "file_version": image.file_version},
                {"step": "health check failed", "detail": "an earlier run's failure"},
                {"step": "rejected", "reason": "an earlier run's image"}]
     (data / "update-log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in earlier)

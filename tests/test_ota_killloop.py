@@ -13,7 +13,11 @@ random moment more, the whole group is killed with SIGKILL. Then, as an operator
 - restarted, the meter answers a Read Attributes sent over the air (Basic ZCLVersion and
   the Metering summation, parsed by zigpy);
 - and the upgrade it was cut in completes: the new version runs, confirmed, and
-  ``sep check`` is still clean.
+  ``sep check`` is still clean — unless the cut fell in the new image's trial boot (it
+  booted on trial and had not confirmed): a cut there cannot be told from a crash, so the
+  trial is reverted, the meter runs the old version and refuses the new one when it is
+  offered again (``failed`` in boot.json: no boot loop), and the next kill point offers
+  the next version.
 
 A bad outcome is any of these not holding. The default run keeps one kill point (the most
 delicate: in the trial boot of the new image). The campaign::
@@ -116,6 +120,8 @@ async def kill_campaign(tmp: Path, points: int, seed: int, phases: tuple[str, ..
             meter.kill()
             await meter.wait()
             hits[phase] += 1
+            cut = meter.boot()
+            in_trial = bool(cut.get("trial")) and cut.get("trial_boots", 0) >= 1
             problems = []
             try:
                 v = meter.version()
@@ -126,24 +132,33 @@ async def kill_campaign(tmp: Path, points: int, seed: int, phases: tuple[str, ..
             check = meter.check()
             if check.returncode != 0:
                 problems.append(f"sep check exit {check.returncode}: {check.stdout[-300:]}")
+            logged = len(meter.update_log())
             again = SupervisedMeter(data, han, keys, trial_timeout=60, ieee=IEEE)
             await again.start()
+            expect = current if in_trial else version
             try:
                 if not await served_over_the_air(han):
                     problems.append("the restarted meter does not answer a Read Attributes")
                 try:
-                    await until(lambda m=again, v=version: m.runs(v), timeout=300, step=0.5)
+                    if in_trial:  # reverted, and the version offered again is refused
+                        await until(lambda m=again, v=version, n=logged, c=current: m.runs(c)
+                                    and v in m.boot().get("failed", []) and "refused"
+                                    in [e.get("step") for e in m.update_log()[n:]],
+                                    timeout=300, step=0.5)
+                    else:
+                        await until(lambda m=again, v=version: m.runs(v), timeout=300, step=0.5)
                 except AssertionError:
-                    problems.append(f"the retried upgrade to 0x{version:08X} did not complete: "
-                                    f"{meter.boot()}")
+                    problems.append(f"{'the revert' if in_trial else 'the retried upgrade'} "
+                                    f"to 0x{expect:08X} did not complete: {again.boot()}")
             finally:
                 await again.stop()
             final = again.version()
-            if final["file_version"] != version or final["trial"]:
-                problems.append(f"after the retry: {final}")
+            if final["file_version"] != expect or final["trial"]:
+                problems.append(f"after the restart: {final}")
             if again.check().returncode != 0:
-                problems.append("sep check failed after the retried upgrade")
-            current = version
+                problems.append("sep check failed after the restart")
+            current = expect
+            where += " in the trial boot: reverted" if in_trial else ""
             verdict = "ok" if not problems else "BAD"
             print(f"kill #{k} at {where}: {verdict} {problems or ''}", flush=True)
             if problems:

@@ -20,11 +20,11 @@ import aiomqtt
 import pytest
 import zigpy.types as t
 from broker import Broker
-from test_messaging import CLIENT, cmd, frame
+from secure import se_client, trust_centre
+from test_messaging import CLIENT_IEEE, cmd
 
 from radios.air import VirtualAir
-from radios.frames import ApsKind
-from radios.pcap import PcapWriter
+from radios.pcap import PcapWriter, tshark_key_options
 from sep.app import MeterApp, MeterSettings
 from sep.bridge.config import BridgeConfig
 from sep.clock import ManualClock
@@ -61,7 +61,9 @@ def tshark_time(unix: int) -> str:
 
 def decode(pcap: Path, fields: list[str], where: str = "zbee_aps.cluster == 0x0700") -> list[dict[str, list[str]]]:
     """One dict per frame: field → every occurrence (tshark -T fields)."""
-    args = [TSHARK, "-r", str(pcap), "-Y", where, "-T", "fields", "-E", "separator=|",
+    where = f"({where}) && zbee_zcl"  # ZCL frames only (not the APS ACKs of that cluster)
+    args = [TSHARK, "-r", str(pcap), *tshark_key_options(pcap), "-Y", where, "-T", "fields",
+            "-E", "separator=|",
             "-E", "occurrence=a", "-E", "aggregator=;"]
     for f in fields:
         args += ["-e", f]
@@ -76,23 +78,30 @@ def decode(pcap: Path, fields: list[str], where: str = "zbee_aps.cluster == 0x07
 def malformed(pcap: Path, *, but: str = "") -> str:
     """Frames tshark finds malformed or flags (but those matching ``but``, sent bad on purpose)."""
     where = "(_ws.malformed || _ws.expert)" + (f" && !({but})" if but else "")
-    return subprocess.run([TSHARK, "-r", str(pcap), "-Y", where],
+    return subprocess.run([TSHARK, "-r", str(pcap), *tshark_key_options(pcap), "-Y", where],
                           capture_output=True, text=True, check=True).stdout
 
 
 class HanClient:
     """A raw node on the air that talks Price to the meter and keeps what comes back."""
 
-    def __init__(self, air: VirtualAir, meter: MeterApp, nwk: int = CLIENT) -> None:
+    def __init__(self, node: Any, meter: MeterApp) -> None:
         self.meter = meter
-        self.nwk = nwk
-        self.got: list[bytes] = []
+        self.node = node
         self.n = 0
-        self.port = air.attach(nwk, nwk, self._rx)
 
-    def _rx(self, f: Any) -> None:
-        if f.cluster_id == 0x0700 and f.kind == ApsKind.DATA and f.dst_nwk == self.nwk:
-            self.got.append(f.payload)
+    @classmethod
+    async def connect(cls, air: VirtualAir, meter: MeterApp, ieee: int = CLIENT_IEEE) -> HanClient:
+        return cls(await se_client(air, ieee, meter), meter)
+
+    @property
+    def nwk(self) -> int:
+        return self.node.nwk
+
+    @property
+    def got(self) -> list[bytes]:
+        return [ind.payload for ind in self.node.received
+                if ind.cluster == 0x0700 and ind.dst_nwk == self.node.nwk]
 
     async def wait(self, before: int, expect: int) -> list[bytes]:
         for _ in range(200):
@@ -107,8 +116,7 @@ class HanClient:
     async def ask(self, command_id: int, payload: bytes = b"", expect: int = 1) -> list[bytes]:
         self.n += 1
         before = len(self.got)
-        await self.port.transmit(frame(self.meter.nwk, cmd(self.n, command_id, payload), self.n,
-                                       cluster=0x0700))
+        await self.node.send(self.meter.nwk, 0x0700, cmd(self.n, command_id, payload))
         return await self.wait(before, expect)
 
     async def pushed(self, expect: int) -> list[bytes]:
@@ -139,13 +147,13 @@ def status(frames: list[bytes]) -> int:
 async def test_every_price_command_crosses_the_air(tmp_path):
     air = VirtualAir()
     pcap = tmp_path / "price.pcap"
-    writer = PcapWriter(pcap)
-    air.add_tap(writer.write)
+    writer = PcapWriter(pcap).capture(air)
+    tc = await trust_centre(air)
     clock = ManualClock()
     meter = MeterApp(MeterSettings(ieee="00:0d:6f:00:00:00:9e:01", tick_seconds=0.05),
                      clock=clock, air=air)
     await meter.start()
-    han = HanClient(air, meter)
+    han = await HanClient.connect(air, meter)
     e7 = load_tariff(EXAMPLE)
     try:
         # the default tariff: one rate, "Standard" at 0.2450 GBP/kWh
@@ -157,8 +165,9 @@ async def test_every_price_command_crosses_the_air(tmp_path):
         assert meter.metering.registers.active_tier == 2
         # the Economy 7 tariff from the example file, at run time
         meter.price.set_tariff(e7, clock.now())
-        got = await han.pushed(4)
-        assert cmds(got) == [0x04, 0x05, 0x08, 0x00]  # info, matrix, labels, the new price
+        got = await han.pushed(5)
+        # info, matrix, labels, the billing period (E7 has one), the new price
+        assert cmds(got) == [0x04, 0x05, 0x08, 0x09, 0x00]
         # at 00:00 the Day rate of the previous evening is in force (switches 00:30, 07:30)
         assert meter.metering.registers.active_tier == 2
         got = await han.ask(0x01, u32(0) + b"\x00", expect=5)  # all scheduled prices, 48 h
@@ -184,7 +193,8 @@ async def test_every_price_command_crosses_the_air(tmp_path):
         # bad input
         assert status(await han.ask(0x00)) == MALFORMED  # truncated
         assert status(await han.ask(0x03, u32(0) + b"\x01\x05")) == INVALID_FIELD  # tariff type 5
-        assert status(await han.ask(0x0C, since())) == UNSUP_CLUSTER_COMMAND
+        assert status(await han.ask(0x0C, since())) == NOT_FOUND  # no consolidated bill yet
+        assert status(await han.ask(0x11)) == UNSUP_CLUSTER_COMMAND  # no such command
 
         # the TOU boundary at 00:30: Night, pushed unsolicited, and the registers follow
         clock.advance(30 * 60)
@@ -200,7 +210,7 @@ async def test_every_price_command_crosses_the_air(tmp_path):
         assert cmds(await han.ask(0x10)) == [0x0E]  # GetTariffCancellation
         # a block tariff now: the block period starts, and the block commands answer
         meter.price.set_tariff(block_tariff(7003), clock.now())
-        assert sorted(cmds(await han.pushed(6))) == [0x00, 0x01, 0x04, 0x05, 0x06, 0x08]
+        assert sorted(cmds(await han.pushed(7))) == [0x00, 0x01, 0x04, 0x05, 0x06, 0x08, 0x09]
         assert cmds(await han.ask(0x08, u32(7003))) == [0x06]
         assert cmds(await han.ask(0x03, u32(0) + b"\x01")) == [0x01]
         assert cmds(await han.ask(0x07, u32(7003))) == [0x05]
@@ -215,6 +225,8 @@ async def test_every_price_command_crosses_the_air(tmp_path):
         assert meter.price.current is not None and meter.price.current.label == "Promo"
     finally:
         await meter.stop()
+        await han.node.stop()
+        await tc.stop()
         writer.close()
 
     assert malformed(pcap) == ""
@@ -316,10 +328,14 @@ async def test_every_price_command_crosses_the_air(tmp_path):
     assert (int(one(cv, "calorific_value")), int(one(cv, "calorific_value.unit"), 0)) == (395, 1)
     (co2,) = of(0x07)
     assert (int(one(co2, "co2.value")), int(one(co2, "co2.unit"), 0)) == (233, 1)
-    (bp,) = of(0x09)  # monthly from 2024-01-01: the period of 2026-01-01
-    assert one(bp, "billing_period.start_time") == tshark_time(T0)
-    assert int(one(bp, "billing_period.duration")) == 1
-    assert int(one(bp, "billing_period.duration.timebase"), 0) == 3  # months
+    # monthly from 2024-01-01: the period of 2026-01-01 — pushed with each tariff that
+    # took over (E7 and the block tariff), and answered to GetBillingPeriod
+    billing = of(0x09)
+    assert len(billing) == 3
+    for bp in billing:
+        assert one(bp, "billing_period.start_time") == tshark_time(T0)
+        assert int(one(bp, "billing_period.duration")) == 1
+        assert int(one(bp, "billing_period.duration.timebase"), 0) == 3  # months
     periods = of(0x01)
     assert len(periods) == 2  # the push when the block tariff began, and GetBlockPeriods
     for r in periods:  # daily from 2024-01-01: the day that began at T0
@@ -338,7 +354,7 @@ async def test_every_price_command_crosses_the_air(tmp_path):
     asked = decode(pcap, ["zbee_zcl_se.price.cmd.srv_rx.id", P + "command_options",
                           P + "number_of_events", P + "issuer_tariff_id", P + "tariff_type",
                           P + "min_issuer_event_id", P + "price_ack_time"],
-                   where=f"zbee_aps.cluster == 0x0700 && zbee_nwk.src == 0x{CLIENT:04x}")
+                   where=f"zbee_aps.cluster == 0x0700 && zbee_nwk.src == 0x{han.nwk:04x}")
     ids = [r["zbee_zcl_se.price.cmd.srv_rx.id"][0] for r in asked]
     for command in range(0x00, 0x0C):
         assert f"0x{command:02x}" in ids

@@ -102,7 +102,8 @@ def test_statuses_for_bad_requests():
     assert ask(0x04, newer) == Status.NOT_FOUND  # nothing that new
     ack = t.uint32_t(0x1234).serialize() + t.uint32_t(1).serialize() + bytes(5)
     assert ask(0x02, ack) == Status.NOT_AUTHORIZED  # another provider's price
-    assert ask(0x0D, bytes(5)) == Status.UNSUP_CLUSTER_COMMAND  # CPP: not served
+    assert ask(0x0D, bytes(4) + b"\x01") == Status.NOT_FOUND  # CPP: no such event
+    assert ask(0x11, bytes(5)) == Status.UNSUP_CLUSTER_COMMAND  # no such command
     with pytest.raises(ValueError):
         s.publish(tier=16, unit_rate="0.1", label="x", now=T0)
     with pytest.raises(ValueError):

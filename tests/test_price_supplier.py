@@ -20,7 +20,8 @@ from test_price import EXAMPLE, T0, ZCL_EPOCH, P, block_tariff, decode, malforme
 
 from radios.air import VirtualAir
 from radios.frames import AirFrame, ApsKind
-from radios.pcap import PcapWriter
+from radios.pcap import PcapWriter, encode_mac_frame
+from radios.sniffer import decode_frame
 from sep.clusters.price import PriceServer
 from sep.clusters.supplier_link import SupplierLink
 from sep.meter.tariff import load_tariff
@@ -32,22 +33,28 @@ SUCCESS, NOT_AUTHORIZED, MALFORMED, INVALID_VALUE, NOT_FOUND = 0x00, 0x7E, 0x80,
 
 
 class Node:
+    """A plain port on a test air: frames without security (this test is about Price
+    ingest between sans-IO servers, not about the radio), tshark reads them as they are."""
+
     def __init__(self, air: VirtualAir, nwk: int) -> None:
         self.nwk = nwk
         self.inbox: list[AirFrame] = []
-        self.port = air.attach(0x1000 + nwk, nwk, self._rx)
+        self.port = air.attach(0x1000 + nwk, self._rx, pan_id=0x1A62, nwk=nwk)
         self.n = 0
 
-    def _rx(self, f: AirFrame) -> None:
-        if f.kind == ApsKind.DATA and f.dst_nwk == self.nwk and f.cluster_id == 0x0700:
+    def _rx(self, mpdu: bytes) -> None:
+        f, _ = decode_frame(mpdu, {})
+        if f is not None and f.kind == ApsKind.DATA and f.dst_nwk == self.nwk \
+                and f.cluster_id == 0x0700:
             self.inbox.append(f)
 
     async def send(self, dst: int, data: bytes) -> None:
         self.n += 1
-        await self.port.transmit(AirFrame(
+        await self.port.transmit(encode_mac_frame(AirFrame(
             kind=ApsKind.DATA, pan_id=0x1A62, src_nwk=self.nwk, dst_nwk=dst,
             src_ieee=0x1000 + self.nwk, profile_id=0x0109, cluster_id=0x0700, src_ep=1, dst_ep=1,
-            aps_counter=self.n & 0xFF, payload=data))
+            aps_counter=self.n & 0xFF, payload=data, mac_seq=self.n & 0xFF,
+            nwk_seq=self.n & 0xFF))[:-2])  # the air carries the MPDU without its FCS
 
 
 class Meter(Node):
@@ -120,11 +127,11 @@ async def test_supplier_prices_reach_the_han_through_the_meter(tmp_path):
 
     try:
         # a block tariff effective now: info, matrix (before the thresholds), thresholds,
-        # labels, the current price, the block period
+        # labels, the billing period, the current price, the block period
         upstream.set_tariff(block_tariff(7102), now)
         frames = upstream.take_outbox()
-        assert [f[2] for f in frames] == [0x04, 0x05, 0x06, 0x08, 0x00, 0x01]
-        assert await publish(frames) == [SUCCESS] * 6
+        assert [f[2] for f in frames] == [0x04, 0x05, 0x06, 0x08, 0x09, 0x00, 0x01]
+        assert await publish(frames) == [SUCCESS] * 7
         tariff = meter.price.tariff
         assert tariff.issuer_tariff_id == 7102 and tariff.label == "Economy 7"
         assert [(x.label, x.rate) for x in tariff.tiers] == [("Night", D("0.1545")),
@@ -231,8 +238,8 @@ async def test_supplier_prices_reach_the_han_through_the_meter(tmp_path):
     acks = decode(pcap, ["zbee_zcl.cmd.id.rsp", "zbee_zcl.attr.status"],
                   where=f"zbee_nwk.src == 0x{METER:04x} && zbee_zcl.cmd.id == 0x0b")
     statuses = [int(r["zbee_zcl.attr.status"][0], 0) for r in acks]
-    assert statuses[:16] == [SUCCESS] * 16  # (the 16th: the duplicate price, ignored)
-    assert statuses[16:] == [INVALID_VALUE, NOT_AUTHORIZED, INVALID_VALUE, INVALID_VALUE,
+    assert statuses[:17] == [SUCCESS] * 17  # (the 17th: the duplicate price, ignored)
+    assert statuses[17:] == [INVALID_VALUE, NOT_AUTHORIZED, INVALID_VALUE, INVALID_VALUE,
                              INVALID_VALUE, MALFORMED, INVALID_VALUE, NOT_FOUND, NOT_FOUND,
                              INVALID_VALUE, NOT_AUTHORIZED]
     assert ZCL_EPOCH  # (imported for symmetry with test_price)

@@ -159,3 +159,17 @@ def test_extract_payload():
     assert extract_payload(ota_file(b"hello")) == b"hello"
     with pytest.raises(SlotError):
         extract_payload(b"\x1e\xf1\xee\x0b\x00\x01\x38\x00" + bytes(48))
+
+
+def test_a_version_that_failed_its_trial_is_remembered(tmp_path):
+    """Else the meter downloads it again, activates, crashes, reverts... for ever."""
+    mgr = SlotManager(tmp_path)
+    mgr.stage(ota_file(b"two"), V2)
+    mgr.activate()
+    assert mgr.choose_boot()[0] in ("A", "B")  # the trial boot
+    mgr.revert("trial slot exited with 9")
+    assert mgr.boot_state().failed == [V2]
+    assert SlotManager(tmp_path).boot_state().failed == [V2]  # kept in boot.json
+    mgr.stage(ota_file(b"one"), V1)  # another version still goes through
+    mgr.activate()
+    assert mgr.boot_state().trial and mgr.boot_state().failed == [V2]

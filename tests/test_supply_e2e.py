@@ -16,6 +16,7 @@ import asyncio
 
 import pytest
 import zigpy.types as t
+from secure import ZclClient
 from test_metering_tshark import (
     AGG,
     MET,
@@ -32,48 +33,18 @@ from test_metering_tshark import (
 )
 from zigpy.zcl import foundation
 
-from radios.frames import AirFrame, ApsKind
 from sep.metrology.load import HouseholdLoad
 from sep.store import Store
 
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
 
 EVENING = START + 10 * 3600  # the house imports: stopped accrual is visible
-IHD_NWK = 0x3B3B
 S = foundation.Status
 
 
 def wh(load: HouseholdLoad, on_spans: list[tuple[int, int]]) -> int:
     """Truth: whole Wh of the energy drawn while the relay was closed."""
     return sum(load.energy_j(a, b)[0] for a, b in on_spans) // 3600
-
-
-class RawNode:
-    """A HAN node that is not the trust centre (say an IHD) sending raw ZCL frames."""
-
-    def __init__(self, han: Han) -> None:
-        self.han = han
-        self.got: list[bytes] = []
-        self.port = han.air.attach(0x3B3B00000000AA77, IHD_NWK, self._rx)
-        self.n = 0
-
-    def _rx(self, f: AirFrame) -> None:
-        if f.kind == ApsKind.DATA and f.cluster_id == 0x0702:
-            self.got.append(f.payload)
-
-    async def command(self, command_id: int, payload: bytes) -> bytes:
-        self.n += 1
-        before = len(self.got)
-        data = foundation.ZCLHeader.cluster(0x40 + self.n, command_id).serialize() + payload
-        await self.port.transmit(AirFrame(
-            kind=ApsKind.DATA, pan_id=0x1A62, src_nwk=IHD_NWK, dst_nwk=self.han.meter.nwk,
-            src_ieee=0x3B3B00000000AA77, profile_id=0x0109, cluster_id=0x0702, src_ep=1,
-            dst_ep=1, aps_counter=self.n, payload=data))
-        for _ in range(200):
-            if len(self.got) > before:
-                return self.got[-1]
-            await asyncio.sleep(0.01)
-        raise AssertionError("no answer from the meter")
 
 
 def change_supply_payload(provider: int, event: int, impl: int, proposed: int, bits: int) -> bytes:
@@ -96,7 +67,7 @@ async def test_disconnect_arm_and_local_restore(tmp_path):
     load = HouseholdLoad(SEED, SOLAR_W)
     meter = han.meter.metering
     provider = meter.supply.provider_id
-    ihd = RawNode(han)
+    ihd = await ZclClient.create(han.air, 0x3B3B00000000AA77, han.meter)
     m = han.metering
     try:
         await m.configure_reporting(0x0014, 0, 0, 1)  # SupplyStatus on change, not periodic
@@ -238,7 +209,7 @@ async def test_load_limit_then_reset_counter(tmp_path):
     supply = han.meter.metering.supply
     provider = supply.provider_id
     m = han.metering
-    ihd = RawNode(han)
+    ihd = await ZclClient.create(han.air, 0x3B3B00000000AA77, han.meter)
     try:
         await han.run(300)
         # a demand limit under the house's base load: exceeded from now on

@@ -100,10 +100,15 @@ def test_address_requests():
 
 def test_unsupported_and_malformed_requests():
     server = ZdoServer(node())
-    (c, p), = server.handle(Z.Mgmt_Bind_req, request(Z.Mgmt_Bind_req, t.uint8_t(0)),
+    # Mgmt_Leave_req: well formed, not served by this firmware
+    (c, p), = server.handle(Z.Mgmt_Leave_req, request(Z.Mgmt_Leave_req, IEEE, t.bitmap8(0)),
                             broadcast=False)
-    # zigpy reads the refusal (a bare status would not parse as Mgmt_Bind_rsp)
-    assert c == Z.Mgmt_Bind_rsp and parse(c, p) == (0x42, [zdo_t.Status.NOT_SUPPORTED, 0, 0, []])
+    assert c == Z.Mgmt_Leave_rsp and p == bytes([0x42, zdo_t.Status.NOT_SUPPORTED])
+    # User_Desc_req: not served either; zigpy reads the refusal (a bare status would not
+    # parse as User_Desc_rsp, whose address and descriptor are there whatever the status)
+    (c, p), = server.handle(Z.User_Desc_req, request(Z.User_Desc_req, t.NWK(NWK)),
+                            broadcast=False)
+    assert c == Z.User_Desc_rsp and parse(c, p) == (0x42, [zdo_t.Status.NOT_SUPPORTED, NWK, ""])
     (c, p), = server.handle(Z.Simple_Desc_req, b"\x42\x34", broadcast=False)  # truncated
     assert parse(c, p) == (0x42, [zdo_t.Status.INV_REQUESTTYPE, NWK, None])
     (c, p), = server.handle(0x0077, b"\x42", broadcast=False)  # a request nobody defined
@@ -133,3 +138,45 @@ def test_device_announce_parses_in_zigpy():
     tsn, (nwk, ieee, caps) = parse(Z.Device_annce, payload)
     assert (tsn, nwk, ieee) == (7, NWK, IEEE)
     assert caps & zdo_t.MACCapabilityFlags.RxOnWhenIdle
+
+
+def _bind_args(ieee: t.EUI64, ep: int, cluster: int, dst_ieee: t.EUI64, dst_ep: int) -> tuple:
+    return (ieee, t.uint8_t(ep), t.uint16_t(cluster),
+            zdo_t.MultiAddress(addrmode=3, ieee=dst_ieee, endpoint=dst_ep))
+
+
+def test_binding_table_bind_unbind_and_mgmt_bind_read_by_zigpy():
+    changes = []
+    server = ZdoServer(node(), on_change=lambda: changes.append(1))
+    ihd = t.EUI64.convert("00:0d:6f:00:00:00:1d:01")
+    ok = server.handle(Z.Bind_req, request(Z.Bind_req, *_bind_args(IEEE, 1, 0x0702, ihd, 1)),
+                       broadcast=False)
+    assert parse(*ok[0])[1] == [zdo_t.Status.SUCCESS]
+    # the same binding again: success, no second entry
+    server.handle(Z.Bind_req, request(Z.Bind_req, *_bind_args(IEEE, 1, 0x0702, ihd, 1)),
+                  broadcast=False)
+    # another node's IEEE as source: not supported; an endpoint we do not have: invalid
+    other = t.EUI64.convert("11:22:33:44:55:66:77:88")
+    (c, p), = server.handle(Z.Bind_req, request(Z.Bind_req, *_bind_args(other, 1, 0x0702, ihd, 1)),
+                            broadcast=False)
+    assert parse(c, p)[1] == [zdo_t.Status.NOT_SUPPORTED]
+    (c, p), = server.handle(Z.Bind_req, request(Z.Bind_req, *_bind_args(IEEE, 7, 0x0702, ihd, 1)),
+                            broadcast=False)
+    assert parse(c, p)[1] == [zdo_t.Status.INVALID_EP]
+    assert len(changes) == 1
+    (c, p), = server.handle(Z.Mgmt_Bind_req, request(Z.Mgmt_Bind_req, t.uint8_t(0)),
+                            broadcast=False)
+    tsn, (status, total, start, entries) = parse(c, p)
+    assert (status, total, start, len(entries)) == (zdo_t.Status.SUCCESS, 1, 0, 1)
+    entry = entries[0]
+    assert (entry.SrcAddress, entry.SrcEndpoint, entry.ClusterId) == (IEEE, 1, 0x0702)
+    assert (entry.DstAddress.ieee, entry.DstAddress.endpoint) == (ihd, 1)
+    assert [(b.dst_ieee, b.dst_ep) for b in server.bindings_for(1, 0x0702)] == [
+        (0x000D6F0000001D01, 1)]
+    (c, p), = server.handle(Z.Unbind_req, request(Z.Unbind_req, *_bind_args(IEEE, 1, 0x0702, ihd, 1)),
+                            broadcast=False)
+    assert parse(c, p)[1] == [zdo_t.Status.SUCCESS]
+    (c, p), = server.handle(Z.Unbind_req, request(Z.Unbind_req, *_bind_args(IEEE, 1, 0x0702, ihd, 1)),
+                            broadcast=False)
+    assert parse(c, p)[1] == [zdo_t.Status.NO_ENTRY]
+    assert server.bindings == []

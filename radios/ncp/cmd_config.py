@@ -38,6 +38,8 @@ class ConfigCommands:
         radio_power: int
         mac_counters: list[int]
 
+        def _policy_changed(self) -> None: ...
+
         def _event(self, text: str) -> None: ...
 
         def _take_network_down(self) -> None: ...
@@ -105,6 +107,7 @@ class ConfigCommands:
 
     def cmd_setPolicy(self, policyId: Any, decisionId: Any) -> dict:
         self.policies[int(policyId)] = int(decisionId)
+        self._policy_changed()
         return {"status": S.OK}
 
     def cmd_addEndpoint(self, endpoint: int, profileId: int, deviceId: int,

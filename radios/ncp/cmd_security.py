@@ -33,6 +33,8 @@ class SecurityCommands:
         config: dict[int, int]
         transient_keys: dict[str, bytes]
 
+        def _policy_changed(self) -> None: ...
+
     def cmd_setInitialSecurityState(self, state: bt.EmberInitialSecurityState) -> dict:
         if self.network_up:
             return {"status": S.INVALID_STATE}
@@ -134,8 +136,10 @@ class SecurityCommands:
                                flags: Any) -> dict:
         self.transient_keys[str(eui64)] = bytes(plaintext_key)
         LOGGER.info("NCP: transient link key for %s", eui64)
+        self._policy_changed()
         return {"status": S.OK}
 
     def cmd_clearTransientLinkKeys(self) -> dict:
         self.transient_keys.clear()
+        self._policy_changed()
         return {}

@@ -345,6 +345,12 @@ class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingComman
         self.outbox.append(encode_frame(self.last_seq, cmd_id,
                                         serialize_fields(rsp_schema, fields), callback=True))
 
+    def _policy_changed(self) -> None:
+        """The trust-centre policy or the transient keys changed: the radio consults them."""
+        hook = getattr(self.radio, "policy_changed", None)
+        if hook is not None:
+            hook()
+
     def outbox_after(self, action: Callable[[], None]) -> None:
         """Run ``action`` after the current response is queued (callbacks follow it)."""
         self._after.append(action)

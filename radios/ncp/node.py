@@ -1,14 +1,21 @@
-"""The emulated NCP's radio: a coordinator node (NWK 0x0000) on the virtual air.
+"""The emulated NCP's radio: the coordinator and trust centre on the virtual air.
 
 This is the part of the "firmware" below EZSP: it implements
-:class:`radios.ncp.ezsp.Radio`. Sending: ``sendUnicast``/``sendBroadcast`` become
-:class:`~radios.frames.AirFrame` values; a unicast with APS retries waits for the APS ACK
-(three attempts), then ``messageSentHandler`` reports success or ``DELIVERY_FAILED``.
-Receiving: data frames for NWK 0x0000 or broadcast become ``incomingMessageHandler``;
-APS ACKs are returned like :mod:`radios.virtual` does; ZDO requests are answered here by
-:class:`radios.zdo_server.ZdoServer` from the endpoints the host registered with
-``addEndpoint`` and, as the host asked with ``CONFIG_APPLICATION_ZDO_FLAGS``, passed up
-too; a ``Device_annce`` is reported as ``trustCenterJoinHandler`` and passed up.
+:class:`radios.ncp.ezsp.Radio` on the same Zigbee PRO stack the zigpy radio uses
+(``radios/node.py``: NWK and APS security, joining, the trust centre). The network,
+keys and policies come from what the host set over EZSP (``NcpState``, the transient
+keys of ``importTransientKey``, the ``TRUST_CENTER_POLICY`` decision): ``install_code``
+when the decision says ``JOINS_USE_INSTALL_CODE_KEY``, ``preconfigured`` (the TC link
+key the network was formed with) when it says ``ALLOW_JOINS``, else closed.
+
+Sending: ``sendUnicast``/``sendBroadcast`` become APS data frames (APS-encrypted when the
+host's ``APS_OPTION_ENCRYPTION`` asks); a unicast with APS retries waits for the APS
+ACK (three attempts), then ``messageSentHandler`` reports success or
+``DELIVERY_FAILED``. Receiving: data frames become ``incomingMessageHandler`` (with
+``APS_OPTION_ENCRYPTION`` set when they arrived APS-encrypted); ZDO requests are answered
+here from the endpoints the host registered and, as ``CONFIG_APPLICATION_ZDO_FLAGS``
+asks, passed up too; a device the trust centre admits is reported with
+``trustCenterJoinHandler``.
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ import bellows.types as bt
 import zigpy.types as zt
 import zigpy.zdo.types as zdo_t
 
-from radios.air import AirPort, VirtualAir
-from radios.aps import PendingAcks
-from radios.frames import AirFrame, ApsKind
+from radios.air import VirtualAir
 from radios.ncp.ezsp import EzspNcp
 from radios.ncp.state import NcpState
-from radios.virtual import eui64_to_int, int_to_eui64
+from radios.node import DataIndication, NodeEvent, SecurityError, ZigbeeNode
+from radios.shell import DeliveryFailed, NodeShell
+from radios.state import LinkKeyEntry, NodeState
+from radios.trust_center import ANY_DEVICE
+from radios.virtual import eui64_to_int, int_to_eui64, report_node_keys
 from radios.zdo_server import NodeIdentity, ZdoServer, encode
 
 LOGGER = logging.getLogger(__name__)
@@ -40,14 +49,35 @@ COORDINATOR_NWK = 0x0000
 
 S = bt.sl_Status
 Counter = bt.EmberCounterType
+Decision = bt.EzspDecisionBitmask
 
 
 class NcpZdoServer(ZdoServer):
-    """The ZDO server of the NCP firmware: also describes endpoints above 0xF0.
+    """The ZDO server of the NCP firmware: also describes endpoints above 0xF0, and passes
+    requests up to the host as ``CONFIG_APPLICATION_ZDO_FLAGS`` asks."""
 
-    bellows registers the Green Power endpoint 242 with ``addEndpoint``; Active_EP_rsp
-    lists it, so Simple_Desc_req for it is answered like for any other active endpoint.
-    """
+    zdo_flags: Callable[[], int] = staticmethod(lambda: 0)  # type: ignore[assignment]
+
+    SUPPORTED = (
+        zdo_t.ZDOCmd.NWK_addr_req, zdo_t.ZDOCmd.IEEE_addr_req, zdo_t.ZDOCmd.Node_Desc_req,
+        zdo_t.ZDOCmd.Power_Desc_req, zdo_t.ZDOCmd.Simple_Desc_req, zdo_t.ZDOCmd.Active_EP_req,
+        zdo_t.ZDOCmd.Match_Desc_req, zdo_t.ZDOCmd.Mgmt_Lqi_req, zdo_t.ZDOCmd.Mgmt_Rtg_req,
+        zdo_t.ZDOCmd.Mgmt_Permit_Joining_req, zdo_t.ZDOCmd.Bind_req, zdo_t.ZDOCmd.Unbind_req,
+        zdo_t.ZDOCmd.Mgmt_Bind_req,
+    )
+
+    def handle(self, cluster_id: int, data: bytes, *, broadcast: bool) -> list[tuple[int, bytes]]:
+        flags = bt.EmberZdoConfigurationFlags(self.zdo_flags())
+        if cluster_id not in self.SUPPORTED and \
+                flags & bt.EmberZdoConfigurationFlags.APP_HANDLES_UNSUPPORTED_ZDO_REQUESTS:
+            return []  # the host answers what the firmware does not
+        return super().handle(cluster_id, data, broadcast=broadcast)
+
+    def passes_up(self, cluster_id: int) -> bool:
+        flags = bt.EmberZdoConfigurationFlags(self.zdo_flags())
+        if cluster_id in self.SUPPORTED:
+            return bool(flags & bt.EmberZdoConfigurationFlags.APP_RECEIVES_SUPPORTED_ZDO_REQUESTS)
+        return bool(flags & bt.EmberZdoConfigurationFlags.APP_HANDLES_UNSUPPORTED_ZDO_REQUESTS)
 
     def _on_Simple_Desc_req(self, tsn, nwk, endpoint, *, broadcast):  # noqa: N802
         desc = self.node.endpoints.get(endpoint)
@@ -56,6 +86,23 @@ class NcpZdoServer(ZdoServer):
             return encode(zdo_t.ZDOCmd.Simple_Desc_rsp, tsn, zdo_t.Status.SUCCESS, zt.NWK(nwk),
                           sized)
         return super()._on_Simple_Desc_req(tsn, nwk, endpoint, broadcast=broadcast)
+
+
+class _NcpNv:
+    """The node's NV state lives in the NCP's state file (``NcpState.radio``)."""
+
+    def __init__(self, owner: NcpNode) -> None:
+        self.owner = owner
+        self.writes = 0
+
+    def save(self, state: NodeState) -> None:
+        ncp_state = self.owner.state
+        ncp_state.radio = state.to_json()
+        ncp_state.nwk_frame_counter = state.nwk_tx_reserved
+        ncp_state.aps_frame_counter = state.aps_tx_reserved
+        self.writes += 1
+        if self.owner.ncp is not None:
+            self.owner.ncp.on_persist()
 
 
 class NcpNode:
@@ -69,43 +116,71 @@ class NcpNode:
         self.on_output = on_output
         self.aps_ack_wait = aps_ack_wait
         self.ncp: EzspNcp | None = None
-        self.port: AirPort | None = None
-        self.zdo: ZdoServer | None = None
-        self._aps_counter = 0
-        self._acks = PendingAcks()
+        self.node: ZigbeeNode | None = None
+        self.shell: NodeShell | None = None
+        self.zdo: NcpZdoServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._known: dict[int, int] = {}  # nwk -> ieee (int) of nodes heard announcing
-        self.permit_until = 0.0
         self.frames_sent = 0
         self.frames_received = 0
 
     def bind(self, ncp: EzspNcp) -> None:
         self.ncp = ncp
 
+    @property
+    def port(self) -> Any:
+        return self.shell.port if self.shell is not None else None
+
     # -- Radio: network up / down --------------------------------------------------------
+    def _node_state(self) -> NodeState:
+        st = self.state
+        ieee = eui64_to_int(zt.EUI64(st.ieee))
+        node_state = None
+        if st.radio:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                node_state = NodeState.from_json(st.radio)
+        if node_state is None or node_state.ieee != ieee or node_state.pan_id != st.pan_id:
+            node_state = NodeState(ieee=ieee)
+        node_state.logical_type = "coordinator"
+        node_state.pan_id, node_state.channel = st.pan_id, st.channel
+        node_state.extended_pan_id = eui64_to_int(zt.EUI64.convert(st.extended_pan_id))
+        node_state.nwk, node_state.tc_ieee, node_state.joined = COORDINATOR_NWK, ieee, True
+        node_state.network_keys = {st.network_key_seq: st.network_key}
+        node_state.active_key_seq = st.network_key_seq
+        # the boot jump of NcpState.load() applies to the node's counters too
+        node_state.nwk_tx_reserved = max(node_state.nwk_tx_reserved, st.nwk_frame_counter)
+        node_state.aps_tx_reserved = max(node_state.aps_tx_reserved, st.aps_frame_counter)
+        return node_state
+
     def network_up(self) -> None:
         assert self.ncp is not None
-        if self.port is not None:
-            self.port.detach()
+        self.network_down()
+        node_state = self._node_state()
         identity = NodeIdentity(
             ieee=zt.EUI64(self.state.ieee), nwk=COORDINATOR_NWK,
             logical_type=zdo_t.LogicalType.Coordinator,
             manufacturer_code=self.ncp.manufacturer_code, endpoints=self.ncp.endpoints)
-        self.zdo = NcpZdoServer(identity)
-        self.port = self.air.attach(eui64_to_int(identity.ieee), COORDINATOR_NWK, self._on_frame,
-                                    coordinator=True)
+        self.zdo = NcpZdoServer(identity, node_state.bindings)
+        ncp = self.ncp
+        self.zdo.zdo_flags = lambda: ncp.config.get(  # type: ignore[method-assign]
+            int(bt.EzspConfigId.CONFIG_APPLICATION_ZDO_FLAGS), 0)
+        self.node = ZigbeeNode(node_state, _NcpNv(self), zdo=self.zdo)  # type: ignore[arg-type]
+        self.node.status = "joined"
+        self.zdo.on_change = self.node._mark_dirty
+        self._sync_policy()
+        self.shell = NodeShell(self.air, self.node, on_data=self._on_data,
+                               on_event=self._on_event)
+        self.shell.start()
+        self._report_keys()
         if (self.state.pan_id, self.state.channel) != (self.air.pan_id, self.air.channel):
-            LOGGER.warning(
-                "NCP network is PAN 0x%04X on channel %d but the virtual air is PAN 0x%04X "
-                "on channel %d: the other nodes on it will not hear this network (form it "
-                "with the air's PAN id and channel)", self.state.pan_id, self.state.channel,
-                self.air.pan_id, self.air.channel)
+            LOGGER.info("NCP network is PAN 0x%04X on channel %d (the air's default is PAN "
+                        "0x%04X, channel %d)", self.state.pan_id, self.state.channel,
+                        self.air.pan_id, self.air.channel)
 
     def network_down(self) -> None:
-        if self.port is not None:
-            self.port.detach()
-            self.port = None
-        self._acks.cancel_all()
+        if self.shell is not None:
+            shell, self.shell = self.shell, None
+            self._spawn(shell.stop())
+        self.node = None
 
     def close(self) -> None:
         self.network_down()
@@ -113,200 +188,204 @@ class NcpNode:
             task.cancel()
 
     def permit_joining(self, seconds: int) -> None:
-        loop = asyncio.get_running_loop()
-        self.permit_until = loop.time() + seconds if seconds else 0.0
+        if self.node is not None:
+            self._sync_policy()
+            self.node.permit(float(seconds))
 
-    def _permitting(self) -> bool:
-        return bool(self.permit_until) and asyncio.get_running_loop().time() < self.permit_until
+    # -- the trust centre's rules, from what the host set ------------------------------------
+    def _report_keys(self) -> None:
+        if self.node is not None:
+            report_node_keys(self.node, self.air)
+
+    def _sync_policy(self) -> None:
+        node, ncp = self.node, self.ncp
+        if node is None or ncp is None:
+            return
+        decision = Decision(ncp.policies.get(int(bt.EzspPolicyId.TRUST_CENTER_POLICY),
+                                             int(Decision.ALLOW_JOINS)))
+        admitted: dict[int, LinkKeyEntry] = {}
+        for ieee, key in ncp.transient_keys.items():
+            admitted[eui64_to_int(zt.EUI64.convert(ieee))] = LinkKeyEntry(key.hex(),
+                                                                         "install_code")
+        if Decision.JOINS_USE_INSTALL_CODE_KEY in decision:
+            policy = "install_code"
+        elif Decision.ALLOW_JOINS in decision:
+            policy = "preconfigured"
+            admitted[ANY_DEVICE] = LinkKeyEntry(self.state.tc_link_key, "preconfigured")
+        else:
+            policy = "closed"
+        node.state.tc_policy = policy
+        node.state.admitted = admitted
+        self._report_keys()
 
     # -- Radio: lookups ---------------------------------------------------------------------
     def lookup_eui64(self, nwk: int) -> bt.EUI64 | None:
         if nwk == COORDINATOR_NWK:
             return self.state.ieee
-        ieee = self._known.get(nwk)
-        if ieee is None:
-            for port in self.air.ports():
-                if port.nwk == nwk:
-                    ieee = port.ieee
+        ieee = self.node.ieee_of(nwk) if self.node is not None else None
         return None if ieee is None else bt.EUI64(int_to_eui64(ieee))
 
     def lookup_node_id(self, eui64: bt.EUI64) -> int | None:
-        value = eui64_to_int(zt.EUI64(eui64))
-        for nwk, ieee in self._known.items():
-            if ieee == value:
-                return nwk
-        return self.air.lookup_ieee(value)
+        if self.node is None:
+            return None
+        return self.node.nwk_of(eui64_to_int(zt.EUI64(eui64)))
 
     # -- Radio: sending -----------------------------------------------------------------------
-    def _next_counter(self) -> int:
-        self._aps_counter = (self._aps_counter + 1) & 0xFF
-        return self._aps_counter
-
-    def _frame(self, dst: int, aps: bt.EmberApsFrame, counter: int, payload: bytes, *,
-               ack: bool, radius: int = 30) -> AirFrame:
-        return AirFrame(
-            kind=ApsKind.DATA, pan_id=self.state.pan_id, src_nwk=COORDINATOR_NWK, dst_nwk=dst,
-            src_ieee=eui64_to_int(zt.EUI64(self.state.ieee)), profile_id=int(aps.profileId),
-            cluster_id=int(aps.clusterId), src_ep=int(aps.sourceEndpoint),
-            dst_ep=int(aps.destinationEndpoint), aps_counter=counter, payload=payload,
-            ack_request=ack, radius=radius or 30)
+    def _out(self, dst: int, aps: bt.EmberApsFrame, payload: bytes, *, ack: bool,
+             radius: int = 30) -> Any:
+        assert self.node is not None
+        secure = True if bt.EmberApsOption.APS_OPTION_ENCRYPTION in aps.options else None
+        return self.node.data_frame(
+            dst_nwk=dst, profile=int(aps.profileId), cluster=int(aps.clusterId),
+            src_ep=int(aps.sourceEndpoint), dst_ep=int(aps.destinationEndpoint),
+            payload=payload, ack=ack, aps_secure=secure, radius=radius or 30)
 
     def send_unicast(self, nwk: int, aps: bt.EmberApsFrame, tag: int, payload: bytes) -> int:
-        counter = self._next_counter()
-        aps = aps.replace(sequence=counter)
+        if self.node is None:
+            return 0
         want_ack = bt.EmberApsOption.APS_OPTION_RETRY in aps.options
-        frame = self._frame(nwk, aps, counter, payload, ack=want_ack)
-        self._spawn(self._unicast(frame, aps, tag, want_ack))
+        if nwk == COORDINATOR_NWK:  # to ourselves: the stack loops it back
+            looped = self.node.loopback(profile=int(aps.profileId), cluster=int(aps.clusterId),
+                                        src_ep=int(aps.sourceEndpoint),
+                                        dst_ep=int(aps.destinationEndpoint), payload=payload)
+            counter = self.node.next_aps_counter()
+            aps = aps.replace(sequence=counter)
+            for ind in looped:
+                asyncio.get_running_loop().call_soon(self._on_data, ind)
+            self._spawn(self._report(bt.EmberOutgoingMessageType.OUTGOING_DIRECT, nwk, aps, tag,
+                                     True, payload))
+            return counter
+        try:
+            out = self._out(nwk, aps, payload, ack=want_ack)
+            counter = out.counter
+        except SecurityError as exc:
+            LOGGER.info("NCP: unicast to 0x%04X not secured: %s", nwk, exc)
+            counter = self.node.next_aps_counter()
+            self._spawn(self._report(bt.EmberOutgoingMessageType.OUTGOING_DIRECT, nwk,
+                                     aps.replace(sequence=counter), tag, False, payload))
+            return counter
+        aps = aps.replace(sequence=counter)
+
+        def build() -> Any:  # each APS retry is a new frame (fresh frame counters)
+            assert self.node is not None
+            return self.node.data_frame(
+                dst_nwk=nwk, profile=int(aps.profileId), cluster=int(aps.clusterId),
+                src_ep=int(aps.sourceEndpoint), dst_ep=int(aps.destinationEndpoint),
+                payload=payload, ack=want_ack, counter=counter,
+                aps_secure=True if bt.EmberApsOption.APS_OPTION_ENCRYPTION in aps.options
+                else None)
+
+        self._spawn(self._unicast(out, build, aps, tag, payload, want_ack))
         return counter
 
-    async def _unicast(self, frame: AirFrame, aps: bt.EmberApsFrame, tag: int,
-                       want_ack: bool) -> None:
+    async def _report(self, kind: Any, dst: int, aps: bt.EmberApsFrame, tag: int, ok: bool,
+                      payload: bytes) -> None:
+        if self.ncp is not None:
+            self.ncp.message_sent(kind, dst, aps, tag, S.OK if ok else S.ZIGBEE_DELIVERY_FAILED,
+                                  payload)
+            self.on_output()
+
+    async def _unicast(self, out: Any, build: Callable[[], Any], aps: bt.EmberApsFrame, tag: int,
+                       payload: bytes, want_ack: bool) -> None:
         ok = False
-        if frame.dst_nwk == COORDINATOR_NWK:  # to ourselves: no air, no APS ACK
-            ok = await self._transmit(frame.replace(ack_request=False))
-        else:
-            for attempt in range(APS_ATTEMPTS if want_ack else 1):
-                with contextlib.ExitStack() as stack:
-                    fut = stack.enter_context(
-                        self._acks.expect(frame.dst_nwk, frame.aps_counter)) if want_ack else None
-                    try:
-                        mac_ok = await self._transmit(frame)
-                        self._count(Counter.COUNTER_MAC_TX_UNICAST_SUCCESS if mac_ok
-                                    else Counter.COUNTER_MAC_TX_UNICAST_FAILED)
-                        if mac_ok and fut is not None:
-                            await asyncio.wait_for(asyncio.shield(fut), self.aps_ack_wait)
-                        ok = mac_ok
-                    except (TimeoutError, asyncio.CancelledError):
-                        ok = False
-                        if self.port is None:
-                            break
-                if ok:
-                    break
-                if attempt:
-                    self._count(Counter.COUNTER_APS_DATA_TX_UNICAST_RETRY)
+        for attempt in range(APS_ATTEMPTS if want_ack else 1):
+            shell = self.shell
+            if shell is None or self.node is None:
+                break
+            if attempt:
+                out = build()
+            try:
+                await shell.send(out, ack_timeout=self.aps_ack_wait)
+                self._count(Counter.COUNTER_MAC_TX_UNICAST_SUCCESS)
+                ok = True
+                self.frames_sent += 1
+                break
+            except DeliveryFailed as exc:
+                self._count(Counter.COUNTER_MAC_TX_UNICAST_FAILED
+                            if "MAC" in str(exc) else Counter.COUNTER_APS_DATA_TX_UNICAST_RETRY)
+            except asyncio.CancelledError:
+                break
+            if attempt:
+                self._count(Counter.COUNTER_APS_DATA_TX_UNICAST_RETRY)
         self._count(Counter.COUNTER_APS_DATA_TX_UNICAST_SUCCESS if ok
                     else Counter.COUNTER_APS_DATA_TX_UNICAST_FAILED)
-        if self.ncp is not None:
-            self.ncp.message_sent(bt.EmberOutgoingMessageType.OUTGOING_DIRECT, frame.dst_nwk, aps,
-                                  tag, S.OK if ok else S.ZIGBEE_DELIVERY_FAILED, frame.payload)
-            self.on_output()
+        await self._report(bt.EmberOutgoingMessageType.OUTGOING_DIRECT, out.dst_nwk, aps, tag,
+                           ok, payload)
 
     def send_broadcast(self, dst: int, aps: bt.EmberApsFrame, radius: int, tag: int,
                        payload: bytes) -> int:
-        counter = self._next_counter()
-        aps = aps.replace(sequence=counter)
-        frame = self._frame(dst, aps, counter, payload, ack=False, radius=radius)
-        self._spawn(self._broadcast(frame, aps, tag))
-        return counter
+        if self.node is None:
+            return 0
+        out = self._out(dst, aps, payload, ack=False, radius=radius)
+        aps = aps.replace(sequence=out.counter)
+        self._spawn(self._broadcast(out, aps, tag, payload))
+        return out.counter
 
-    async def _broadcast(self, frame: AirFrame, aps: bt.EmberApsFrame, tag: int) -> None:
-        await self._transmit(frame)
+    async def _broadcast(self, out: Any, aps: bt.EmberApsFrame, tag: int, payload: bytes) -> None:
+        if self.shell is not None:
+            await self.shell.transmit(out)
+            self.frames_sent += 1
         self._count(Counter.COUNTER_MAC_TX_BROADCAST)
         self._count(Counter.COUNTER_APS_DATA_TX_BROADCAST)
-        if self.ncp is not None:
-            self.ncp.message_sent(bt.EmberOutgoingMessageType.OUTGOING_BROADCAST, frame.dst_nwk,
-                                  aps, tag, S.OK, frame.payload)
-            self.on_output()
+        await self._report(bt.EmberOutgoingMessageType.OUTGOING_BROADCAST, out.dst_nwk, aps, tag,
+                           True, payload)
 
-    async def _transmit(self, frame: AirFrame) -> bool:
-        if self.port is None:
-            return False
-        if frame.dst_nwk == COORDINATOR_NWK:  # the stack loops its own frames back
-            asyncio.get_running_loop().call_soon(self._on_frame, frame)
-            return True
-        self.state.nwk_frame_counter += 1
-        self.frames_sent += 1
-        return await self.port.transmit(frame)
+    def _pump(self) -> None:
+        if self.shell is not None:
+            self.shell.pump()
 
     # -- receiving --------------------------------------------------------------------------
-    def _on_frame(self, frame: AirFrame) -> None:
+    def _on_data(self, ind: DataIndication) -> None:
         ncp = self.ncp
-        if ncp is None or self.port is None or frame.pan_id != self.state.pan_id:
-            return
-        if frame.kind == ApsKind.ACK:
-            self._acks.resolve(frame)
-            return
-        if frame.kind != ApsKind.DATA:
+        if ncp is None:
             return
         self.frames_received += 1
-        broadcast = frame.broadcast
-        self._count(Counter.COUNTER_MAC_RX_BROADCAST if broadcast
+        self._count(Counter.COUNTER_MAC_RX_BROADCAST if ind.broadcast
                     else Counter.COUNTER_MAC_RX_UNICAST)
-        self._count(Counter.COUNTER_APS_DATA_RX_BROADCAST if broadcast
+        self._count(Counter.COUNTER_APS_DATA_RX_BROADCAST if ind.broadcast
                     else Counter.COUNTER_APS_DATA_RX_UNICAST)
-        if frame.ack_request and not broadcast and frame.src_nwk != COORDINATOR_NWK:
-            self._spawn(self._transmit(frame.make_ack(eui64_to_int(zt.EUI64(self.state.ieee)))))
-        pass_up = True
-        if frame.profile_id == ZDO_PROFILE and frame.dst_ep == 0:
-            pass_up = self._on_zdo(frame)
-        if pass_up:
-            aps = bt.EmberApsFrame(
-                profileId=frame.profile_id, clusterId=frame.cluster_id,
-                sourceEndpoint=frame.src_ep, destinationEndpoint=frame.dst_ep,
-                options=(bt.EmberApsOption.APS_OPTION_RETRY if frame.ack_request
-                         else bt.EmberApsOption.APS_OPTION_NONE),
-                groupId=0, sequence=frame.aps_counter)
-            kind = bt.EmberIncomingMessageType
-            ncp.incoming_message(kind.INCOMING_BROADCAST if broadcast else kind.INCOMING_UNICAST,
-                                 aps, 255, -40, frame.src_nwk, frame.payload)
+        options = bt.EmberApsOption.APS_OPTION_NONE
+        if ind.ack_request:
+            options |= bt.EmberApsOption.APS_OPTION_RETRY
+        if ind.aps_partner is not None:
+            options |= bt.EmberApsOption.APS_OPTION_ENCRYPTION
+        aps = bt.EmberApsFrame(
+            profileId=ind.profile, clusterId=ind.cluster, sourceEndpoint=ind.src_ep,
+            destinationEndpoint=ind.dst_ep, options=options, groupId=0, sequence=ind.counter)
+        kind = bt.EmberIncomingMessageType
+        ncp.incoming_message(kind.INCOMING_BROADCAST if ind.broadcast else kind.INCOMING_UNICAST,
+                             aps, 255, -40, ind.src_nwk, ind.payload)
         self.on_output()
 
-    def _on_zdo(self, frame: AirFrame) -> bool:
-        """Firmware ZDO. Returns whether the frame also goes up to the host."""
-        assert self.ncp is not None and self.zdo is not None
-        cluster = frame.cluster_id
-        if cluster == zdo_t.ZDOCmd.Device_annce:
-            self._on_announce(frame)
-            return True
-        if cluster & 0x8000:
-            return True  # responses to the host's requests
-        flags = bt.EmberZdoConfigurationFlags(
-            self.ncp.config.get(int(bt.EzspConfigId.CONFIG_APPLICATION_ZDO_FLAGS), 0))
-        supported = self._zdo_supported(cluster)
-        if supported or not flags & bt.EmberZdoConfigurationFlags.APP_HANDLES_UNSUPPORTED_ZDO_REQUESTS:
-            for rsp_cluster, payload in self.zdo.handle(cluster, frame.payload,
-                                                        broadcast=frame.broadcast):
-                self._spawn(self._zdo_reply(frame, rsp_cluster, payload))
-        if supported:
-            return bool(flags & bt.EmberZdoConfigurationFlags.APP_RECEIVES_SUPPORTED_ZDO_REQUESTS)
-        return bool(flags & bt.EmberZdoConfigurationFlags.APP_HANDLES_UNSUPPORTED_ZDO_REQUESTS)
-
-    @staticmethod
-    def _zdo_supported(cluster: int) -> bool:
-        return cluster in (
-            zdo_t.ZDOCmd.NWK_addr_req, zdo_t.ZDOCmd.IEEE_addr_req, zdo_t.ZDOCmd.Node_Desc_req,
-            zdo_t.ZDOCmd.Power_Desc_req, zdo_t.ZDOCmd.Simple_Desc_req,
-            zdo_t.ZDOCmd.Active_EP_req, zdo_t.ZDOCmd.Match_Desc_req,
-            zdo_t.ZDOCmd.Mgmt_Lqi_req, zdo_t.ZDOCmd.Mgmt_Rtg_req,
-            zdo_t.ZDOCmd.Mgmt_Permit_Joining_req,
-        )
-
-    def _on_announce(self, frame: AirFrame) -> None:
-        assert self.ncp is not None
-        try:
-            (nwk, ieee, _caps), _ = zt.deserialize(
-                frame.payload[1:], zdo_t.CLUSTERS[zdo_t.ZDOCmd.Device_annce][1])
-        except (ValueError, KeyError):
+    def _on_event(self, ev: NodeEvent) -> None:
+        ncp = self.ncp
+        if ncp is None:
             return
-        ieee_int = eui64_to_int(ieee)
         update = bt.EmberDeviceUpdate
         decision = bt.EmberJoinDecision
-        if self._known.get(int(nwk)) == ieee_int:
-            status, verdict = update.STANDARD_SECURITY_SECURED_REJOIN, decision.NO_ACTION
-        elif self._permitting():
-            status, verdict = update.STANDARD_SECURITY_UNSECURED_JOIN, decision.USE_PRECONFIGURED_KEY
-        else:
-            # already in the network (it has the key) and announcing itself
-            status, verdict = update.STANDARD_SECURITY_SECURED_REJOIN, decision.NO_ACTION
-        self._known[int(nwk)] = ieee_int
-        self.ncp.trust_center_join(int(nwk), bt.EUI64(ieee), status, verdict, COORDINATOR_NWK)
+        d = ev.details
+        if ev.kind == "device_joined":
+            if d.get("rejoin"):
+                status, verdict = update.STANDARD_SECURITY_SECURED_REJOIN, decision.NO_ACTION
+            else:  # admitted with its install-code or preconfigured key
+                status = update.STANDARD_SECURITY_UNSECURED_JOIN
+                verdict = decision.USE_PRECONFIGURED_KEY
+            ncp.trust_center_join(int(d["nwk"]), bt.EUI64(int_to_eui64(d["ieee"])), status,
+                                  verdict, int(d.get("parent", 0)))
+        elif ev.kind in ("device_left", "device_removed") and "ieee" in d:
+            ncp.trust_center_join(int(d.get("nwk", 0xFFFE)), bt.EUI64(int_to_eui64(d["ieee"])),
+                                  update.DEVICE_LEFT, decision.NO_ACTION, COORDINATOR_NWK)
+        if ev.kind in ("device_joined", "key_installed"):
+            self._report_keys()
+        if ev.kind == "join_refused":
+            ncp.trust_center_join(0xFFFE, bt.EUI64(int_to_eui64(d["ieee"])),
+                                  update.STANDARD_SECURITY_UNSECURED_JOIN, decision.DENY_JOIN,
+                                  COORDINATOR_NWK)
+        self.on_output()
 
-    async def _zdo_reply(self, request: AirFrame, cluster: int, payload: bytes) -> None:
-        aps = bt.EmberApsFrame(profileId=ZDO_PROFILE, clusterId=cluster, sourceEndpoint=0,
-                               destinationEndpoint=0, options=bt.EmberApsOption.APS_OPTION_NONE,
-                               groupId=0, sequence=0)
-        await self._transmit(self._frame(request.src_nwk, aps, self._next_counter(), payload,
-                                         ack=False))
+    def policy_changed(self) -> None:
+        """The host changed the trust-centre policy or the transient keys."""
+        self._sync_policy()
 
     # -- plumbing -----------------------------------------------------------------------------
     def _count(self, counter: bt.EmberCounterType) -> None:
@@ -315,6 +394,10 @@ class NcpNode:
             values[int(counter)] = min(values[int(counter)] + 1, 0xFFFF)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:
+            coro.close()
+            return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -65,6 +65,9 @@ class NcpState:
     link_keys: list[LinkKey] = dataclasses.field(default_factory=list)
     tokens: dict[str, str] = dataclasses.field(default_factory=dict)  # NV3 key -> hex value
     boot_counter: int = 0
+    # the stack's own tables below EZSP (radios.state.NodeState as JSON): incoming frame
+    # counters, address map, devices, bindings
+    radio: dict[str, Any] | None = None
 
     # -- identity ---------------------------------------------------------------------
     @property

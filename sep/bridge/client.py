@@ -1,10 +1,13 @@
 """The MQTT bridge: an asyncio shell over aiomqtt.
 
 It keeps a connection to the broker (reconnecting with exponential backoff), announces
-availability (retained ``online``, last will ``offline``), publishes Home Assistant
-discovery documents (again whenever ``homeassistant/status`` says ``online``), publishes
-the state document and the readings stream, and takes commands back. Whatever the broker
-does, the meter is never blocked: the meter side only calls :meth:`MqttBridge.submit`.
+availability (retained ``online``, last will ``offline``, and ``offline`` published before
+every clean stop), keeps a retained bridge state document (``<base>/<node>/bridge/state``),
+publishes Home Assistant discovery documents (again whenever ``homeassistant/status`` says
+``online``, and when the number of tariff tiers changes), publishes the state document and
+the readings stream, and takes commands back. Whatever the broker does, the meter is never
+blocked: the meter side only calls :meth:`MqttBridge.submit`. Broker errors are reported
+once per change for the whole process (:mod:`sep.bridge.status`), not per retry.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,15 +29,19 @@ from sep.bridge.config import BridgeConfig
 from sep.bridge.outbox import Outbox
 from sep.bridge.payloads import (
     MeterState,
+    currency_code,
     discovery_documents,
     node_id,
     reading_payload,
     state_payload,
 )
+from sep.bridge.status import broker_status, clean_error
 
 LOGGER = logging.getLogger(__name__)
 
 CommandHandler = Callable[[Command], Awaitable[dict[str, Any] | None]]
+GOODBYE_TIMEOUT = 3.0  # seconds a clean stop waits for the broker to take "offline"
+SWEEP_SECONDS = 1.0  # how long remove_discovery collects retained topics
 
 
 class MqttBridge:
@@ -44,7 +52,8 @@ class MqttBridge:
         self.ieee = ieee
         self.node = node_id(ieee)
         self.model, self.manufacturer, self.sw_version = model, manufacturer, sw_version
-        self.handlers = handlers or {}
+        self.handlers = dict(handlers or {})
+        self.handlers.setdefault("remove_discovery", self._remove_discovery)
         self.outbox = Outbox(data_dir / "mqtt-outbox.db" if data_dir else None,
                              limit=config.queue_limit)
         self.latest: MeterState | None = None
@@ -55,6 +64,17 @@ class MqttBridge:
         self.published = 0
         self.connects = 0
         self.last_error: str | None = None
+        self.status = broker_status(config.broker)
+        self.discovery = True  # off after remove_discovery for this node, until restart
+        self._announced: dict[str, dict[str, Any]] = {}  # discovery topic → document
+        self.started = time.time()
+        self.commands_run = 0
+        #: told of every command and its result (the meter's event log)
+        self.on_command: Callable[[str, dict[str, Any]], None] | None = None
+        if config.supply_control and config.command_token is not None:
+            LOGGER.warning("MQTT: no supply switch for Home Assistant: commands need the "
+                           "token, which a retained discovery document would reveal "
+                           "(set_supply with the token still works)")
 
     # -- topics ---------------------------------------------------------------------------
     def topic(self, leaf: str) -> str:
@@ -77,6 +97,14 @@ class MqttBridge:
         self._task = asyncio.create_task(self._run(), name="mqtt-bridge")
 
     async def stop(self) -> None:
+        """Say ``offline`` (availability and bridge state, retained) if connected, then
+        disconnect cleanly — so a stopped meter never stays ``online`` on the broker."""
+        client = self._client  # set while a session is up (even before it is announced)
+        if client is not None:
+            try:
+                await asyncio.wait_for(self._goodbye(client), GOODBYE_TIMEOUT)
+            except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+                LOGGER.info("MQTT: could not say offline before stopping: %s", exc)
         if self._task is not None:
             self._task.cancel()
             # aiomqtt can swallow a cancellation in the middle of a (TLS) connect: never
@@ -85,7 +113,13 @@ class MqttBridge:
                 await asyncio.wait_for(asyncio.shield(self._task), 5)
             if not self._task.done():
                 LOGGER.warning("MQTT bridge did not stop within 5 s; abandoning it")
+        self.status.stopped(self.node)
         self.outbox.close()
+
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
+        await client.publish(self.topic("bridge/state"),
+                             json.dumps(self.bridge_state("offline")), qos=1, retain=True)
+        await client.publish(self.topic("availability"), "offline", qos=1, retain=True)
 
     async def _run(self) -> None:
         delay = 1.0
@@ -93,14 +127,13 @@ class MqttBridge:
             try:
                 await self._session()
                 delay = 1.0
-            except aiomqtt.MqttError as exc:
-                self.last_error = str(exc)
-                LOGGER.warning("MQTT broker %s:%d: %s; retrying in %.0f s", self.config.host,
-                               self.config.port, exc, delay)
-            except OSError as exc:
-                self.last_error = str(exc)
-                LOGGER.warning("MQTT connection failed: %s; retrying in %.0f s", exc, delay)
+            except (aiomqtt.MqttError, OSError) as exc:
+                self.last_error = clean_error(exc)
+                self.status.failed(self.node, exc)
+                LOGGER.debug("MQTT broker %s: %s; retrying in %.0f s", self.config.broker,
+                             exc, delay)
             self.connected.clear()
+            self._client = None
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, self.config.backoff_max)
 
@@ -114,12 +147,15 @@ class MqttBridge:
         ) as client:
             self._client = client
             self.connects += 1
-            LOGGER.info("MQTT connected to %s:%d", cfg.host, cfg.port)
             await client.publish(self.topic("availability"), "online", qos=1, retain=True)
+            await client.publish(self.topic("bridge/state"),
+                                 json.dumps(self.bridge_state("online")), qos=1, retain=True)
             await self.publish_discovery(client)
             await client.subscribe(f"{cfg.discovery_prefix}/status", qos=1)
             await client.subscribe(self.topic("command/+"), qos=1)
             self.connected.set()
+            self.last_error = None
+            self.status.connected(self.node)
             tasks = [asyncio.create_task(self._drain(client)),
                      asyncio.create_task(self._listen(client))]
             try:
@@ -131,12 +167,38 @@ class MqttBridge:
             for task in done:
                 task.result()  # re-raise what ended the session
 
+    def bridge_state(self, state: str) -> dict[str, Any]:
+        """The retained ``bridge/state`` document."""
+        return {
+            "state": state, "version": self.sw_version, "broker": self.config.broker,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "connects": self.connects, "published": self.published,
+            "queued": len(self.outbox) if state == "online" else None,
+            "dropped": self.outbox.dropped, "commands_run": self.commands_run,
+            "commands": sorted(self.handlers), "discovery": self.discovery,
+            "supply_control": self.config.supply_control,
+        }
+
+    # -- discovery ------------------------------------------------------------------------
+    def discovery_documents(self) -> dict[str, dict[str, Any]]:
+        s = self.latest
+        return discovery_documents(
+            ieee=self.ieee, base=self.config.base_topic, prefix=self.config.discovery_prefix,
+            model=self.model, manufacturer=self.manufacturer, sw_version=self.sw_version,
+            tiers=len(s.tiers_delivered) if s else 0,
+            currency=currency_code(s.currency) if s else "GBP",
+            supply_control=self.config.supply_control and "set_supply" in self.handlers
+            and self.config.command_token is None)
+
     async def publish_discovery(self, client: aiomqtt.Client) -> None:
-        docs = discovery_documents(ieee=self.ieee, base=self.config.base_topic,
-                                   prefix=self.config.discovery_prefix, model=self.model,
-                                   manufacturer=self.manufacturer, sw_version=self.sw_version)
+        if not self.discovery:
+            return
+        docs = self.discovery_documents()
+        for topic in set(self._announced) - set(docs):  # an entity that is gone (a tier)
+            await client.publish(topic, b"", qos=1, retain=True)
         for topic, doc in docs.items():
             await client.publish(topic, json.dumps(doc), qos=1, retain=True)
+        self._announced = docs
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Deliver queued readings in order; each leaves the outbox only after PUBACK."""
@@ -144,6 +206,8 @@ class MqttBridge:
             batch = self.outbox.peek()
             if not batch:
                 if self.latest is not None:
+                    if self.discovery and self.discovery_documents() != self._announced:
+                        await self.publish_discovery(client)  # tiers or currency changed
                     await client.publish(self.topic("state"),
                                          json.dumps(state_payload(self.latest)), qos=1,
                                          retain=True)
@@ -171,8 +235,21 @@ class MqttBridge:
                     continue
                 result = await self._run_command(name, payload)
                 await client.publish(self.topic("command/result"), json.dumps(result), qos=1)
+                await client.publish(self.topic("bridge/state"),
+                                     json.dumps(self.bridge_state("online")), qos=1,
+                                     retain=True)
 
     async def _run_command(self, name: str, payload: bytes) -> dict[str, Any]:
+        result = await self._carry_out(name, payload)
+        self.commands_run += 1
+        if self.on_command is not None:
+            try:
+                self.on_command(name, result)
+            except Exception:  # noqa: BLE001 - the audit trail must not take the bridge down
+                LOGGER.exception("recording command %s failed", name)
+        return result
+
+    async def _carry_out(self, name: str, payload: bytes) -> dict[str, Any]:
         try:
             cmd = parse_command(name, payload, self.config.command_token)
         except CommandError as exc:
@@ -181,7 +258,9 @@ class MqttBridge:
         handler = self.handlers.get(cmd.name)
         if handler is None:
             return {"command": name, "id": cmd.request_id, "ok": False,
-                    "error": f"{name} is not available on this meter"}
+                    "error": f"{name} is not available on this meter"
+                    + (" (start it with --mqtt-supply-control)" if name == "set_supply"
+                       else "")}
         try:
             detail = await handler(cmd)
         except (ValueError, LookupError) as exc:
@@ -191,3 +270,40 @@ class MqttBridge:
             return {"command": name, "id": cmd.request_id, "ok": False,
                     "error": f"internal error: {type(exc).__name__}"}
         return {"command": name, "id": cmd.request_id, "ok": True, **(detail or {})}
+
+    # -- remove_discovery -------------------------------------------------------------------
+    async def _remove_discovery(self, cmd: Command) -> dict[str, Any]:
+        """Clear the retained discovery documents of a meter (this one by default, or
+        ``node``: a meter that is gone) and its retained availability, state and bridge
+        state, so Home Assistant drops the device. This meter does not announce itself
+        again until it restarts."""
+        node = cmd.params.get("node", self.node)
+        cfg = self.config
+        patterns = [f"{cfg.discovery_prefix}/+/{node}/+/config"]
+        if node == self.node:
+            self.discovery = False
+        else:  # a meter that is gone: its last retained words go too
+            patterns += [f"{cfg.base_topic}/{node}/{leaf}"
+                         for leaf in ("availability", "state", "bridge/state")]
+        found: set[str] = set(self._announced) if node == self.node else set()
+        # a client of its own: the session's client delivers messages to this very loop
+        async with aiomqtt.Client(
+            cfg.host, cfg.port, username=cfg.username, password=cfg.password,
+            identifier=f"sep-{self.node}-sweep-{random.getrandbits(24):06x}",
+            tls_context=cfg.ssl_context(), timeout=10,
+        ) as sweeper:
+            for pattern in patterns:
+                await sweeper.subscribe(pattern, qos=1)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SWEEP_SECONDS):
+                    async for message in sweeper.messages:
+                        if message.retain and message.payload:
+                            found.add(str(message.topic))
+            for topic in sorted(found):
+                await sweeper.publish(topic, b"", qos=1, retain=True)
+        if node == self.node:
+            self._announced = {}
+        removed = sorted(t for t in found if t.endswith("/config"))
+        LOGGER.warning("MQTT: removed the discovery of meter %s (%d entities)", node,
+                       len(removed))
+        return {"node": node, "removed": len(removed)}

@@ -61,6 +61,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["tariff"],
         "additionalProperties": False,
     },
+    "set_supply": {
+        # the consumer's button: "off" arms the supply (the relay opens), "on" restores an
+        # armed supply; only with --mqtt-supply-control; never overrides a supplier's off
+        "type": "object",
+        "properties": {**_COMMON, "state": {"enum": ["on", "off"]}},
+        "required": ["state"],
+        "additionalProperties": False,
+    },
+    "remove_discovery": {
+        # clear a meter's Home Assistant discovery (default: this meter, which then stays
+        # unannounced until it restarts; "node": a meter that is gone)
+        "type": "object",
+        "properties": {**_COMMON, "node": {"type": "string", "pattern": "^[0-9a-f]{16}$"}},
+        "additionalProperties": False,
+    },
     "image_notify": {
         "type": "object",
         "properties": {**_COMMON, "jitter": {"type": "integer", "minimum": 1, "maximum": 100}},

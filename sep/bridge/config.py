@@ -30,6 +30,11 @@ class BridgeConfig:
     queue_limit: int = 10_000  # readings kept while the broker is away
     publish_interval: float = 10.0  # seconds (wall time) between readings
     backoff_max: float = 30.0
+    supply_control: bool = False  # set_supply command and a Home Assistant supply switch
+
+    @property
+    def broker(self) -> str:
+        return f"{self.host}:{self.port}"
 
     @classmethod
     def from_url(cls, url: str, **kw: object) -> BridgeConfig:

@@ -20,6 +20,8 @@ _SUBCOMMAND_MODULES = (
     "sep.cli.ota",
     "sep.cli.store",
     "sep.cli.ncp",
+    "sep.cli.cert",
+    "sep.cli.config",
 )
 
 

@@ -10,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+from sep.cli.common import host_port, ieee_address
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -38,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--state", type=Path, metavar="FILE",
                    help="JSON file with the NCP's non-volatile state (default: none, "
                    "every start is a factory-new stick)")
-    p.add_argument("--ieee", help="the stick's EUI-64 (default: kept in --state, else random)")
+    p.add_argument("--ieee", type=ieee_address,
+                   help="the stick's EUI-64 (default: kept in --state, else random)")
     p.add_argument("--air", metavar="URL",
                    help="udp://HOST:PORT of a virtual air served by `hubsim demo "
                    "--air-port` (default: an air of its own in this process)")
@@ -48,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port} out of range")
     return host or "127.0.0.1", int(port)
 
 
@@ -64,9 +69,23 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sep ncp-emulator: --listen wants HOST:PORT, not {args.listen!r}",
               file=sys.stderr)
         return 2
-    if args.air and not args.air.startswith("udp://"):
-        print("sep ncp-emulator: --air wants udp://HOST:PORT", file=sys.stderr)
+    try:
+        if not args.air.startswith("udp://") if args.air else False:
+            raise argparse.ArgumentTypeError(f"{args.air!r}: want udp://HOST:PORT")
+        air_at = host_port(args.air[len("udp://"):], what="udp://HOST:PORT") if args.air \
+            else None
+    except argparse.ArgumentTypeError as exc:
+        print(f"sep ncp-emulator: --air {exc}", file=sys.stderr)
         return 2
+    if args.state is not None and args.state.exists():
+        from radios.ncp.state import NcpState
+
+        try:  # a state file that is not one: say so now, not as a traceback later
+            NcpState.load(args.state)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            print(f"sep ncp-emulator: --state {args.state}: not an NCP state file "
+                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            return 2
     if args.verbose == 0:  # what the NCP does is the point of this command
         logging.getLogger("radios.ncp").setLevel(logging.INFO)
 
@@ -76,8 +95,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.air:
             from radios.udp import connect_udp
 
-            air_host, air_port = _host_port(args.air[len("udp://"):])
-            link = await connect_udp(air, air_host, air_port)
+            assert air_at is not None
+            link = await connect_udp(air, *air_at)
         emu = await start_emulator(air, host=host, port=port, state_path=args.state,
                                    ieee=args.ieee, pty=args.pty, tcp=not args.no_tcp)
         where = [emu.url] if not args.no_tcp else []
@@ -106,6 +125,10 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(main())
-    except (OSError, ValueError) as exc:  # ValueError: an unreadable --state file
+    except ValueError as exc:  # an unreadable --state file: the message names it and the field
         print(f"sep ncp-emulator: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"sep ncp-emulator: --listen {args.listen}: {exc.strerror or exc}",
+              file=sys.stderr)
         return 1

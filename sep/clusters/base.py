@@ -14,6 +14,7 @@ MALFORMED_COMMAND / UNSUP_CLUSTER_COMMAND / UNSUP_GENERAL_COMMAND as default res
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,13 @@ Validator = Callable[[Any], bool]
 CommandHandler = Callable[[Request, Any, float], "list[bytes] | Status | None"]
 
 
+class Push(bytes):
+    """An unsolicited server frame (:meth:`ClusterServer.push`): plain bytes, and ``dst``,
+    the (NWK, endpoint) of the one client it is for — None: every client of the server."""
+
+    dst: tuple[int, int] | None = None
+
+
 class ClusterServer:
     """Generic server side of one cluster on one endpoint."""
 
@@ -48,6 +56,9 @@ class ClusterServer:
     #: attribute ids served (default: every attribute of the zigpy definition that has a
     #: value or getter).
     reportable: frozenset[int] = frozenset()
+    #: the cluster-specific commands this server generates (what Discover Commands
+    #: Generated lists); None: the cluster table's, for servers that do not say
+    generated: frozenset[int] | None = None
 
     def __init__(self) -> None:
         self.defs: dict[int, foundation.ZCLAttributeDef] = {
@@ -65,7 +76,11 @@ class ClusterServer:
         self.clients: set[tuple[int, int]] = set()
         #: unsolicited server commands waiting to go to every client (drained by the endpoint)
         self.outbox: list[bytes] = []
-        self._push_tsn = 0
+        # Pushes have a TSN sequence of their own, started at random: a client that counts
+        # its requests from 0 too would otherwise often ask with the TSN of a push it just
+        # got, and zigpy drops an answer byte-identical to a frame seen in the last 10 s as a
+        # duplicate (zigpy.device.PACKET_DEBOUNCE_WINDOW).
+        self._push_tsn = secrets.randbelow(256)
 
     @property
     def cluster_id(self) -> int:
@@ -103,10 +118,13 @@ class ClusterServer:
         return foundation.TypeValue(type=d.zcl_type, value=self.typed(attr_id, self.read_value(attr_id)))
 
     # -- unsolicited server commands -----------------------------------------------------
-    def push(self, command_id: int, payload: bytes) -> bytes:
-        """Queue a server-generated cluster command for every client; returns the frame."""
+    def push(self, command_id: int, payload: bytes, *,
+             dst: tuple[int, int] | None = None) -> bytes:
+        """Queue a server-generated cluster command for every client, or only for ``dst``
+        (NWK, endpoint) — say the client whose request scheduled it; returns the frame."""
         self._push_tsn = (self._push_tsn + 1) & 0xFF
-        frame = server_frame(self._push_tsn, command_id, payload, general=False)
+        frame = Push(server_frame(self._push_tsn, command_id, payload, general=False))
+        frame.dst = dst
         self.outbox.append(frame)
         return frame
 
@@ -337,7 +355,8 @@ class ClusterServer:
             ids = sorted(self.commands)
             command = GC.Discover_Commands_Received_rsp
         else:
-            ids = sorted(int(c) for c in self.cluster.client_commands)
+            generated = self.cluster.client_commands if self.generated is None else self.generated
+            ids = sorted(int(c) for c in generated)
             command = GC.Discover_Commands_Generated_rsp
         ids = [i for i in ids if i >= args.start_command_id]
         chosen = ids[: args.max_command_ids]

@@ -20,6 +20,7 @@ def to_zcl_time(unix: float) -> int:
 
 class BasicServer(ClusterServer):
     cluster = Basic
+    generated = frozenset()  # Basic generates no cluster command
 
     def __init__(self, *, manufacturer: str, model: str, sw_build_id: str,
                  app_version: int = 1, hw_version: int = 1, date_code: str = "") -> None:
@@ -45,6 +46,7 @@ class IdentifyServer(ClusterServer):
     """Identify: IdentifyTime counts down in (the clock's) seconds."""
 
     cluster = Identify
+    generated = frozenset({0x00})  # IdentifyQueryResponse
 
     def __init__(self, clock: Clock) -> None:
         super().__init__()
@@ -91,6 +93,7 @@ class TimeServer(ClusterServer):
     """
 
     cluster = Time
+    generated = frozenset()  # Time generates no cluster command
     MASTER = 0x01
     SYNCHRONIZED = 0x02
     MASTER_ZONE_DST = 0x04
@@ -140,6 +143,28 @@ class TimeServer(ClusterServer):
         self.offset = int(value) + ZIGBEE_EPOCH - self.clock.now()
         self.last_set = int(value)
         self.values[0x0001] = int(self.values[0x0001]) | self.SYNCHRONIZED
+
+    @property
+    def synchronised(self) -> bool:
+        return bool(int(self.values[0x0001]) & (self.MASTER | self.SYNCHRONIZED))
+
+    def synchronise(self, master: dict[int, Any]) -> bool:
+        """Take the time, zone and DST read from our time master (a Time client's work):
+        we then serve Time as synchronised, never as master (ZCL 3.12.2.2.2). Returns
+        False when the source is neither master nor synchronised itself."""
+        status = int(master.get(0x0001, 0))
+        if not status & (self.MASTER | self.SYNCHRONIZED) or 0x0000 not in master:
+            return False
+        utc = int(master[0x0000])
+        if utc in (0, 0xFFFFFFFF):
+            return False
+        self.offset = utc + ZIGBEE_EPOCH - self.clock.now()
+        self.last_set = utc
+        for attr in (0x0002, 0x0003, 0x0004, 0x0005):
+            if attr in master:
+                self.values[attr] = int(master[attr])
+        self.values[0x0001] = self.SYNCHRONIZED
+        return True
 
     def _valid_until(self) -> int:
         if self.valid_for is None or self.last_set == 0xFFFFFFFF:

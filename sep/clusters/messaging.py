@@ -17,6 +17,11 @@ The local API (``display_message``, ``cancel_message``, ``cancel_all``) is what 
 bridge calls; :meth:`ingest` takes the same commands from the upstream supplier (the
 ESI). Both queue the frames for every HAN client that has talked to this server
 (``ClusterServer.push``) and return them.
+
+What the store keeps (:meth:`persisted_state`, written through ``on_change`` after every
+change and before the frame that announces it leaves): the messages, their confirmations,
+the last cancel-all, and the next message id — so an id the meter gave a message is never
+given to another one after a restart.
 """
 
 from __future__ import annotations
@@ -156,8 +161,28 @@ class MessagingServer(ClusterServer):
         self.messages: dict[int, Message] = {}
         self.cancel_all_at: int | None = None
         self.on_confirm = on_confirm or (lambda msg, confirmation: None)
+        self.on_change: Callable[[], None] | None = None  # the store keeps the messages
         self._next_id = 1
         self.commands.update({0x00: self._get_last, 0x01: self._confirm, 0x02: self._get_cancel})
+
+    generated = frozenset({DISPLAY, CANCEL, DISPLAY_PROTECTED, CANCEL_ALL})
+
+    # -- persistence -------------------------------------------------------------------------
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def persisted_state(self) -> dict[str, Any]:
+        return {"next_id": self._next_id, "cancel_all_at": self.cancel_all_at,
+                "messages": [[m.message_id, m.control, m.start, m.duration_min, m.text,
+                              m.protected, m.confirmations] for m in self.messages.values()]}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        self._next_id = int(state["next_id"])
+        at = state["cancel_all_at"]
+        self.cancel_all_at = None if at is None else int(at)
+        self.messages = {int(m[0]): Message(int(m[0]), int(m[1]), int(m[2]), int(m[3]), str(m[4]),
+                                            bool(m[5]), list(m[6])) for m in state["messages"]}
 
     # -- local API -------------------------------------------------------------------------
     def display_message(self, text: str, *, now: float, message_id: int | None = None,
@@ -183,6 +208,7 @@ class MessagingServer(ClusterServer):
     def cancel_message(self, message_id: int) -> bytes:
         if self.messages.pop(message_id, None) is None:
             raise LookupError(f"no message with id {message_id}")
+        self._changed()
         # SE 1.4: the Message Control field of CancelMessage is deprecated and sent as 0x00.
         return self.push(CANCEL, t.uint32_t(message_id).serialize() + t.bitmap8(0).serialize())
 
@@ -191,6 +217,7 @@ class MessagingServer(ClusterServer):
         when = int(implementation_time or now)
         self.messages.clear()
         self.cancel_all_at = when
+        self._changed()
         return self.push(CANCEL_ALL, t.uint32_t(to_zcl_time(when)).serialize())
 
     def last_message(self, now: float) -> Message | None:
@@ -203,9 +230,12 @@ class MessagingServer(ClusterServer):
                       key=lambda m: (m.start, m.message_id))
 
     def tick(self, now: float) -> None:
-        for message_id in [m.message_id for m in self.messages.values() if m.expired(now)]:
+        expired = [m.message_id for m in self.messages.values() if m.expired(now)]
+        for message_id in expired:
             LOGGER.info("message %d expired", message_id)
             del self.messages[message_id]
+        if expired:
+            self._changed()
 
     def _queue(self, msg: Message) -> bytes:
         old = self.messages.get(msg.message_id)
@@ -213,6 +243,7 @@ class MessagingServer(ClusterServer):
             LOGGER.info("message %d replaced", msg.message_id)
         self.messages[msg.message_id] = msg  # replacement by message ID
         self._next_id = max(self._next_id, msg.message_id + 1) & 0xFFFFFFFF or 1
+        self._changed()
         return self.push(msg.command_id, msg.payload())
 
     # -- from the upstream supplier (the ESI) -----------------------------------------------
@@ -277,6 +308,7 @@ class MessagingServer(ClusterServer):
         confirmation = {"nwk": req.src_nwk, "time": int(args.confirmation_time) + ZIGBEE_EPOCH,
                         "answer": answer, "response": text}
         msg.confirmations.append(confirmation)
+        self._changed()
         LOGGER.info("message %d confirmed by 0x%04X%s", msg.message_id, req.src_nwk,
                     f" ({answer})" if answer else "")
         self.on_confirm(msg, confirmation)

@@ -1,5 +1,5 @@
 """Metering server: reading information set, tiers, history, load profile, snapshots,
-fast poll and supply control (SE 1.4 D.3).
+sampling, maximum demand, bills, alarm masks, fast poll and supply control (SE 1.4 D.3).
 
 Registers are kept in Wh and W; with Multiplier 1 and Divisor 1000 the HAN sees kWh and
 kW (value x Multiplier / Divisor in the UnitOfMeasure, here kWh/kW binary). The
@@ -7,7 +7,19 @@ formatting bytes tell a display how many digits to show: bits 0-2 digits right o
 decimal point, bits 3-6 digits left of it, bit 7 suppress leading zeros.
 
 Block information (CurrentTierNBlockMSummationDelivered, the block period attributes) is
-served only while a block tariff is active (:meth:`MeteringServer.set_block_period`).
+served only while a block tariff is active (:meth:`MeteringServer.set_block_period`); the
+received side likewise while an export tariff with blocks is
+(:meth:`MeteringServer.set_received_block_period`). The billing set (bill to date,
+projected bill, SE 1.4 D.3.2.2.10; :mod:`sep.meter.billing`) is served while the tariff
+has a billing period (its received half with an export tariff). Maximum demand follows
+:mod:`sep.meter.demand` over DemandIntegrationPeriod minutes. Snapshots and their
+schedules are in :mod:`sep.clusters.metering_snapshots`, sampling sessions in
+:mod:`sep.clusters.metering_sampling`.
+
+The alarm masks (D.3.2.2.13: GenericAlarmMask, ElectricityAlarmMask,
+GenericFlowPressureAlarmMask, ExtendedGenericAlarmMask, ManufacturerAlarmMask) are
+writable by any HAN client, all alarms enabled by default, and kept by the store;
+ExtendedStatus (0x0204) shows NV memory, measurement system, relay and load-limit faults.
 Supply commands that change the relay (ChangeSupply, SetSupplyStatus,
 ResetLoadLimitCounter) are obeyed only from ``MeteringConfig.supply_authorities`` (the
 trust centre); every supply switch is reported (SupplyStatus, Status) even when it is
@@ -18,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import zigpy.types as t
@@ -25,7 +38,17 @@ from zigpy.zcl import foundation
 
 from sep.clusters.base import ClusterServer
 from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
+from sep.clusters.metering_sampling import SamplingMixin
+from sep.clusters.metering_snapshots import (
+    CAUSE_END_OF_BILLING_PERIOD,
+    MAX_SNAPSHOTS,
+    Bill,
+    Snapshot,
+    SnapshotMixin,
+)
 from sep.clusters.reporting import Reporter
+from sep.meter.billing import BillAccumulator, ClosedBill, PriceSource, units
+from sep.meter.blocks import BlockRegisters
 from sep.meter.load_profile import CHANNELS, LoadProfile
 from sep.meter.registers import MAX_TIERS, RegisterSet
 from sep.meter.supply import CANCEL, Refused, SupplyControl, SupplyStatus
@@ -33,9 +56,11 @@ from sep.metrology.api import MetrologyStatus, Reading
 from sep.zcl.frames import Request, Status, build_frame, response_header
 from sep.zcl.metering import (
     BLOCK_DELIVERED_BASE,
+    BLOCK_RECEIVED_BASE,
     MAX_BLOCK_TIERS,
     MAX_BLOCKS,
     Metering,
+    history_attr_id,
 )
 
 # Metering Status (0x0200) bits for electricity meters, SE 1.4 D.3.2.2.2
@@ -64,15 +89,18 @@ MAX_PERIODS_DELIVERED = 24
 FAST_POLL_PERIOD_S = 2  # the fastest update period the meter supports (attribute 0x000B)
 FAST_POLL_MAX_MINUTES = 15  # SE: fast poll mode lasts at most 15 minutes
 
-SNAPSHOT_PAYLOAD_TOU_DELIVERED = 0x00
-SNAPSHOT_CAUSE_GENERAL = 0x00000001
-SNAPSHOT_CAUSE_MANUAL = 0x00000400  # "Manually triggered from client"
-SNAPSHOT_CAUSES_ON_REQUEST = SNAPSHOT_CAUSE_GENERAL | SNAPSHOT_CAUSE_MANUAL
-SNAPSHOT_ACCEPTED = 0x00
-SNAPSHOT_CAUSE_NOT_SUPPORTED = 0x01  # TakeSnapshotResponse confirmation (0x02.. reserved)
-MAX_SNAPSHOTS = 64
-
 TRUST_CENTRE_NWK = 0x0000
+
+# Alarm masks (SE 1.4 D.3.2.2.13) served on an electricity meter, and their defaults: every
+# alarm of the group enabled.
+ALARM_MASKS = {0x0800: 0xFFFF, 0x0801: 0xFFFFFFFF, 0x0802: 0xFFFF, 0x0806: 0xFFFFFFFFFFFF,
+               0x0807: 0xFFFF}
+# ExtendedStatus (0x0204) bits, SE 1.4 D.3.2.2.2 (zigpy's ``ExtendedStatus``)
+EXT_NV_MEMORY_ERROR = 0x20
+EXT_MEASUREMENT_SYSTEM_ERROR = 0x40
+EXT_SUPPLY_DISCONNECT_FAILURE = 0x100
+EXT_SUPPLY_CONNECT_FAILURE = 0x200
+EXT_LIMIT_THRESHOLD_EXCEEDED = 0x08000000
 
 
 def formatting(left: int, right: int, suppress_leading_zeros: bool = True) -> int:
@@ -96,18 +124,10 @@ class MeteringConfig:
     profile_period_code: int = 2  # 30 minutes
     tiers_in_use: int = 4
     historical_formatting: int = formatting(5, 3)  # 0xAB: day/week/month consumption
+    demand_integration_minutes: int = 5  # DemandIntegrationPeriod: maximum demand's period
     #: NWK addresses whose ChangeSupply / ResetLoadLimitCounter are obeyed: the trust
     #: centre (the comms hub, the HAN's energy service interface). Empty: none over the HAN.
     supply_authorities: frozenset[int] = frozenset({TRUST_CENTRE_NWK})
-
-
-@dataclasses.dataclass(frozen=True)
-class Snapshot:
-    snapshot_id: int
-    time: int  # unix seconds
-    cause: int
-    summation_delivered: int
-    tiers_delivered: tuple[int, ...]
 
 
 class SwitchReporter(Reporter):
@@ -152,9 +172,13 @@ class SwitchReporter(Reporter):
         return out
 
 
-class MeteringServer(ClusterServer):
+class MeteringServer(SnapshotMixin, SamplingMixin, ClusterServer):
     cluster = Metering
     reportable = frozenset({0x0000, 0x0001, 0x000C, 0x000E, 0x0014, 0x0200, 0x0400})
+    #: GetProfileResponse, RequestFastPollModeResponse, ScheduleSnapshotResponse,
+    #: TakeSnapshotResponse, PublishSnapshot, GetSampledDataResponse,
+    #: SupplyStatusResponse, StartSamplingResponse
+    generated = frozenset({0x00, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0C, 0x0D})
 
     def __init__(self, config: MeteringConfig | None = None, *,
                  supply: SupplyControl | None = None,
@@ -166,13 +190,20 @@ class MeteringServer(ClusterServer):
         self.config = cfg
         self.reading: Reading | None = None
         self.extra_status = 0  # faults reported by other parts (store integrity ...)
-        self.registers = RegisterSet()
+        self.store_fault = False  # the store found corrupt data (ExtendedStatus NV error)
+        self.registers = RegisterSet(demand_period_s=60 * cfg.demand_integration_minutes)
         self.profile = profile or LoadProfile(cfg.profile_period_code)
         self.supply = supply or SupplyControl()
         self.reporter: SwitchReporter = SwitchReporter(self)
         self.supply.on_switch = self._supply_switched
-        self.snapshots: list[Snapshot] = []
-        self.on_snapshot: Callable[[Snapshot], None] | None = None  # the store keeps them
+        self._init_snapshots()
+        self._init_sampling()
+        #: prices for the billing set (the Price server; None: no bills kept)
+        self.price_source: PriceSource | None = None
+        self.bill = BillAccumulator()
+        self.bill_received = BillAccumulator(received=True)
+        self.on_bill: Callable[[ClosedBill], None] | None = None  # a billing period closed
+        self.on_alarm_masks: Callable[[dict[int, int]], None] | None = None  # the store
         self.fast_poll_until = 0
         self.values.update({
             0x000A: 30,  # DefaultUpdatePeriod (s)
@@ -186,10 +217,12 @@ class MeteringServer(ClusterServer):
             0x0305: cfg.historical_formatting,
             0x0306: cfg.device_type,
             0x0500: MAX_PERIODS_DELIVERED,
-            0x0607: 0,  # SupplyTamperState, set by SetSupplyStatus
-            0x0608: 0,  # SupplyDepletionState
-            0x0609: 0,  # SupplyUncontrolledFlowState
+            0x0602: cfg.demand_integration_minutes,  # DemandIntegrationPeriod
+            0x0603: 1,  # NumberOfDemandSubintervals
+            **ALARM_MASKS,
         })
+        for mask in ALARM_MASKS:
+            self.on_write[mask] = lambda value: self._masks_changed()
         g = self.getters
         g[0x0000] = lambda: self._reading().delivered_wh
         g[0x0001] = lambda: self._reading().received_wh
@@ -197,10 +230,26 @@ class MeteringServer(ClusterServer):
         g[0x0200] = self._meter_status
         g[0x0014] = lambda: int(self.supply.status)
         g[0x0020] = lambda: self.registers.active_tier  # ActiveRegisterTierDelivered
+        g[0x0021] = lambda: self.registers.active_received_tier  # ...Received
+        g[0x0204] = self._extended_status
+        demand = self.registers.demand
+        g[0x0002] = lambda: self._trusted(demand.max_delivered[0] if demand.max_delivered else 0)
+        g[0x0003] = lambda: self._trusted(demand.max_received[0] if demand.max_received else 0)
+        g[0x0008] = lambda: to_zcl_time(demand.max_delivered[1]) if demand.max_delivered \
+            else 0xFFFFFFFF
+        g[0x0009] = lambda: to_zcl_time(demand.max_received[1]) if demand.max_received \
+            else 0xFFFFFFFF
+        g[0x040D] = lambda: self._trusted(demand.day_max(self._now()))
+        g[0x040E] = lambda: self._trusted(demand.previous_day_max(self._now()))
+        g[0x040F] = lambda: self._trusted(demand.month_max(self._now()))
+        g[0x0410] = lambda: self._trusted(demand.year_max(self._now()))
         g[0x0601] = lambda: self.supply.demand_limit_w or 0
         g[0x0604] = lambda: self.supply.arm_duration_s
         g[0x0605] = lambda: int(self.supply.load_limit_state)
         g[0x0606] = lambda: self.supply.load_limit_counter
+        g[0x0607] = lambda: int(self.supply.tamper_state)  # set by SetSupplyStatus
+        g[0x0608] = lambda: int(self.supply.depletion_state)
+        g[0x0609] = lambda: int(self.supply.uncontrolled_flow_state)
         g[0x0B00] = lambda: (to_zcl_time(self.supply.pending.implementation_time)
                              if self.supply.pending else 0xFFFFFFFF)
         g[0x0B01] = lambda: int(self.supply.pending.status if self.supply.pending
@@ -228,6 +277,11 @@ class MeteringServer(ClusterServer):
         g[0x0441] = lambda: self._trusted(reg.month.current[1])
         g[0x0442] = lambda: self._trusted(reg.month.previous[0])
         g[0x0443] = lambda: self._trusted(reg.month.previous[1])
+        for name, period, top in (("week", reg.week, 5), ("month", reg.month, 13)):
+            for n in range(2, top + 1):  # PreviousWeek2..5, PreviousMonth2..13
+                for k in (0, 1):
+                    g[history_attr_id(name, n, received=bool(k))] = (
+                        lambda p=period, n=n, k=k: self._trusted(p.back(n)[k]))
         # Block period attributes: served only while a block tariff is active.
         blocks = reg.blocks
         self._block_getters: dict[int, Callable[[], Any]] = {
@@ -236,11 +290,32 @@ class MeteringServer(ClusterServer):
             0x001C: lambda: self._trusted(blocks.previous_period_delivered),
             0x0022: lambda: to_zcl_time(blocks.last_switch or ZIGBEE_EPOCH),
         }
+        received = reg.blocks_received
+        self._received_block_getters: dict[int, Callable[[], Any]] = {
+            0x001D: lambda: self._trusted(received.period_delivered),
+            0x001E: received.current_block,
+        }
+        bill, bill_rx = self.bill, self.bill_received
+        self._bill_getters: dict[int, tuple[BillAccumulator, Callable[[], Any]]] = {
+            0x0A00: (bill, lambda: self._bill_value(bill)[0]),
+            0x0A01: (bill, lambda: self._bill_value(bill)[1]),
+            0x0A02: (bill, lambda: self._bill_value(bill)[2]),
+            0x0A03: (bill, lambda: self._bill_value(bill)[3]),
+            0x0A04: (bill, lambda: self._bill_value(bill)[4]),
+            0x0A10: (bill_rx, lambda: self._bill_value(bill_rx)[0]),
+            0x0A11: (bill_rx, lambda: self._bill_value(bill_rx)[1]),
+            0x0A12: (bill_rx, lambda: self._bill_value(bill_rx)[2]),
+            0x0A13: (bill_rx, lambda: self._bill_value(bill_rx)[3]),
+            0x0A14: (bill_rx, lambda: self._bill_value(bill_rx)[4]),
+        }
         self.commands.update({
             0x00: self._get_profile,
             0x03: self._request_fast_poll_mode,
+            0x04: self._schedule_snapshot,
             0x05: self._take_snapshot,
             0x06: self._get_snapshot,
+            0x07: self._start_sampling,
+            0x08: self._get_sampled_data,
             0x0A: self._reset_load_limit_counter,
             0x0B: self._change_supply,
             0x0C: self._local_change_supply,
@@ -256,43 +331,177 @@ class MeteringServer(ClusterServer):
         tier (CurrentTierNBlockM...); else the block-only "No Tier" registers."""
         self.registers.blocks.start_period(int(start_unix), list(thresholds_wh), tiered=tiered)
 
+    def set_received_block_period(self, start_unix: int, thresholds_wh: list[int], *,
+                                  tiered: bool = False) -> None:
+        """The export tariff's block period starts: the received block registers
+        (CurrentTierNBlockMSummationReceived, CurrentBlockPeriodConsumptionReceived,
+        CurrentBlockReceived) follow it; an empty list ends it."""
+        self.registers.blocks_received.start_period(int(start_unix), list(thresholds_wh),
+                                                    tiered=tiered)
+
+    def set_received_tier(self, tier: int | None) -> None:
+        """The export tariff's tier in force (None: no export tariff, exported energy is
+        booked to the import tier)."""
+        self.registers.set_received_tier(None if tier is None else
+                                         min(max(tier, 1), self.config.tiers_in_use))
+
     @staticmethod
-    def _block_of(attr_id: int) -> tuple[int, int] | None:
-        if BLOCK_DELIVERED_BASE <= attr_id < BLOCK_DELIVERED_BASE + 16 * (MAX_BLOCK_TIERS + 1):
-            off = attr_id - BLOCK_DELIVERED_BASE
-            return off // MAX_BLOCKS, off % MAX_BLOCKS + 1
+    def _block_of(attr_id: int) -> tuple[bool, int, int] | None:
+        """(received?, tier, block) of a CurrentTierNBlockMSummation attribute."""
+        for received, base in ((False, BLOCK_DELIVERED_BASE), (True, BLOCK_RECEIVED_BASE)):
+            if base <= attr_id < base + 16 * (MAX_BLOCK_TIERS + 1):
+                off = attr_id - base
+                return received, off // MAX_BLOCKS, off % MAX_BLOCKS + 1
         return None
+
+    def _blocks(self, received: bool) -> BlockRegisters:
+        return self.registers.blocks_received if received else self.registers.blocks
 
     def supported(self, attr_id: int) -> bool:
         if attr_id in self._block_getters:
             return self.registers.blocks.active
+        if attr_id in self._received_block_getters:
+            return self.registers.blocks_received.active
+        bill = self._bill_getters.get(attr_id)
+        if bill is not None:
+            return bill[0].active
         tb = self._block_of(attr_id)
         if tb is not None:
-            return self.registers.blocks.served(*tb, self.config.tiers_in_use)
+            return self._blocks(tb[0]).served(tb[1], tb[2], self.config.tiers_in_use)
         return super().supported(attr_id)
 
     def attr_ids(self) -> list[int]:
         ids = set(super().attr_ids())
-        blocks = self.registers.blocks
-        if blocks.active:
-            ids |= set(self._block_getters)
-            tiers = range(1, min(self.config.tiers_in_use, MAX_BLOCK_TIERS) + 1) if blocks.tiered \
-                else [0]
+        for received, base, getters in (
+                (False, BLOCK_DELIVERED_BASE, self._block_getters),
+                (True, BLOCK_RECEIVED_BASE, self._received_block_getters)):
+            blocks = self._blocks(received)
+            if not blocks.active:
+                continue
+            ids |= set(getters)
+            tiers = range(1, min(self.config.tiers_in_use, MAX_BLOCK_TIERS) + 1) \
+                if blocks.tiered else [0]
             for tier in tiers:
                 for block in range(1, blocks.blocks_in_use + 1):
-                    ids.add(BLOCK_DELIVERED_BASE + 16 * tier + block - 1)
+                    ids.add(base + 16 * tier + block - 1)
+        ids |= {a for a, (acc, _) in self._bill_getters.items() if acc.active}
         return sorted(ids)
 
     def read_value(self, attr_id: int) -> Any:
-        getter = self._block_getters.get(attr_id)
+        getter = self._block_getters.get(attr_id) or self._received_block_getters.get(attr_id)
         if getter is not None:
             return getter()
+        bill = self._bill_getters.get(attr_id)
+        if bill is not None:
+            return bill[1]()
         tb = self._block_of(attr_id)
         if tb is not None:
-            return self._trusted(self.registers.blocks.summation(*tb))
+            return self._trusted(self._blocks(tb[0]).summation(tb[1], tb[2]))
         return super().read_value(attr_id)
 
+    # -- bills (SE 1.4 D.3.2.2.10) ------------------------------------------------------------
+    def _bill_value(self, acc: BillAccumulator) -> Bill:
+        """(to date, its time, projected, its time, trailing digit byte) on the air."""
+        self._reading()  # bills are energy: not served on untrusted registers
+        digits = self.price_source.price_trailing_digits if self.price_source else 0
+        stamp = to_zcl_time(acc.stamp) if acc.stamp is not None else 0xFFFFFFFF
+        return (units(acc.to_date(), digits), stamp, units(acc.projected(), digits), stamp,
+                digits << 4)
+
+    def bills(self) -> tuple[Bill | None, Bill | None]:
+        """The bill values a snapshot keeps (delivered, received); None where none is kept."""
+        return tuple(self._bill_value(acc) if acc.active else None  # type: ignore[return-value]
+                     for acc in (self.bill, self.bill_received))
+
+    def _update_bills(self, t: float, d: int, r: int) -> None:
+        src = self.price_source
+        if src is None:
+            return
+        period = src.billing_period
+        regs = self.registers
+        closed = self.bill.update(t, d, src.current_rate(), src.standing_charge, period,
+                                  cost=self._block_cost(src, regs.last_split, False))
+        export = src.current_export_rate()
+        closed += self.bill_received.update(
+            t, r, export, Decimal(0), period if export is not None else None,
+            cost=self._block_cost(src, regs.last_split_received, True))
+        for bill in closed:
+            if self.on_bill is not None:
+                self.on_bill(bill)
+        if any(not b.received for b in closed):
+            # SE snapshot cause "end of billing period": the meter's own snapshot, with the
+            # bills of the period that ended (to date = projected = the period's total)
+            digits = src.price_trailing_digits
+            done: list[Bill | None] = [None, None]
+            for bill in closed:
+                value = units(bill.amount, digits)
+                done[int(bill.received)] = (value, to_zcl_time(bill.end), value,
+                                            to_zcl_time(bill.end), digits << 4)
+            try:
+                self.take_snapshot(t, CAUSE_END_OF_BILLING_PERIOD,
+                                   bills=(done[0], done[1]))
+            except LookupError:
+                pass
+
+    @staticmethod
+    def _block_cost(src: PriceSource, split: dict[tuple[int, int], int],
+                    received: bool) -> Decimal | None:
+        """The cost of an increment a block tariff split over blocks (None: no split, or a
+        price event overrides the block prices)."""
+        if not split:
+            return None
+        cost = Decimal(0)
+        for (tier, block), wh in split.items():
+            rate = src.block_rate(tier, block, received)
+            if rate is None:
+                return None
+            cost += Decimal(wh) * rate / 1000
+        return cost
+
+    def convert_bills(self, factor: Decimal, flags: int) -> None:
+        """A currency change (Price's PublishCurrencyConversion): the bills to date are
+        cleared (flag bit 0) or converted at ``factor`` (bit 1)."""
+        for acc in (self.bill, self.bill_received):
+            if flags & 0x01:
+                acc.energy, acc.standing = Decimal(0), Decimal(0)
+            elif flags & 0x02:
+                acc.energy, acc.standing = acc.energy * factor, acc.standing * factor
+
+    # -- alarm masks and extended status -------------------------------------------------
+    def alarm_masks(self) -> dict[int, int]:
+        return {attr: int(self.values[attr]) for attr in ALARM_MASKS}
+
+    def restore_alarm_masks(self, masks: dict[int, int]) -> None:
+        for attr, value in masks.items():
+            if int(attr) in ALARM_MASKS:
+                self.values[int(attr)] = self.typed(int(attr), int(value))
+
+    def _masks_changed(self) -> None:
+        if self.on_alarm_masks is not None:
+            self.on_alarm_masks(self.alarm_masks())
+
+    def _extended_status(self) -> int:
+        status = 0
+        if self.store_fault:
+            status |= EXT_NV_MEMORY_ERROR
+        if self.reading is None or self.reading.status & (
+                MetrologyStatus.CALIBRATION_FAULT | MetrologyStatus.MEASUREMENT_FAULT
+                | MetrologyStatus.REGISTER_FAULT):
+            status |= EXT_MEASUREMENT_SYSTEM_ERROR
+        closed = self.supply.relay.closed
+        if self.supply.status != SupplyStatus.ON and closed:
+            status |= EXT_SUPPLY_DISCONNECT_FAILURE
+        if self.supply.status == SupplyStatus.ON and not closed:
+            status |= EXT_SUPPLY_CONNECT_FAILURE
+        limit = self.supply.demand_limit_w
+        if limit is not None and self.reading is not None and self.reading.demand_w > limit:
+            status |= EXT_LIMIT_THRESHOLD_EXCEEDED
+        return status
+
     # -- readings ---------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.reading.timestamp if self.reading is not None else 0.0
+
     def update(self, reading: Reading) -> None:
         self.reading = reading
         if reading.status & (MetrologyStatus.CALIBRATION_FAULT | MetrologyStatus.MEASUREMENT_FAULT
@@ -300,12 +509,15 @@ class MeteringServer(ClusterServer):
             return  # untrusted or stale energy is not booked anywhere
         d, r = self.registers.update(reading.timestamp, reading.delivered_wh, reading.received_wh)
         self.profile.add(reading.timestamp, d, r)
+        self._update_bills(reading.timestamp, d, r)
+        self._feed_sessions(reading)
         self.supply.tick(reading.timestamp, reading.demand_w)
         self._announce_implemented()
 
     def tick(self, now: float) -> None:
         self.supply.tick(now, self.reading.demand_w if self.reading else 0)
         self._announce_implemented()
+        self._run_schedules(now)
 
     def set_active_tier(self, tier: int) -> None:
         """The active price tier decides which tier register accrues (Price server calls)."""
@@ -381,59 +593,16 @@ class MeteringServer(ClusterServer):
             to_zcl_time(self.fast_poll_until)).serialize()
         return [build_frame(response_header(req, 0x03, general=False), payload)]
 
-    def take_snapshot(self, now: float, cause: int = SNAPSHOT_CAUSE_MANUAL) -> Snapshot:
-        reading = self._reading()
-        snap = Snapshot(
-            snapshot_id=(self.snapshots[-1].snapshot_id + 1) if self.snapshots else 1,
-            time=int(now), cause=cause, summation_delivered=reading.delivered_wh,
-            tiers_delivered=tuple(self.registers.tiers_delivered[: self.config.tiers_in_use]),
-        )
-        self.snapshots.append(snap)
-        del self.snapshots[:-MAX_SNAPSHOTS]
-        if self.on_snapshot is not None:
-            self.on_snapshot(snap)
-        return snap
-
-    def _take_snapshot(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
-        cause = int(args.snapshot_cause)
-        if not cause or cause & ~SNAPSHOT_CAUSES_ON_REQUEST:
-            sid, confirmation = 0, SNAPSHOT_CAUSE_NOT_SUPPORTED
-        else:
-            try:
-                snap = self.take_snapshot(now, cause)
-            except LookupError:  # metrology fault: no snapshot of untrusted registers
-                return Status.FAILURE
-            sid, confirmation = snap.snapshot_id, SNAPSHOT_ACCEPTED
-        payload = t.uint32_t(sid).serialize() + t.uint8_t(confirmation).serialize()
-        return [build_frame(response_header(req, 0x05, general=False), payload)]
-
-    def _get_snapshot(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
-        earliest = from_zcl_time(int(args.earliest_start_time))
-        latest = from_zcl_time(int(args.latest_end_time))
-        cause = int(args.snapshot_cause)
-        found = [s for s in reversed(self.snapshots)
-                 if earliest <= s.time <= latest and (cause == 0xFFFFFFFF or s.cause & cause)]
-        offset = int(args.snapshot_offset)
-        if offset >= len(found):
-            return Status.NOT_FOUND
-        snap = found[offset]
-        body = (
-            t.uint48_t(snap.summation_delivered).serialize()
-            + t.uint32_t(0).serialize() + t.uint32_t(0).serialize()  # bill to date + stamp
-            + t.uint32_t(0).serialize() + t.uint32_t(0).serialize()  # projected bill + stamp
-            + t.uint8_t(0).serialize()  # bill trailing digit
-            + t.uint8_t(len(snap.tiers_delivered)).serialize()
-            + b"".join(t.uint48_t(v).serialize() for v in snap.tiers_delivered)
-        )
-        payload = (
-            t.uint32_t(snap.snapshot_id).serialize() + t.uint32_t(to_zcl_time(snap.time)).serialize()
-            + t.uint8_t(len(found)).serialize() + t.uint8_t(0).serialize() + t.uint8_t(1).serialize()
-            + t.uint32_t(snap.cause).serialize()
-            + t.uint8_t(SNAPSHOT_PAYLOAD_TOU_DELIVERED).serialize() + body
-        )
-        return [build_frame(response_header(req, 0x06, general=False), payload)]
-
     # -- supply control -------------------------------------------------------------------------
+    def _head_end(self, req: Request, what: str) -> Status | None:
+        """NOT_AUTHORIZED unless ``req`` comes from a supply authority (a head-end command:
+        ScheduleSnapshot, StartSampling); the refusal is logged."""
+        if req.broadcast or req.src_nwk not in self.config.supply_authorities:
+            self.supply.events("COMMAND_REFUSED", {"status": "NOT_AUTHORIZED", "command": what,
+                                                   "reason": f"0x{req.src_nwk:04X} may not"})
+            return Status.NOT_AUTHORIZED
+        return None
+
     def _authority(self, req: Request) -> None:
         if req.broadcast or req.src_nwk not in self.config.supply_authorities:
             self.supply.events("SUPPLY_REFUSED", {"status": "NOT_AUTHORIZED",
@@ -459,7 +628,8 @@ class MeteringServer(ClusterServer):
         SupplyStatusResponse goes out then (SE: it reports the status after implementation)."""
         for change in self.supply.implemented:
             self.push(0x0C, self._supply_status_response(
-                change.provider_id, change.issuer_event_id, to_zcl_time(change.implementation_time)))
+                change.provider_id, change.issuer_event_id, to_zcl_time(change.implementation_time)),
+                dst=change.requester)
         self.supply.implemented.clear()
 
     def _change_supply(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
@@ -470,7 +640,8 @@ class MeteringServer(ClusterServer):
             self._authority(req)
             self.supply.remote_change(
                 int(args.provider_id), int(args.issuer_event_id), impl_unix,
-                int(args.proposed_supply_status), now, ack_required=ack)
+                int(args.proposed_supply_status), now, ack_required=ack,
+                requester=(req.src_nwk, req.src_ep))
         except Refused as exc:
             return Status[exc.status]
         if ack and impl_unix != CANCEL and self.supply.pending is None:  # applied now
@@ -491,19 +662,14 @@ class MeteringServer(ClusterServer):
         return Status.SUCCESS
 
     def _set_supply_status(self, req: Request, args: Any, now: float) -> Status:
-        states = [int(args.supply_tamper_state), int(args.supply_depletion_state),
-                  int(args.supply_uncontrolled_flow_state), int(args.load_limit_supply_state)]
         try:
             self._authority(req)
+            self.supply.set_supply_status(
+                int(args.issuer_event_id), int(args.supply_tamper_state),
+                int(args.supply_depletion_state), int(args.supply_uncontrolled_flow_state),
+                int(args.load_limit_supply_state))
         except Refused as exc:
             return Status[exc.status]
-        if any(s not in SupplyStatus._value2member_map_ for s in states):
-            return Status.INVALID_VALUE
-        self.values[0x0607], self.values[0x0608], self.values[0x0609] = states[:3]
-        self.supply.load_limit_state = SupplyStatus(states[3])
-        self.supply.events("SUPPLY_STATUS_SET", {
-            "issuer_event_id": int(args.issuer_event_id), "tamper": states[0],
-            "depletion": states[1], "uncontrolled_flow": states[2], "load_limit": states[3]})
         return Status.SUCCESS
 
     def _reset_load_limit_counter(self, req: Request, args: Any, now: float) -> Status:
@@ -515,4 +681,5 @@ class MeteringServer(ClusterServer):
         return Status.SUCCESS
 
 
-__all__ = ["MAX_TIERS", "MeteringConfig", "MeteringServer", "Snapshot", "formatting"]
+__all__ = ["MAX_SNAPSHOTS", "MAX_TIERS", "MeteringConfig", "MeteringServer", "Snapshot",
+           "formatting"]

@@ -39,11 +39,15 @@ PublishTierLabels and PublishPrice go out (SE 1.4 recommends superseding a tarif
 cancelling it); a tariff with a later start is scheduled, and a scheduled tariff that is
 replaced or withdrawn (:meth:`PriceServer.cancel_tariff`) is sent a CancelTariff.
 
-This module holds the server's state, its local API, its attributes and its answers to
-the HAN clients' commands. The Publish* payloads are built by the pure functions of
+This module holds the server's state, its local API and its answers to the HAN clients'
+commands. The Publish* payloads are built by the pure functions of
 :mod:`sep.clusters.price_payloads` (which also defines the command ids and
-:class:`CurrentPrice`, re-exported here); :meth:`PriceServer.ingest` comes from the
-:class:`~sep.clusters.price_ingest.PriceIngest` mixin.
+:class:`CurrentPrice`, re-exported here); the attributes are in
+:mod:`sep.clusters.price_attributes`; consolidated bills, CPP events, credit payments and
+currency conversion in :mod:`sep.clusters.price_extras`; the received (export) tariff in
+:mod:`sep.clusters.price_export`; :meth:`PriceServer.ingest` comes from the
+:class:`~sep.clusters.price_ingest.PriceIngest` mixin. What the store keeps:
+:meth:`PriceServer.persisted_state`.
 """
 
 from __future__ import annotations
@@ -55,11 +59,12 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
-import zigpy.types as t
-
 from sep.clusters import price_payloads as payloads
 from sep.clusters.base import ClusterServer
 from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
+from sep.clusters.price_attributes import PriceAttributes
+from sep.clusters.price_export import ExportOverride, PriceExport
+from sep.clusters.price_extras import PriceExtras
 from sep.clusters.price_ingest import PriceIngest
 from sep.clusters.price_ingest import Refused as Refused  # re-exported
 from sep.clusters.price_payloads import (
@@ -74,17 +79,26 @@ from sep.clusters.price_payloads import (
     PUBLISH_PRICE_MATRIX,
     PUBLISH_TARIFF_INFORMATION,
     PUBLISH_TIER_LABELS,
-    THRESHOLD_DIVISOR,
-    THRESHOLD_MULTIPLIER,
-    TIER_BLOCK_MODE_ACTIVE_BLOCK,
-    TIER_BLOCK_MODE_UNUSED,
     UNTIL_CHANGED,
     CurrentPrice,
     zcl_to_unix,
 )
-from sep.meter.tariff import DEFAULT_TARIFF, MAX_TIERS, Recurrence, Tariff, scaled
+from sep.meter.tariff import (
+    DEFAULT_TARIFF,
+    MAX_TIERS,
+    Recurrence,
+    Tariff,
+    tariff_from_dict,
+    tariff_to_dict,
+)
 from sep.zcl.frames import MalformedFrame, Request, Status, build_frame, response_header
-from sep.zcl.price import MAX_RATE_LABEL, RX_ON_WHEN_IDLE, TARIFF_TYPE_DELIVERED, Price
+from sep.zcl.price import (
+    MAX_RATE_LABEL,
+    RX_ON_WHEN_IDLE,
+    TARIFF_TYPE_DELIVERED,
+    TARIFF_TYPE_RECEIVED,
+    Price,
+)
 
 HORIZON = 48 * 3600  # how far ahead GetScheduledPrices and next_price look
 MAX_SCHEDULED = 16  # PublishPrice frames for one GetScheduledPrices
@@ -111,8 +125,18 @@ class PriceEvent:
         return self.start <= t < self.end
 
 
-class PriceServer(PriceIngest, ClusterServer):
+class PriceServer(PriceAttributes, PriceExport, PriceExtras, PriceIngest, ClusterServer):
     cluster = Price
+    #: every Publish* and CancelTariff (0x00..0x0E)
+    generated = frozenset(range(0x0F))
+    #: Configure Reporting is accepted for the attributes that change while the meter runs
+    #: (SE 1.4 gives the Price attributes read-only access and leaves reporting to the
+    #: server; ZCL r8 2.5.7): tier labels, the block period, standing charge, conversion
+    #: factor and calorific value, CPP prices, CO2, the billing period and its consolidated
+    #: bill, the credit payment status, and the received tariff's label and tiers in use.
+    reportable = frozenset({*range(0x0000, 0x000F), 0x0200, 0x0201, 0x0301, 0x0302, 0x0304,
+                            0x05FE, 0x05FF, 0x0610, 0x0611, 0x0620, 0x0700, 0x0701, 0x0702,
+                            0x0704, 0x0800, 0x0801, 0x0802, 0x8610, 0x8611, 0x8704})
 
     def __init__(self, *, tariff: Tariff | None = None, provider_id: int | None = None,
                  tiers: int | None = None, on_tier: Callable[[int], None] | None = None,
@@ -151,6 +175,10 @@ class PriceServer(PriceIngest, ClusterServer):
             0x0A: self._get_tier_labels, 0x0B: self._get_billing_period,
             0x10: self._get_tariff_cancellation,
         })
+        #: told after every change of what the store keeps (events, bills, CPP ...)
+        self.on_change: Callable[[], None] | None = None
+        self._init_extras()
+        self._init_export()
         self._install_getters()
 
     # -- state ---------------------------------------------------------------------------------
@@ -167,6 +195,37 @@ class PriceServer(PriceIngest, ClusterServer):
     def standing_charge(self) -> Decimal:
         """The active tariff's daily standing charge (currency per day)."""
         return self.tariff.standing_charge
+
+    # -- what billing needs (sep.meter.billing.PriceSource) ------------------------------------
+    def current_rate(self) -> Decimal | None:
+        """The unit rate of the price last made current (None before the first tick)."""
+        return None if self._current is None else self._current.unit_rate
+
+    def block_rate(self, tier: int, block: int, received: bool = False) -> Decimal | None:
+        """The price of a block (tier index 0: the block-only "no tier") while the tariff's
+        own prices are in force; None while a price event or CPP overrides them."""
+        tariff = self.tariff.export if received else self.tariff
+        if tariff is None or not tariff.block_prices:
+            return None
+        if not received:
+            now = self._now if self._now is not None else 0
+            if self.cpp_in_force(now) is not None or self._event_at(now) is not None:
+                return None
+        elif self._now is not None and any(o.start <= self._now < o.end
+                                           for o in self.export_overrides):
+            return None
+        try:
+            return tariff.block_price(tier or 1, block)
+        except KeyError:
+            return None
+
+    @property
+    def billing_period(self) -> Recurrence | None:
+        return self.tariff.billing_period
+
+    @property
+    def price_trailing_digits(self) -> int:
+        return self.tariff.price_trailing_digits
 
     def _see(self, now: float) -> None:
         self._now = now
@@ -186,9 +245,19 @@ class PriceServer(PriceIngest, ClusterServer):
         for kind in ("tariff", "conversion", "calorific", "co2"):
             self._ids[kind] = self._new_id(now)
 
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
     def current_price(self, now: float) -> CurrentPrice:
         """The price in force at ``now``."""
         since = self.tariff_since if self.tariff_since is not None else int(now)
+        cpp = self.cpp_in_force(now)
+        if cpp is not None:  # a critical peak overrides every other price
+            tier = self.tariff.tier_at(cpp.start)
+            return CurrentPrice(tier, self.tariff.cpp_rates[cpp.price_tier],
+                                f"CPP{cpp.price_tier + 1}", cpp.issuer_event_id, cpp.start,
+                                cpp.duration_min)
         event = self._event_at(now)
         if event is not None:
             return CurrentPrice(event.tier, event.rate, event.label, event.issuer_event_id,
@@ -196,7 +265,9 @@ class PriceServer(PriceIngest, ClusterServer):
         tariff = self.tariff
         tier = tariff.tier_at(now)
         ended = [e.end for e in self.events if e.end <= now]
-        start = max(tariff.tier_start(now), since, self._resume, *(int(e) for e in ended))
+        ended += [e.end for e in self.cpp_events.values() if e.in_force and e.end <= now]
+        start = max(tariff.tier_start(now), self.export_tier_start(now), since, self._resume,
+                    *(int(e) for e in ended))
         nxt = self._next_change(now)
         duration = UNTIL_CHANGED if nxt is None else min(0xFFFE, math.ceil((nxt - start) / 60))
         rate = tariff.tier(tier).rate
@@ -221,13 +292,18 @@ class PriceServer(PriceIngest, ClusterServer):
             for p in (e.start, e.end):
                 if start < p <= end:
                     points.add(int(p))
+        points.update(self.cpp_change_points(start, end))
+        points.update(self.export_change_points(start, end))
         return sorted(points)
 
     def _price_key(self, t: float) -> tuple[Any, ...]:
+        cpp = self.cpp_in_force(t)
+        if cpp is not None:
+            return ("cpp", cpp.issuer_event_id, *self.export_key(t))
         event = self._event_at(t)
         if event is not None:
-            return ("event", event.issuer_event_id)
-        return ("tou", self.tariff.tier_at(t))
+            return ("event", event.issuer_event_id, *self.export_key(t))
+        return ("tou", self.tariff.tier_at(t), *self.export_key(t))
 
     def timeline(self, now: float, horizon: float = HORIZON) -> list[CurrentPrice]:
         """The current price and every price change within ``horizon`` seconds."""
@@ -284,6 +360,43 @@ class PriceServer(PriceIngest, ClusterServer):
             self.events.remove(dropped)
             if dropped.end != math.inf:
                 self._resume = max(self._resume, int(dropped.end))
+        self._changed()
+
+    # -- what the store keeps (sep/persistence.py) ------------------------------------------
+    def persisted_state(self) -> dict[str, Any]:
+        """Price events, the scheduled tariff, the ids the server issued and accepted, and
+        the rest (bills, credit payments, currency conversion, CPP events)."""
+        return {
+            "events": [[e.issuer_event_id, e.start, e.duration_min, e.tier, str(e.rate), e.label]
+                       for e in self.events],
+            "pending": None if self.pending is None else [tariff_to_dict(self.pending[0]),
+                                                          self.pending[1]],
+            "last_id": self._last_id, "resume": self._resume,
+            "upstream": {k: list(v) for k, v in self._upstream.items()},
+            "price_ids": [[k, v] for k, v in self._price_ids.items()],
+            "export_overrides": [[o.start, None if o.end == math.inf else o.end, o.tier,
+                                  str(o.rate)] for o in self.export_overrides],
+            **self.extras_state(),
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """At start-up, before the first tick (after :meth:`restore_tariff`)."""
+        if self.tariff_since is not None:
+            raise RuntimeError("restore_state is for start-up, before the first tick")
+        self.events = [PriceEvent(int(e[0]), int(e[1]), int(e[2]), int(e[3]), Decimal(e[4]),
+                                  str(e[5])) for e in state["events"]]
+        pending = state.get("pending")
+        if pending is not None:
+            self.pending = (tariff_from_dict(pending[0], source="stored scheduled tariff"),
+                            int(pending[1]))
+        self._last_id = int(state["last_id"])
+        self._resume = int(state["resume"])
+        self._upstream = {k: (int(v[0]), int(v[1])) for k, v in state["upstream"].items()}
+        self._price_ids = {int(k): int(v) for k, v in state["price_ids"]}
+        self.export_overrides = [ExportOverride(int(o[0]), math.inf if o[1] is None
+                                                else float(o[1]), int(o[2]), Decimal(o[3]))
+                                 for o in state["export_overrides"]]
+        self.restore_extras(state)
 
     @staticmethod
     def _as_price(event: PriceEvent) -> CurrentPrice:
@@ -319,6 +432,7 @@ class PriceServer(PriceIngest, ClusterServer):
             self._publish_tariff(tariff, int(start), now)
         else:
             self._activate(tariff, now)
+        self._changed()
         return self.outbox[before:]
 
     def cancel_tariff(self, issuer_tariff_id: int, now: float) -> bytes:
@@ -331,6 +445,7 @@ class PriceServer(PriceIngest, ClusterServer):
         old, _ = self.pending
         self.pending = None
         self._incomplete.discard(issuer_tariff_id)
+        self._changed()
         return self._push_cancel(old)
 
     def _push_cancel(self, tariff: Tariff) -> bytes:
@@ -339,6 +454,13 @@ class PriceServer(PriceIngest, ClusterServer):
         return self.push(CANCEL_TARIFF, payload)
 
     def _activate(self, tariff: Tariff, now: float) -> None:
+        if tariff.issuer_tariff_id in self._from_supplier:
+            # the supplier's export tariff and billing periods are information of their
+            # own: a new import tariff from the supplier does not withdraw them
+            keep = {k: getattr(self.tariff, k) for k in ("export", "billing_period")
+                    if getattr(tariff, k) is None and getattr(self.tariff, k) is not None}
+            if keep:
+                tariff = dataclasses.replace(tariff, **keep)
         self.tariff = tariff
         self.tariff_since = int(now)
         if tariff.issuer_tariff_id not in self._from_supplier:
@@ -346,9 +468,13 @@ class PriceServer(PriceIngest, ClusterServer):
             self._resume = 0
         self._fresh_ids(now)
         self._tariff_events[tariff.issuer_tariff_id] = self._ids["tariff"]
+        if tariff.export is not None:  # the export tariff's publication has an id of its own
+            self._tariff_events[tariff.export.issuer_tariff_id] = self._new_id(now)
         self._block_start = None
         self._install_getters()
         self._publish_tariff(tariff, int(now), now)
+        if tariff.billing_period is not None:  # the billing periods come with the tariff
+            self.push(PUBLISH_BILLING_PERIOD, self.billing_period_payload(now))
         self._refresh(now, force=True)
 
     def _publish_tariff(self, tariff: Tariff, start: int, now: float) -> None:
@@ -360,6 +486,13 @@ class PriceServer(PriceIngest, ClusterServer):
                 self.push(PUBLISH_BLOCK_THRESHOLDS, payload)
         for payload in self.tier_label_payloads(tariff):
             self.push(PUBLISH_TIER_LABELS, payload)
+        if tariff.export is not None:  # the export tariff goes with it
+            self.push(PUBLISH_TARIFF_INFORMATION, self.tariff_information_payload(
+                tariff.export, start, tariff_type=TARIFF_TYPE_RECEIVED))
+            for payload in self.price_matrix_payloads(tariff.export, start):
+                self.push(PUBLISH_PRICE_MATRIX, payload)
+            for payload in self.tier_label_payloads(tariff.export):
+                self.push(PUBLISH_TIER_LABELS, payload)
 
     # -- time ------------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -373,6 +506,7 @@ class PriceServer(PriceIngest, ClusterServer):
         for item in due:
             self._deferred.remove(item)
             item[2](now)
+        self._apply_conversion_if_due(now)
         self._refresh(now)
 
     def _refresh(self, now: float, *, force: bool = False) -> None:
@@ -382,6 +516,7 @@ class PriceServer(PriceIngest, ClusterServer):
             self._current = price
             self.on_tier(price.tier)
             self.push(PUBLISH_PRICE, self.price_payload(price, now))
+        self._refresh_export(now)
         period = self.tariff.block_period
         if self.tariff.block_thresholds_kwh and period is not None:
             start, _ = period.period(now)
@@ -397,10 +532,13 @@ class PriceServer(PriceIngest, ClusterServer):
     # -- payloads (built by sep.clusters.price_payloads from the server's ids and times) ----
     def price_payload(self, price: CurrentPrice, now: float) -> bytes:
         self._issued.append(price.issuer_event_id)
-        return payloads.price_payload(self.tariff, price, now, require_ack=self.require_ack)
+        return payloads.price_payload(self.tariff, price, now, require_ack=self.require_ack,
+                                      generation=self.export_generation(max(price.start, now)))
 
-    def tariff_information_payload(self, tariff: Tariff, start: int) -> bytes:
-        return payloads.tariff_information_payload(tariff, start, self._tariff_event(tariff))
+    def tariff_information_payload(self, tariff: Tariff, start: int, *,
+                                   tariff_type: int = TARIFF_TYPE_DELIVERED) -> bytes:
+        return payloads.tariff_information_payload(tariff, start, self._tariff_event(tariff),
+                                                   tariff_type=tariff_type)
 
     def price_matrix_payloads(self, tariff: Tariff, start: int) -> list[bytes]:
         return payloads.price_matrix_payloads(tariff, start, self._tariff_event(tariff))
@@ -427,67 +565,6 @@ class PriceServer(PriceIngest, ClusterServer):
 
     def billing_period_payload(self, now: float) -> bytes:
         return payloads.billing_period_payload(self.tariff, now)
-
-    # -- attributes ----------------------------------------------------------------------------
-    def _install_getters(self) -> None:
-        tariff = self.tariff
-        self.getters = {}
-        g = self.getters
-        for tier in tariff.tiers:
-            g[tier.number - 1] = (lambda lab: lambda: t.LVBytes(lab.encode()))(tier.label)
-        for i, wh in enumerate(tariff.thresholds_wh):
-            g[0x0100 + i] = (lambda v: lambda: v)(wh)
-        if tariff.block_thresholds_kwh:
-            g[0x010F] = lambda: len(self.tariff.block_thresholds_kwh)
-            g[0x0202] = lambda: THRESHOLD_MULTIPLIER
-            g[0x0203] = lambda: THRESHOLD_DIVISOR
-            single = tariff.charging_scheme == 0x1
-            for (tier, block), price in tariff.block_prices:
-                attr = 0x0400 + ((0 if single else tier) << 4) + block - 1
-                g[attr] = (lambda v: lambda: v)(tariff.price_units(price))
-        if tariff.block_period is not None:
-            g[0x0200] = lambda: to_zcl_time(self._period_now(self.tariff.block_period)[0])
-            g[0x0201] = lambda: self._period_minutes(self.tariff.block_period)
-            g[0x0204] = lambda: self.tariff.block_period.duration_type  # type: ignore[union-attr]
-        g[0x0300] = lambda: self.tariff.commodity_type
-        g[0x0301] = lambda: self.tariff.price_units(self.tariff.standing_charge)
-        g[0x0302] = lambda: scaled(self.tariff.conversion_factor)[0]
-        g[0x0303] = lambda: scaled(self.tariff.conversion_factor)[1] << 4
-        if tariff.calorific_value is not None:
-            g[0x0304] = lambda: scaled(self.tariff.calorific_value)[0]  # type: ignore[arg-type]
-            g[0x0305] = lambda: self.tariff.calorific_value_unit
-            g[0x0306] = lambda: scaled(self.tariff.calorific_value)[1] << 4  # type: ignore[arg-type]
-        g[0x0610] = lambda: t.LVBytes(self.tariff.label.encode())
-        g[0x0611] = lambda: self.tariff.tier_count
-        g[0x0612] = lambda: len(self.tariff.block_thresholds_kwh)
-        g[0x0613] = lambda: (TIER_BLOCK_MODE_ACTIVE_BLOCK if self.tariff.block_thresholds_kwh
-                             else TIER_BLOCK_MODE_UNUSED)
-        g[0x0615] = lambda: self.tariff.unit_of_measure
-        g[0x0616] = lambda: self.tariff.currency
-        g[0x0617] = lambda: self.tariff.price_trailing_digits << 4
-        g[0x0619] = lambda: 0x00
-        if tariff.co2 is not None:
-            g[0x0620] = lambda: scaled(self.tariff.co2)[0]  # type: ignore[arg-type]
-            g[0x0621] = lambda: self.tariff.co2_unit
-            g[0x0622] = lambda: scaled(self.tariff.co2)[1] << 4  # type: ignore[arg-type]
-        if tariff.billing_period is not None:
-            g[0x0700] = lambda: to_zcl_time(self._period_now(self.tariff.billing_period)[0])
-            g[0x0701] = lambda: self._period_minutes(self.tariff.billing_period)
-            g[0x0702] = lambda: to_zcl_time(self._last_period(self.tariff.billing_period)[0])
-            g[0x0703] = lambda: self._period_minutes(self.tariff.billing_period, last=True)
-
-    def _period_now(self, period: Recurrence | None) -> tuple[int, int]:
-        assert period is not None
-        return period.period(self._now if self._now is not None else period.start)
-
-    def _last_period(self, period: Recurrence | None) -> tuple[int, int]:
-        start, _ = self._period_now(period)
-        assert period is not None
-        return period.period(start - 1)
-
-    def _period_minutes(self, period: Recurrence | None, *, last: bool = False) -> int:
-        start, end = self._last_period(period) if last else self._period_now(period)
-        return min(0xFFFFFF, (end - start) // 60)
 
     # -- commands from HAN clients -------------------------------------------------------------
     def _cluster_command(self, req: Request, now: float) -> list[bytes]:
@@ -543,10 +620,13 @@ class PriceServer(PriceIngest, ClusterServer):
     def _get_block_periods(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
         if not self._tariff_type_ok(args.tariff_type):
             return Status.INVALID_FIELD
-        period = self.tariff.block_period
-        if not self.tariff.block_thresholds_kwh or period is None:
-            return Status.NOT_FOUND
-        if args.tariff_type is not None and int(args.tariff_type) & 0x0F != TARIFF_TYPE_DELIVERED:
+        received = args.tariff_type is not None and \
+            int(args.tariff_type) & 0x0F == TARIFF_TYPE_RECEIVED
+        tariff = self.tariff.export if received else self.tariff
+        if args.tariff_type is not None and int(args.tariff_type) & 0x0F == 0x2:
+            tariff = self.tariff  # "delivered and received": the delivered block periods
+        period = None if tariff is None else tariff.block_period
+        if tariff is None or not tariff.block_thresholds_kwh or period is None:
             return Status.NOT_FOUND
         since = max(zcl_to_unix(int(args.start_time), now), int(now))
         n = min(int(args.number_of_events) or 1, 4)
@@ -555,6 +635,9 @@ class PriceServer(PriceIngest, ClusterServer):
         for _ in range(n):
             starts.append(start)
             start, end = period.period(end)
+        if received:
+            return self._replies(req, PUBLISH_BLOCK_PERIOD, (self.export_block_period_payload(s)
+                                                             for s in starts))
         return self._replies(req, PUBLISH_BLOCK_PERIOD, (self.block_period_payload(s)
                                                          for s in starts))
 
@@ -586,13 +669,18 @@ class PriceServer(PriceIngest, ClusterServer):
     def _get_tariff_information(self, req: Request, args: Any, now: float) -> list[bytes] | Status:
         if not self._tariff_type_ok(args.tariff_type):
             return Status.INVALID_FIELD
-        if int(args.tariff_type) & 0x0F not in (TARIFF_TYPE_DELIVERED, 0x2):
-            return Status.NOT_FOUND
+        ttype = int(args.tariff_type) & 0x0F
         out = []
-        if self._newer(args, self._ids["tariff"]):
-            out.append(self.tariff_information_payload(self.tariff, self.tariff_since or int(now)))
-        if self.pending is not None:
-            out.append(self.tariff_information_payload(*self.pending))
+        if ttype in (TARIFF_TYPE_DELIVERED, 0x2):
+            if self._newer(args, self._ids["tariff"]):
+                out.append(self.tariff_information_payload(self.tariff,
+                                                           self.tariff_since or int(now)))
+            if self.pending is not None:
+                out.append(self.tariff_information_payload(*self.pending))
+        if ttype in (TARIFF_TYPE_RECEIVED, 0x2) and self.tariff.export is not None \
+                and self._newer(args, self._tariff_event(self.tariff.export)):
+            out.append(self.tariff_information_payload(
+                self.tariff.export, self.tariff_since or int(now), tariff_type=TARIFF_TYPE_RECEIVED))
         n = int(args.number_of_commands) or len(out)
         if not out:
             return Status.NOT_FOUND
@@ -603,6 +691,9 @@ class PriceServer(PriceIngest, ClusterServer):
             return self.tariff, self.tariff_since or 0
         if self.pending is not None and self.pending[0].issuer_tariff_id == issuer_tariff_id:
             return self.pending
+        ex = self.tariff.export
+        if ex is not None and ex.issuer_tariff_id == issuer_tariff_id:
+            return ex, self.tariff_since or 0
         return None
 
     def _get_price_matrix(self, req: Request, args: Any, now: float) -> list[bytes] | Status:

@@ -113,6 +113,10 @@ class PriceIngest:
         def calorific_value_payload(self) -> bytes: ...
         def co2_payload(self) -> bytes: ...
         def billing_period_payload(self, now: float) -> bytes: ...
+        def ingest_extra(self, command_id: int, payload: bytes, now: float) -> Any: ...
+        def _in_export_tariff_information(self, args: Any, now: float) -> None: ...
+        def _in_generation_price(self, args: Any, start: int, duration: int) -> None: ...
+        def _apply_conversion_if_due(self, now: float) -> None: ...
 
     def __init__(self) -> None:
         super().__init__()
@@ -144,7 +148,7 @@ class PriceIngest:
             PUBLISH_BLOCK_THRESHOLDS: self._in_block_thresholds,
             PUBLISH_CO2_VALUE: self._in_co2, PUBLISH_TIER_LABELS: self._in_tier_labels,
             PUBLISH_BILLING_PERIOD: self._in_billing_period, CANCEL_TARIFF: self._in_cancel,
-        }.get(command_id)
+        }.get(command_id) or self.ingest_extra(command_id, payload, now)
         if handler is None:
             return Status.UNSUP_CLUSTER_COMMAND
         self._see(now)
@@ -198,6 +202,7 @@ class PriceIngest:
 
     def _in_price(self, args: Any, now: float) -> None:
         self._provider(args)
+        self._apply_conversion_if_due(now)  # a price in the new currency may come first
         tariff = self.tariff
         label = bytes(args.rate_label)
         if len(label) > MAX_RATE_LABEL:
@@ -228,6 +233,7 @@ class PriceIngest:
         text = label.decode("utf-8", errors="replace")
         if len(text.encode()) > MAX_RATE_LABEL:
             raise Refused(Status.INVALID_VALUE, "rate label is not UTF-8")
+        self._in_generation_price(args, start, duration)  # checked before anything changes
         self.schedule_price(tier=tier, unit_rate=rate, label=text, now=now, start=start,
                             duration_minutes=duration)
         self._price_ids[start] = event_id
@@ -324,6 +330,9 @@ class PriceIngest:
     def _in_tariff_information(self, args: Any, now: float) -> None:
         self._provider(args)
         ttype = int(args.tariff_type_charging_scheme)
+        if ttype & 0x0F == 0x1 and ttype >> 4 <= 0x2:  # the received (export) tariff
+            self._in_export_tariff_information(args, now)
+            return
         if ttype & 0x0F != TARIFF_TYPE_DELIVERED or ttype >> 4 > 0x2:
             raise Refused(Status.INVALID_VALUE, f"tariff type/charging scheme 0x{ttype:02X}")
         label = bytes(args.tariff_label).decode("utf-8", errors="replace")
@@ -389,10 +398,25 @@ class PriceIngest:
             return "active"
         if self.pending is not None and self.pending[0].issuer_tariff_id == tariff_id:
             return "pending"
+        if self.tariff.export is not None and self.tariff.export.issuer_tariff_id == tariff_id:
+            return "export"
         raise Refused(Status.NOT_FOUND, f"unknown issuer tariff id {tariff_id}")
 
-    def _replace_target(self, which: str, tariff: Tariff, now: float) -> None:
+    def _target_tariff(self, which: str) -> Tariff:
         if which == "active":
+            return self.tariff
+        if which == "export":
+            assert self.tariff.export is not None
+            return self.tariff.export
+        assert self.pending is not None
+        return self.pending[0]
+
+    def _replace_target(self, which: str, tariff: Tariff, now: float) -> None:
+        if which == "export":
+            self.tariff = dataclasses.replace(self.tariff, export=tariff)
+            self._install_getters()
+            self._refresh(now)
+        elif which == "active":
             self.tariff = tariff
             self._install_getters()
             self._refresh(now)
@@ -417,14 +441,15 @@ class PriceIngest:
         self._provider(args)
         tariff_id = int(args.issuer_tariff_id)
         which = self._target(tariff_id)
-        tariff = self.tariff if which == "active" else self.pending[0]  # type: ignore[index]
-        event_id, last = self._multi("matrix", args)
+        tariff = self._target_tariff(which)
+        kind = "export_matrix" if which == "export" else "matrix"  # ids of their own
+        event_id, last = self._multi(kind, args)
         tou = int(args.sub_payload_control) & 0x01
         rates = {tier.number: tier.rate for tier in tariff.tiers}
         # block prices may come before the thresholds that say how many blocks there are
         expected = self._expected_blocks.get(tariff_id, len(tariff.block_thresholds_kwh))
         blocks = {**dict(tariff.block_prices), **self._staged_prices.get(tariff_id, {})}
-        prev = self._partial.get("matrix")
+        prev = self._partial.get(kind)
         if int(args.command_index) > 0 and prev is not None:
             rates, blocks = dict(prev[2]), dict(prev[3])
         nblocks = max(expected, len(tariff.block_thresholds_kwh)) + 1
@@ -451,10 +476,10 @@ class PriceIngest:
         new = dataclasses.replace(
             tariff, tiers=tuple(dataclasses.replace(x, rate=rates[x.number]) for x in tariff.tiers),
             block_prices=tuple(sorted(usable.items())) if n else ())  # validates
-        self._commit_id("matrix", event_id, int(args.command_index))
-        self._partial["matrix"] = (event_id, int(args.command_index), rates, blocks)
+        self._commit_id(kind, event_id, int(args.command_index))
+        self._partial[kind] = (event_id, int(args.command_index), rates, blocks)
         if last:
-            self._partial.pop("matrix", None)
+            self._partial.pop(kind, None)
             self._staged_prices[tariff_id] = {k: v for k, v in blocks.items()
                                               if k not in complete}
             self._replace_target(which, new, now)
@@ -466,15 +491,17 @@ class PriceIngest:
                 else:
                     self._publish_tariff(new, self.pending[1], now)
                 return
-            start = (self.tariff_since or int(now)) if which == "active" \
-                else self.pending[1]  # type: ignore[index]
+            start = self.pending[1] if which == "pending" \
+                else (self.tariff_since or int(now))  # type: ignore[index]
             for payload in self.price_matrix_payloads(new, start):
                 self.push(PUBLISH_PRICE_MATRIX, payload)
 
     def _in_block_thresholds(self, args: Any, now: float) -> None:
         self._provider(args)
         which = self._target(int(args.issuer_tariff_id))
-        tariff = self.tariff if which == "active" else self.pending[0]  # type: ignore[index]
+        if which == "export":
+            raise Refused(Status.INVALID_VALUE, "export blocks come from the tariff file")
+        tariff = self._target_tariff(which)
         event_id, last = self._multi("thresholds", args)
         prev = self._partial.get("thresholds")
         per_tier: dict[int, list[int]] = {}
@@ -518,10 +545,11 @@ class PriceIngest:
     def _in_tier_labels(self, args: Any, now: float) -> None:
         self._provider(args)
         which = self._target(int(args.issuer_tariff_id))
-        tariff = self.tariff if which == "active" else self.pending[0]  # type: ignore[index]
-        event_id, last = self._multi("labels", args)
+        tariff = self._target_tariff(which)
+        kind = "export_labels" if which == "export" else "labels"
+        event_id, last = self._multi(kind, args)
         labels = {x.number: x.label for x in tariff.tiers}
-        prev = self._partial.get("labels")
+        prev = self._partial.get(kind)
         if int(args.command_index) > 0 and prev is not None:
             labels = dict(prev[2])
         for entry in args.labels:
@@ -534,10 +562,10 @@ class PriceIngest:
             labels[int(entry.tier_id)] = text
         new = dataclasses.replace(tariff, tiers=tuple(dataclasses.replace(x, label=labels[x.number])
                                                       for x in tariff.tiers))
-        self._commit_id("labels", event_id, int(args.command_index))
-        self._partial["labels"] = (event_id, int(args.command_index), labels)
+        self._commit_id(kind, event_id, int(args.command_index))
+        self._partial[kind] = (event_id, int(args.command_index), labels)
         if last:
-            self._partial.pop("labels", None)
+            self._partial.pop(kind, None)
             self._replace_target(which, new, now)
             for payload in self.tier_label_payloads(new):
                 self.push(PUBLISH_TIER_LABELS, payload)
@@ -546,6 +574,6 @@ class PriceIngest:
         self._provider(args)
         self._tariff_type(args.tariff_type)
         which = self._target(int(args.issuer_tariff_id))
-        if which == "active":
+        if which in ("active", "export"):
             raise Refused(Status.INVALID_VALUE, "the active tariff cannot be cancelled")
         self.cancel_tariff(int(args.issuer_tariff_id), now)

@@ -113,8 +113,11 @@ def _split(command_id: int, fields: dict[str, Any], records: list[Any],
 
 
 def price_payload(tariff: Tariff, price: CurrentPrice, now: float, *,
-                  require_ack: bool) -> bytes:
+                  require_ack: bool, generation: tuple[int, int, int] | None = None) -> bytes:
+    """PublishPrice; ``generation`` (tier, price on the air, number of tiers) is the export
+    tariff's price in force, sent as Generation Price / Tier (SE 1.1, 1.2 fields)."""
     tiers = max(tariff.tier_count, price.tier)
+    gen_tier, gen_price, gen_tiers = generation if generation is not None else (0, UNUSED_U32, 0)
     alt, alt_unit, alt_digits = UNUSED_U32, UNUSED_U8, UNUSED_U8
     if tariff.co2 is not None and tariff.co2_unit == 0x01:
         value, digits = scaled(tariff.co2)
@@ -127,21 +130,22 @@ def price_payload(tariff: Tariff, price: CurrentPrice, now: float, *,
         number_of_price_tiers_and_register_tier=(tiers << 4) | price.tier,
         start_time=to_zcl_time(price.start), duration_in_minutes=price.duration_min,
         price=tariff.price_units(price.unit_rate), price_ratio=UNUSED_U8,
-        generation_price=UNUSED_U32, generation_price_ratio=UNUSED_U8,
+        generation_price=gen_price, generation_price_ratio=UNUSED_U8,
         alternate_cost_delivered=alt, alternate_cost_unit=alt_unit,
         alternate_cost_trailing_digit=alt_digits,
         number_of_block_thresholds=len(tariff.block_thresholds_kwh),
-        price_control=0x01 if require_ack else 0x00, number_of_generation_tiers=0,
-        generation_tier=0, extended_number_of_price_tiers=0, extended_price_tier=0,
+        price_control=0x01 if require_ack else 0x00, number_of_generation_tiers=gen_tiers,
+        generation_tier=gen_tier, extended_number_of_price_tiers=0, extended_price_tier=0,
         extended_register_tier=0).serialize()
 
 
-def tariff_information_payload(tariff: Tariff, start: int, issuer_event_id: int) -> bytes:
+def tariff_information_payload(tariff: Tariff, start: int, issuer_event_id: int, *,
+                               tariff_type: int = TARIFF_TYPE_DELIVERED) -> bytes:
     blocks = len(tariff.block_thresholds_kwh)
     return schema(PUBLISH_TARIFF_INFORMATION)(
         provider_id=tariff.provider_id, issuer_event_id=issuer_event_id,
         issuer_tariff_id=tariff.issuer_tariff_id, start_time=to_zcl_time(start),
-        tariff_type_charging_scheme=(tariff.charging_scheme << 4) | TARIFF_TYPE_DELIVERED,
+        tariff_type_charging_scheme=(tariff.charging_scheme << 4) | tariff_type,
         tariff_label=t.LVBytes(tariff.label.encode()),
         number_of_price_tiers_in_use=tariff.tier_count,
         number_of_block_thresholds_in_use=blocks, unit_of_measure=tariff.unit_of_measure,
@@ -200,14 +204,15 @@ def tier_label_payloads(tariff: Tariff, issuer_event_id: int) -> list[bytes]:
     return out
 
 
-def block_period_payload(tariff: Tariff, start: int, *, require_ack: bool) -> bytes:
+def block_period_payload(tariff: Tariff, start: int, *, require_ack: bool,
+                         tariff_type: int = TARIFF_TYPE_DELIVERED) -> bytes:
     period = tariff.block_period
     assert period is not None
     return schema(PUBLISH_BLOCK_PERIOD)(
         provider_id=tariff.provider_id, issuer_event_id=to_zcl_time(start),
         block_period_start_time=to_zcl_time(start), block_period_duration=period.duration,
         block_period_control=0x01 if require_ack else 0x00,
-        block_period_duration_type=period.duration_type, tariff_type=TARIFF_TYPE_DELIVERED,
+        block_period_duration_type=period.duration_type, tariff_type=tariff_type,
         tariff_resolution_period=0x00).serialize()
 
 

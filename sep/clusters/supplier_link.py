@@ -6,7 +6,10 @@ servers (Price and Messaging are output clusters of its SE endpoint); what the E
 publishes to it is applied to the meter's own Price and Messaging servers, which then
 publish to the meter's HAN clients (IHD, PPMID). The meter asks once when it finds the
 ESI (:meth:`SupplierLink.hello`) and is pushed to from then on; confirmations its HAN
-clients send for the supplier's messages go back up (:meth:`confirmation`).
+clients send for the supplier's messages go back up (:meth:`confirmation`). With a
+Calendar server among ``servers`` the meter also asks for the supplier's calendars
+(GetCalendar, then each calendar's day and week profiles, seasons and special days, and
+GetCalendarCancellation), which the Calendar server assembles and follows.
 
 Only the authorised ESI is listened to: by default the trust centre (NWK 0x0000), or a
 node the shell names (``authorised``). Anything else gets NOT_AUTHORIZED. What the ESI
@@ -25,6 +28,7 @@ import zigpy.types as t
 from zigpy.zcl import foundation
 
 from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
+from sep.zcl.calendar import Calendar
 from sep.zcl.frames import (
     MalformedFrame,
     Request,
@@ -40,7 +44,15 @@ LOGGER = logging.getLogger(__name__)
 
 PRICE_CLUSTER = 0x0700
 MESSAGING_CLUSTER = 0x0703
+CALENDAR_CLUSTER = 0x0707
+NOT_USED = 0xFFFFFFFF
 GET_CURRENT_PRICE_RX_ON = 0x01  # GetCurrentPrice command options: requester rx-on-when-idle
+
+
+def del_old(tsns: set[int]) -> None:
+    """Keep a set of remembered TSNs small."""
+    while len(tsns) > 8:
+        tsns.discard(min(tsns))
 
 
 class Ingesting(Protocol):
@@ -66,6 +78,7 @@ class SupplierLink:
         self.log: list[str] = []
         self.upstream_messages: set[int] = set()  # ids of the supplier's messages
         self._tariff_asks: set[int] = set()  # TSNs of our GetTariffInformation requests
+        self._calendar_asks: set[int] = set()  # TSNs of our GetCalendar requests
         self._followed: list[int] = []  # current prices whose successors we asked for
         self._tsn = 0x80  # requests of ours (apart from the endpoint's report TSNs)
 
@@ -94,20 +107,42 @@ class SupplierLink:
 
     def hello(self) -> list[tuple[int, bytes]]:
         """The requests that make the ESI tell the meter what it has (and push from then on):
-        the current price, the tariff (its matrix, thresholds and labels follow) and the
-        last message. An ESI without one of the clusters answers UNSUPPORTED_CLUSTER."""
+        the current price, the tariffs delivered and received (their matrix, thresholds and
+        labels follow), the billing period and the last message. An ESI without one of the
+        clusters answers UNSUPPORTED_CLUSTER."""
         out = []
         if PRICE_CLUSTER in self.servers:
             out.append(self.request(PRICE_CLUSTER, 0x00, bytes([GET_CURRENT_PRICE_RX_ON])))
             schema = Price.server_commands[0x06].schema  # GetTariffInformation
-            ask = self.request(PRICE_CLUSTER, 0x06, schema(
-                earliest_start_time=0, min_issuer_event_id=0, number_of_commands=1,
-                tariff_type=0x00).serialize())
-            self._tariff_asks.add(ask[1][1])
-            out.append(ask)
+            for tariff_type in (0x00, 0x01):  # the delivered tariff, then the received one
+                ask = self.request(PRICE_CLUSTER, 0x06, schema(
+                    earliest_start_time=0, min_issuer_event_id=0, number_of_commands=1,
+                    tariff_type=tariff_type).serialize())
+                self._tariff_asks.add(ask[1][1])
+                out.append(ask)
+            out.append(self.request(PRICE_CLUSTER, 0x0B, Price.server_commands[0x0B].schema(
+                earliest_start_time=0, min_issuer_event_id=0xFFFFFFFF, number_of_commands=1,
+                tariff_type=0x00).serialize()))  # GetBillingPeriod
         if MESSAGING_CLUSTER in self.servers:
             out.append(self.request(MESSAGING_CLUSTER, 0x00))
+        if CALENDAR_CLUSTER in self.servers:
+            schema = Calendar.server_commands[0x00].schema  # GetCalendar: in force and next
+            ask = self.request(CALENDAR_CLUSTER, 0x00, schema(
+                earliest_start_time=0, min_issuer_event_id=NOT_USED, number_of_calendars=0,
+                calendar_type=0xFF, provider_id=NOT_USED).serialize())
+            self._calendar_asks.add(ask[1][1])
+            del_old(self._calendar_asks)
+            out += [ask, self.request(CALENDAR_CLUSTER, 0x05)]  # and GetCalendarCancellation
         return out
+
+    def _calendar_details(self, payload: bytes) -> list[bytes]:
+        """After a calendar we asked for: its day and week profiles, seasons, special days."""
+        ids = payload[0:4] + payload[8:12]  # provider id, issuer calendar id
+        out = [self.request(CALENDAR_CLUSTER, 0x01, ids + bytes([1, 0]))[1],
+               self.request(CALENDAR_CLUSTER, 0x02, ids + bytes([1, 0]))[1],
+               self.request(CALENDAR_CLUSTER, 0x03, ids)[1]]
+        special = t.uint32_t(0).serialize() + bytes([0, 0xFF]) + ids
+        return [*out, self.request(CALENDAR_CLUSTER, 0x04, special)[1]]
 
     def _after_current_price(self, publish_price: bytes, now: float) -> list[bytes]:
         """When a price in force now arrives for the first time: ask the ESI what follows
@@ -134,6 +169,19 @@ class SupplierLink:
         tariff_id = t.uint32_t(int.from_bytes(payload[8:12], "little")).serialize()
         return [self.request(PRICE_CLUSTER, command_id, tariff_id)[1]
                 for command_id in (0x07, 0x08, 0x0A)]
+
+    def _cpp_answers(self, server: Any) -> list[bytes]:
+        """CPPEventResponse for each pending CPP event of the ESI the meter decided on (the
+        meter as a client of the supplier's Price server answers it, SE 1.4 D.4.2.3.14)."""
+        answers = getattr(server, "cpp_answers", [])
+        out = []
+        schema = Price.server_commands[0x0D].schema
+        while answers:
+            event_id, auth = answers.pop(0)
+            out.append(self.request(PRICE_CLUSTER, 0x0D, schema(
+                issuer_event_id=event_id, cpp_auth=auth).serialize())[1])
+            self._note(f"CPP event {event_id}: answered {'accepted' if auth == 1 else 'rejected'}")
+        return out
 
     def confirmation(self, message_id: int, when: float, *, answer: str | None = None,
                      response: str = "") -> tuple[int, bytes] | None:
@@ -180,6 +228,11 @@ class SupplierLink:
                 follow = self._tariff_details(req.payload)
             if req.cluster_id == PRICE_CLUSTER and req.command_id == 0x00:
                 follow = self._after_current_price(req.payload, now)
+            if req.cluster_id == PRICE_CLUSTER and req.command_id == 0x0B:
+                follow = self._cpp_answers(server)
+            if req.cluster_id == CALENDAR_CLUSTER and req.command_id == 0x00 \
+                    and req.tsn in self._calendar_asks:
+                follow = self._calendar_details(req.payload)
         else:
             self.stats.refused += 1
             self._note(f"refused cluster 0x{req.cluster_id:04X} command 0x{req.command_id:02X} "

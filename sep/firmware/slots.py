@@ -13,6 +13,8 @@ Rules:
 - Every file is written whole (temp file, fsync, rename, fsync directory): a power cut
   leaves either the old or the new file, never a mix. ``meta.json`` (with the SHA-256 of
   the slot's files) is written last, so a slot without a valid meta is simply empty.
+  ``boot.json`` and ``meta.json`` carry a CRC-32 of their content (``sep.store.checked``):
+  a rotten boot record boots the factory image, a rotten meta empties its slot.
 - The stored bytes are verified again after staging (the caller's verifier reads them from
   disk) before the slot is marked pending.
 - Activation flips ``boot.json`` to the new slot *on trial*. The next boot runs it once; only
@@ -29,13 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from sep.firmware.fileio import write_atomic
+from sep.store.checked import seal, unseal
 
 LOGGER = logging.getLogger(__name__)
 
@@ -66,9 +68,13 @@ class BootState:
     pending: str | None = None
     trial: bool = False
     trial_boots: int = 0
+    #: file versions that failed their trial here: never installed again (no boot loop of
+    #: download, activate, crash, revert, download...)
+    failed: list[int] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        """The record as stored: with its checksum (``sep.store.checked``)."""
+        return seal(dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +126,7 @@ class SlotManager:
     # -- state ----------------------------------------------------------------------------
     def boot_state(self) -> BootState:
         try:
-            doc = json.loads(self.ops.read(self.boot_path))
+            doc = unseal(self.ops.read(self.boot_path), "slots/boot.json")
             state = BootState(**doc)
             if state.active not in (*SLOTS, FACTORY) or state.previous not in (*SLOTS, FACTORY) \
                     or state.pending not in (None, *SLOTS):
@@ -128,6 +134,8 @@ class SlotManager:
             if type(state.trial) is not bool or type(state.trial_boots) is not int \
                     or state.trial_boots < 0:
                 raise ValueError("trial fields of the wrong type")
+            if type(state.failed) is not list or any(type(v) is not int for v in state.failed):
+                raise ValueError("failed is not a list of file versions")
             return state
         except FileNotFoundError:
             return BootState()
@@ -148,7 +156,7 @@ class SlotManager:
             return None
         d = self.slot_dir(name)
         try:
-            meta = json.loads(self.ops.read(d / "meta.json"))
+            meta = unseal(self.ops.read(d / "meta.json"), f"slots/{name}/meta.json")
             if type(meta["file_version"]) is not int:
                 raise ValueError("file_version is not an integer")
             info = SlotInfo(name=name, file_version=meta["file_version"],
@@ -187,7 +195,7 @@ class SlotManager:
         meta = {"file_version": file_version,
                 "app_sha256": hashlib.sha256(payload).hexdigest(),
                 "image_sha256": hashlib.sha256(image).hexdigest()}
-        self.ops.write_atomic(d / "meta.json", json.dumps(meta).encode())
+        self.ops.write_atomic(d / "meta.json", seal(meta))
         state = self.boot_state()
         state.pending = name
         self._save(state)
@@ -199,7 +207,7 @@ class SlotManager:
         if state.pending is None or self.info(state.pending) is None:
             raise SlotError("no complete pending slot to activate")
         new = BootState(active=state.pending, previous=state.active, pending=None, trial=True,
-                        trial_boots=0)
+                        trial_boots=0, failed=state.failed)
         self._save(new)
         return new.active
 
@@ -214,8 +222,12 @@ class SlotManager:
     def revert(self, reason: str) -> BootState:
         state = self.boot_state()
         LOGGER.warning("reverting slot %s to %s: %s", state.active, state.previous, reason)
+        failed = list(state.failed)
+        info = self.info(state.active) if state.trial else None
+        if info is not None and info.file_version not in failed:
+            failed = (failed + [info.file_version])[-8:]
         new = BootState(active=state.previous, previous=state.previous, pending=None,
-                        trial=False, trial_boots=0)
+                        trial=False, trial_boots=0, failed=failed)
         self._save(new)
         return new
 

@@ -78,11 +78,13 @@ class BlockRegisters:
     def tier_index(self, active_tier: int) -> int:
         return min(max(active_tier, 1), MAX_BLOCK_TIER) if self.tiered else 0
 
-    def add(self, t: int, delivered_wh: int, active_tier: int) -> None:
+    def add(self, t: int, delivered_wh: int, active_tier: int) -> dict[tuple[int, int], int]:
+        """Book energy; returns how it split over (tier, block)."""
+        split: dict[tuple[int, int], int] = {}
         if not self.thresholds or delivered_wh <= 0:
-            return
+            return split
         if self.period_start is not None and t < self.period_start:
-            return  # energy from before the block period started belongs to no block
+            return split  # energy from before the block period started belongs to no block
         tier = self.tier_index(active_tier)
         left = delivered_wh
         while left > 0:
@@ -92,10 +94,12 @@ class BlockRegisters:
             take = min(left, room)
             key = (tier, block)
             self.summations[key] = self.summations.get(key, 0) + take
+            split[key] = split.get(key, 0) + take
             self.period_delivered += take
             left -= take
             if self.current_block() != block:
                 self.last_switch = t
+        return split
 
     def summation(self, tier: int, block: int) -> int:
         return self.summations.get((tier, block), 0)

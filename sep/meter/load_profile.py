@@ -46,6 +46,9 @@ class LoadProfile:
         self.current_end: int | None = None
         self.current: dict[int, int] = {c: 0 for c in CHANNELS}
         self.current_start: int | None = None
+        #: intervals ending at or before this time are not given out (a change of tenancy
+        #: blocked the history from the HAN); 0: none blocked
+        self.blocked_until = 0
 
     def interval_end(self, t: float) -> int:
         """End of the interval containing ``t``: intervals are (end - period, end]."""
@@ -119,9 +122,18 @@ class LoadProfile:
             i = bisect.bisect_right(ends, end_time)
         if i == 0:
             return 0, []
-        start = max(0, i - count)
+        first = bisect.bisect_right(ends, self.blocked_until) if self.blocked_until else 0
+        if i <= first:
+            return 0, []
+        start = max(first, i - count)
         values = self._values[channel][start:i]
         return ends[i - 1], list(reversed(values))
+
+    def clear(self) -> None:
+        """Forget every closed interval (the one being filled goes on)."""
+        for channel in CHANNELS:
+            self._ends[channel].clear()
+            self._values[channel].clear()
 
     def all(self, channel: int) -> list[Interval]:
         return [Interval(channel, e, v) for e, v in zip(self._ends[channel],

@@ -2,9 +2,12 @@
 
 Metrology owns the legally relevant totals; this derives what the HAN is shown from
 them: TOU tier registers (the active price tier decides where new energy goes, so the
-tier registers always sum to the total), block registers while a block tariff is active
-(:mod:`sep.meter.blocks`), and consumption for the current and previous days (up to
-eight back), weeks (Monday-based) and months, in UTC.
+tier registers always sum to the total; exported energy goes to the export tariff's
+active tier, or with no export tariff to the import tier), block registers while a block
+tariff is active (:mod:`sep.meter.blocks`; delivered and received each have their own),
+maximum demand (:mod:`sep.meter.demand`), and consumption for the current and previous
+days (up to eight back), weeks (Monday-based, five back) and months (thirteen back), in
+UTC (SE 1.4 D.3.2.2.5).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sep.meter.blocks import BlockRegisters
+from sep.meter.demand import DemandTracker
 
 MAX_TIERS = 8
 DAY = 86400
@@ -88,21 +92,33 @@ class Period:
 
 
 class RegisterSet:
-    def __init__(self) -> None:
+    def __init__(self, *, demand_period_s: int = 300) -> None:
         self.tiers_delivered = [0] * MAX_TIERS
         self.tiers_received = [0] * MAX_TIERS
         self.active_tier = 1
+        self.received_tier: int | None = None  # the export tariff's tier; None: follow import
         self.day = Period(_day_start, _next_day, keep=8)
-        self.week = Period(_week_start, _next_week, keep=1)
-        self.month = Period(_month_start, _next_month, keep=1)
+        self.week = Period(_week_start, _next_week, keep=5)
+        self.month = Period(_month_start, _next_month, keep=13)
         self.blocks = BlockRegisters()
+        self.blocks_received = BlockRegisters()
+        self.demand = DemandTracker(demand_period_s)
         self.last: tuple[int, int] | None = None  # totals (delivered, received) seen last
+        #: how the last increments split over (tier index, block) (empty: no blocks)
+        self.last_split: dict[tuple[int, int], int] = {}
+        self.last_split_received: dict[tuple[int, int], int] = {}
+
+    @property
+    def active_received_tier(self) -> int:
+        return self.active_tier if self.received_tier is None else self.received_tier
 
     def state(self) -> dict[str, Any]:
         """Everything derived so far, for the store (the totals themselves are metrology's)."""
         return {
             "tiers_delivered": self.tiers_delivered, "tiers_received": self.tiers_received,
             "active_tier": self.active_tier, "last": self.last, "blocks": self.blocks.state(),
+            "received_tier": self.received_tier, "blocks_received": self.blocks_received.state(),
+            "demand": self.demand.state(),
             "periods": {name: [p.start, p.current, p.history] for name, p in
                         (("day", self.day), ("week", self.week), ("month", self.month))},
         }
@@ -116,6 +132,12 @@ class RegisterSet:
         last = state["last"]
         self.last = None if last is None else (int(last[0]), int(last[1]))
         self.blocks.restore(state["blocks"])
+        received_tier = state.get("received_tier")
+        self.received_tier = None if received_tier is None else int(received_tier)
+        if "blocks_received" in state:
+            self.blocks_received.restore(state["blocks_received"])
+        if "demand" in state:
+            self.demand.restore(state["demand"])
         for name, period in (("day", self.day), ("week", self.week), ("month", self.month)):
             start, current, history = state["periods"][name]
             period.start = int(start)
@@ -127,24 +149,39 @@ class RegisterSet:
             raise ValueError(f"tier {tier} outside 1..{MAX_TIERS}")
         self.active_tier = tier
 
+    def set_received_tier(self, tier: int | None) -> None:
+        """The export tariff's tier in force (None: no export tariff)."""
+        if tier is not None and not 1 <= tier <= MAX_TIERS:
+            raise ValueError(f"tier {tier} outside 1..{MAX_TIERS}")
+        self.received_tier = tier
+
     def update(self, t: float, delivered_wh: int, received_wh: int) -> tuple[int, int]:
-        """Take new totals at time ``t``; returns the increments (Wh) since the last."""
+        """Take new totals at time ``t``; returns the increments (Wh) since the last.
+
+        The increment accrued up to ``t``: it is booked to the day (week, month) that the
+        instant before ``t`` belongs to — a reading at midnight closes the day that ended,
+        as a load-profile interval (end - period, end] does."""
         for period in (self.day, self.week, self.month):
-            period.roll(int(t))
+            period.roll(int(t) - 1)
         if self.last is None:
             # The whole history so far is booked to tier 1 so the tiers sum to the total.
             self.tiers_delivered[0] += delivered_wh
             self.tiers_received[0] += received_wh
             self.last = (delivered_wh, received_wh)
+            self.demand.add(t, 0, 0)
+            for period in (self.day, self.week, self.month):
+                period.roll(int(t))
             return 0, 0
         d = max(0, delivered_wh - self.last[0])
         r = max(0, received_wh - self.last[1])
         self.last = (delivered_wh, received_wh)
-        i = self.active_tier - 1
-        self.tiers_delivered[i] += d
-        self.tiers_received[i] += r
+        self.tiers_delivered[self.active_tier - 1] += d
+        self.tiers_received[self.active_received_tier - 1] += r
         for period in (self.day, self.week, self.month):
             period.current[0] += d
             period.current[1] += r
-        self.blocks.add(int(t), d, self.active_tier)
+            period.roll(int(t))
+        self.last_split = self.blocks.add(int(t), d, self.active_tier)
+        self.last_split_received = self.blocks_received.add(int(t), r, self.active_received_tier)
+        self.demand.add(t, d, r)
         return d, r

@@ -11,6 +11,15 @@ implied decimals (0.2450 GBP with 4 digits is 2450). The day schedule is evaluat
 tariff's ``timezone`` (IANA name; UTC by default); period arithmetic (block periods,
 billing periods) steps from an anchor in UTC.
 
+The time-of-use schedule is a calendar (what SE 1.4's Calendar cluster carries): the
+weekly ``schedule`` applies from 1 January until the first of the ``seasons`` (each a
+weekly schedule from a month and day, every year, until the next season), and a
+``special_days`` entry (a date, or a month and day every year) replaces the weekday's
+switches on that day. Within a weekly schedule, before a day's first switch the tier of
+the last switch of the days before it (in that weekly schedule) is in force, so every day
+of a weekly schedule has a self-contained profile from 00:00 (:meth:`Tariff.day_switches`);
+a special day's switches start at 00:00.
+
 Errors in a file are :class:`TariffError`, whose message names the file, the key (dotted
 path, e.g. ``tiers[1].rate``) and what is wrong with it.
 """
@@ -25,6 +34,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sep.meter.prepayment_config import PrepaymentConfig, prepayment_to_dict, read_prepayment
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TIMEBASES = {"minutes": 0x0, "days": 0x1, "weeks": 0x2, "months": 0x3}
@@ -63,6 +74,55 @@ class Tier:
 class Switch:
     minute: int  # minutes after local midnight, 0..1439
     tier: int
+
+
+Week = tuple[tuple[Switch, ...], ...]  # switches per weekday, Monday first
+
+
+@dataclasses.dataclass(frozen=True)
+class Season:
+    """A weekly schedule in force from ``month``/``day`` every year until the next season."""
+
+    month: int
+    day: int
+    schedule: Week
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecialDay:
+    """A day whose switches replace its weekday's: on ``year``-``month``-``day``, or on
+    ``month``-``day`` every year when ``year`` is None. The switches start at 00:00."""
+
+    month: int
+    day: int
+    switches: tuple[Switch, ...]
+    year: int | None = None
+    name: str = ""
+
+    def on(self, date: dt.date) -> bool:
+        return (date.month, date.day) == (self.month, self.day) and self.year in (None, date.year)
+
+
+def effective_day(week: Week, weekday: int) -> tuple[Switch, ...]:
+    """The switches of ``weekday`` in a weekly schedule, from 00:00: before the day's first
+    switch the last switch of the days before it (cyclically) is in force."""
+    day = week[weekday]
+    if day and day[0].minute == 0:
+        return day
+    for back in range(1, 8):
+        before = week[(weekday - back) % 7]
+        if before:
+            return (Switch(0, before[-1].tier), *day)
+    raise TariffError("schedule", "no switch on any day")
+
+
+def _valid_month_day(month: int, day: int, year: int | None = None) -> bool:
+    try:
+        dt.date(2001 if year is None else year, month, day)  # 2001: no 29 February
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
 
 
 def _add_months(d: dt.datetime, months: int) -> dt.datetime:
@@ -156,9 +216,40 @@ class Tariff:
     co2: Decimal | None = None  # per unit of measure
     co2_unit: int = 0x01
     billing_period: Recurrence | None = None
+    #: critical peak prices CPP1 and CPP2 (SE 1.4 Price attributes 0x05FE/0x05FF)
+    cpp_rates: tuple[Decimal, ...] = ()
+    #: the export (received) tariff: its own tiers, schedule and blocks, with this tariff's
+    #: provider, currency, trailing digits, unit and time zone
+    export: Tariff | None = None
+    #: weekly schedules from a date every year (the ``schedule`` above runs from 1 January)
+    seasons: tuple[Season, ...] = ()
+    #: days whose switches replace their weekday's
+    special_days: tuple[SpecialDay, ...] = ()
+    prepayment: PrepaymentConfig | None = None  # [prepayment]: credit, top-up codes ...
 
     def __post_init__(self) -> None:
         self.validate()
+        self._validate_extras()
+
+    def _validate_extras(self) -> None:
+        if len(self.cpp_rates) > 2:
+            raise TariffError("cpp", "at most CPP1 and CPP2")
+        for i, rate in enumerate(self.cpp_rates):
+            self.price_units(rate, f"cpp.cpp{i + 1}_rate")
+        ex = self.export
+        if ex is None:
+            return
+        if ex.export is not None or ex.cpp_rates or ex.billing_period is not None:
+            raise TariffError("export", "an export tariff has no export, CPP or billing period "
+                              "of its own")
+        if ex.issuer_tariff_id == self.issuer_tariff_id:
+            raise TariffError("export.issuer_tariff_id", "must differ from the import tariff's")
+        # the export tariff shares these with the import tariff, whatever changed them (a
+        # change of supplier, a calendar in another time zone): it follows, always
+        shared = {key: getattr(self, key) for key in (
+            "provider_id", "currency", "price_trailing_digits", "unit_of_measure", "timezone")}
+        if any(getattr(ex, key) != value for key, value in shared.items()):
+            object.__setattr__(self, "export", dataclasses.replace(ex, **shared))
 
     # -- validation ----------------------------------------------------------------------
     def validate(self) -> None:
@@ -184,19 +275,27 @@ class Tariff:
         for i, tier in enumerate(self.tiers):
             _label(f"tiers[{i}].label", tier.label, MAX_LABEL)
             self.price_units(tier.rate, f"tiers[{i}].rate")
-        if len(self.schedule) != 7:
-            raise TariffError("schedule", "one entry per weekday")
-        if not any(self.schedule):
-            raise TariffError("schedule", "no switch on any day")
-        for d, day in enumerate(self.schedule):
-            minutes = [s.minute for s in day]
-            if minutes != sorted(set(minutes)):
-                raise TariffError(f"schedule.{WEEKDAYS[d]}", "switch times must be distinct")
-            for s in day:
-                if not 0 <= s.minute < 1440:
-                    raise TariffError(f"schedule.{WEEKDAYS[d]}", f"bad time {s.minute}")
-                if s.tier not in numbers:
-                    raise TariffError(f"schedule.{WEEKDAYS[d]}", f"tier {s.tier} is not defined")
+        _validate_week("schedule", self.schedule, numbers)
+        starts = [(x.month, x.day) for x in self.seasons]
+        for i, season in enumerate(self.seasons):
+            if not _valid_month_day(season.month, season.day):
+                raise TariffError(f"seasons[{i}].start", f"no such day {season.month:02d}-"
+                                  f"{season.day:02d} (29 February is not allowed)")
+            _label(f"seasons[{i}].name", season.name, MAX_LABEL)
+            _validate_week(f"seasons[{i}].schedule", season.schedule, numbers)
+        if starts != sorted(set(starts)):
+            raise TariffError("seasons", "seasons must start on distinct days, in date order")
+        days = [(x.year, x.month, x.day) for x in self.special_days]
+        if len(set(days)) != len(days):
+            raise TariffError("special_days", "a date is given twice")
+        for i, special in enumerate(self.special_days):
+            if not _valid_month_day(special.month, special.day, special.year):
+                raise TariffError(f"special_days[{i}].date", "no such date")
+            _label(f"special_days[{i}].name", special.name, MAX_LABEL)
+            _validate_day(f"special_days[{i}].switches", special.switches, numbers)
+            if not special.switches or special.switches[0].minute != 0:
+                raise TariffError(f"special_days[{i}].switches",
+                                  'a special day must say its tier from "00:00"')
         th = self.block_thresholds_kwh
         if len(th) > MAX_THRESHOLDS:
             raise TariffError("blocks.thresholds_kwh", f"at most {MAX_THRESHOLDS} thresholds")
@@ -223,6 +322,12 @@ class Tariff:
             _scaled("commodity.calorific_value", self.calorific_value)
         if self.co2 is not None:
             _scaled("commodity.co2", self.co2)
+        if self.prepayment is not None:  # money the meter keeps exactly, in price units
+            for key in ("initial_credit", "emergency_credit_limit", "emergency_credit_threshold",
+                        "low_credit_warning", "max_credit", "max_credit_per_top_up"):
+                self.price_units(getattr(self.prepayment, key), f"prepayment.{key}")
+            self.price_units(self.prepayment.top_up_code.amount_unit,
+                             "prepayment.top_up_code.amount_unit")
 
     def price_units(self, value: Decimal, key: str = "price") -> int:
         """A money value as the integer sent on the air (``price_trailing_digits`` implied)."""
@@ -263,19 +368,32 @@ class Tariff:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def week_on(self, date: dt.date) -> Week:
+        """The weekly schedule in force on ``date`` (the season it falls in)."""
+        week = self.schedule
+        for season in self.seasons:  # in date order (validated)
+            if (season.month, season.day) <= (date.month, date.day):
+                week = season.schedule
+        return week
+
+    def special_on(self, date: dt.date) -> SpecialDay | None:
+        """The special day ``date`` is (one for that year first, then a yearly one)."""
+        found = [x for x in self.special_days if x.on(date)]
+        return min(found, key=lambda x: x.year is None) if found else None
+
+    def day_switches(self, date: dt.date) -> tuple[Switch, ...]:
+        """The switches of a local date, the first at 00:00."""
+        special = self.special_on(date)
+        if special is not None:
+            return special.switches
+        return effective_day(self.week_on(date), date.weekday())
+
     def tier_at(self, t: float) -> int:
         """The TOU tier in force at unix time ``t``."""
         local = dt.datetime.fromtimestamp(t, self.zone)
         minute = local.hour * 60 + local.minute
-        weekday = local.weekday()
-        current = [s for s in self.schedule[weekday] if s.minute <= minute]
-        if current:
-            return current[-1].tier
-        for back in range(1, 8):  # the last switch of an earlier day carries over
-            day = self.schedule[(weekday - back) % 7]
-            if day:
-                return day[-1].tier
-        raise AssertionError("validate() guarantees a switch")
+        current = [s for s in self.day_switches(local.date()) if s.minute <= minute]
+        return current[-1].tier
 
     def boundaries(self, start: float, end: float) -> Iterator[int]:
         """Unix times of the schedule's switches in (start, end], in order."""
@@ -283,7 +401,7 @@ class Tariff:
         day = dt.datetime.fromtimestamp(start, zone).date() - dt.timedelta(days=1)
         last = dt.datetime.fromtimestamp(end, zone).date() + dt.timedelta(days=1)
         while day <= last:
-            for s in self.schedule[day.weekday()]:
+            for s in self.day_switches(day):
                 local = dt.datetime(day.year, day.month, day.day, s.minute // 60, s.minute % 60,
                                     tzinfo=zone)
                 when = int(local.timestamp())
@@ -322,6 +440,26 @@ def _label(key: str, value: Any, top: int) -> None:
         raise TariffError(key, f"at most {top} bytes of UTF-8, not {len(value.encode())}")
 
 
+def _validate_day(key: str, day: tuple[Switch, ...], numbers: list[int]) -> None:
+    minutes = [s.minute for s in day]
+    if minutes != sorted(set(minutes)):
+        raise TariffError(key, "switch times must be distinct")
+    for s in day:
+        if not 0 <= s.minute < 1440:
+            raise TariffError(key, f"bad time {s.minute}")
+        if s.tier not in numbers:
+            raise TariffError(key, f"tier {s.tier} is not defined")
+
+
+def _validate_week(key: str, week: Week, numbers: list[int]) -> None:
+    if len(week) != 7:
+        raise TariffError(key, "one entry per weekday")
+    if not any(week):
+        raise TariffError(key, "no switch on any day")
+    for d, day in enumerate(week):
+        _validate_day(f"{key}.{WEEKDAYS[d]}", day, numbers)
+
+
 def digits_of(value: Decimal) -> int:
     """The number of decimal places a value is written with (its trailing digits)."""
     exponent = value.as_tuple().exponent
@@ -350,7 +488,12 @@ DEFAULT_TARIFF = Tariff()
 # -- the TOML file -------------------------------------------------------------------------
 _TOP_KEYS = {"provider_id", "issuer_tariff_id", "label", "currency", "price_trailing_digits",
              "unit_of_measure", "commodity", "timezone", "standing_charge", "tiers", "schedule",
-             "blocks", "gas", "co2", "billing_period"}
+             "blocks", "gas", "co2", "billing_period", "seasons", "special_days", "prepayment"}
+_TOP_KEYS |= {"cpp", "export"}
+#: what an [export] table may say; the rest it takes from the import tariff
+_EXPORT_KEYS = {"issuer_tariff_id", "label", "tiers", "schedule", "blocks"}
+_INHERITED = ("provider_id", "currency", "price_trailing_digits", "unit_of_measure",
+              "commodity", "timezone")
 
 
 class _Reader:
@@ -494,6 +637,10 @@ class _Reader:
                             f"not {sorted(numbers)}")
 
         fields["schedule"] = self.schedule(doc.get("schedule"), numbers)
+        if "seasons" in doc:
+            fields["seasons"] = self.seasons(doc["seasons"], numbers)
+        if "special_days" in doc:
+            fields["special_days"] = self.special_days(doc["special_days"], numbers)
 
         if "blocks" in doc:
             bdoc = self.table(doc["blocks"], "blocks", {"thresholds_kwh", "prices", "period"})
@@ -548,37 +695,68 @@ class _Reader:
         if "billing_period" in doc:
             fields["billing_period"] = self.recurrence("billing_period", doc["billing_period"],
                                                        EPOCH_2000)
+        fields.update(self.extras(doc))
+        if "prepayment" in doc:
+            fields["prepayment"] = read_prepayment(self, doc["prepayment"])
         try:
             return Tariff(**fields)
         except TariffError as exc:
             raise self.fail(exc.key, exc.problem) from None
 
-    def schedule(self, doc: Any, numbers: set[int]) -> tuple[tuple[Switch, ...], ...]:
+    def extras(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """The [cpp] and [export] tables."""
+        fields: dict[str, Any] = {}
+        if "cpp" in doc:
+            cdoc = self.table(doc["cpp"], "cpp", {"cpp1_rate", "cpp2_rate"})
+            if "cpp1_rate" not in cdoc:
+                raise self.fail("cpp.cpp1_rate", "missing")
+            rates = [self.decimal("cpp.cpp1_rate", cdoc["cpp1_rate"])]
+            if "cpp2_rate" in cdoc:
+                rates.append(self.decimal("cpp.cpp2_rate", cdoc["cpp2_rate"]))
+            fields["cpp_rates"] = tuple(rates)
+        if "export" in doc:
+            edoc = self.table(doc["export"], "export", _EXPORT_KEYS)
+            for need in ("issuer_tariff_id", "tiers"):
+                if need not in edoc:
+                    raise self.fail(f"export.{need}", "missing")
+            inherited = {k: doc[k] for k in _INHERITED if k in doc}
+            try:
+                fields["export"] = self.tariff({**inherited, **edoc})
+            except TariffError as exc:
+                raise self.fail(f"export.{exc.key}", exc.problem) from None
+        return fields
+
+    def switches(self, key: str, doc: Any, numbers: set[int]) -> tuple[Switch, ...]:
+        """A table "HH:MM" = tier, as switches in time order."""
+        if not isinstance(doc, dict) or not doc:
+            raise self.fail(key, 'missing: a table "HH:MM" = tier')
+        out = []
+        for when, tier in doc.items():
+            minute = self.minute(f"{key}.{when}", when)
+            if isinstance(tier, bool) or not isinstance(tier, int) or tier not in numbers:
+                raise self.fail(f"{key}.{when}",
+                                f"tier {tier!r} is not defined (tiers are {sorted(numbers)})")
+            out.append(Switch(minute, tier))
+        out.sort(key=lambda s: s.minute)
+        if len({s.minute for s in out}) != len(out):
+            raise self.fail(key, "two switches at the same time")
+        return tuple(out)
+
+    def schedule(self, doc: Any, numbers: set[int], where: str = "schedule"
+                 ) -> tuple[tuple[Switch, ...], ...]:
         if doc is None:
             if numbers != {1}:
-                raise self.fail("schedule", "missing: with more than one tier, say when each "
-                                "applies ([[schedule]] with days and switches)")
+                raise self.fail(where, "missing: with more than one tier, say when each "
+                                f"applies ([[{where}]] with days and switches)")
             return ((Switch(0, 1),),) * 7
         if not isinstance(doc, list) or not doc:
-            raise self.fail("schedule", "must be an array of tables ([[schedule]])")
+            raise self.fail(where, f"must be an array of tables ([[{where}]])")
         days: dict[int, tuple[Switch, ...]] = {}
         default: tuple[Switch, ...] | None = None
         for i, sdoc in enumerate(doc):
-            key = f"schedule[{i}]"
+            key = f"{where}[{i}]"
             sdoc = self.table(sdoc, key, {"days", "switches"})
-            if "switches" not in sdoc or not isinstance(sdoc["switches"], dict) \
-                    or not sdoc["switches"]:
-                raise self.fail(f"{key}.switches", 'missing: a table "HH:MM" = tier')
-            switches = []
-            for when, tier in sdoc["switches"].items():
-                minute = self.minute(f"{key}.switches.{when}", when)
-                if isinstance(tier, bool) or not isinstance(tier, int) or tier not in numbers:
-                    raise self.fail(f"{key}.switches.{when}",
-                                    f"tier {tier!r} is not defined (tiers are {sorted(numbers)})")
-                switches.append(Switch(minute, tier))
-            switches.sort(key=lambda s: s.minute)
-            if len({s.minute for s in switches}) != len(switches):
-                raise self.fail(f"{key}.switches", "two switches at the same time")
+            switches = list(self.switches(f"{key}.switches", sdoc.get("switches"), numbers))
             if "days" not in sdoc:
                 if default is not None:
                     raise self.fail(f"{key}.days", "only one schedule may leave out days")
@@ -601,8 +779,66 @@ class _Reader:
             elif default is not None:
                 out.append(default)
             else:
-                raise self.fail("schedule", f"no switches for {WEEKDAYS[d]} (give it in days, "
+                raise self.fail(where, f"no switches for {WEEKDAYS[d]} (give it in days, "
                                 "or add a schedule without days as the default)")
+        return tuple(out)
+
+    def month_day(self, key: str, value: Any) -> tuple[int, int, int | None]:
+        """A TOML date (that day only) or "MM-DD" (every year): (month, day, year)."""
+        if isinstance(value, dt.datetime):
+            raise self.fail(key, f"must be a date or \"MM-DD\", not a date-time {value!r}")
+        if isinstance(value, dt.date):
+            return value.month, value.day, value.year
+        if isinstance(value, str):
+            try:
+                if len(value) == 10:  # JSON documents carry dates as ISO text
+                    d = dt.date.fromisoformat(value)
+                    return d.month, d.day, d.year
+                month, day = (int(x) for x in value.split("-"))
+            except ValueError:
+                raise self.fail(key, f'{value!r} is not "MM-DD" or a date') from None
+            if len(value) == 5 and _valid_month_day(month, day):
+                return month, day, None
+        raise self.fail(key, f'must be "MM-DD" (every year) or a date, not {value!r}')
+
+    def seasons(self, doc: Any, numbers: set[int]) -> tuple[Season, ...]:
+        if not isinstance(doc, list):
+            raise self.fail("seasons", "must be an array of tables ([[seasons]])")
+        out = []
+        for i, sdoc in enumerate(doc):
+            key = f"seasons[{i}]"
+            sdoc = self.table(sdoc, key, {"name", "start", "schedule"})
+            if "start" not in sdoc:
+                raise self.fail(f"{key}.start", 'missing: "MM-DD", the day it starts each year')
+            month, day, year = self.month_day(f"{key}.start", sdoc["start"])
+            if year is not None:
+                raise self.fail(f"{key}.start", 'a season starts on "MM-DD" every year')
+            if "schedule" not in sdoc:
+                raise self.fail(f"{key}.schedule", f"missing: [[{key}.schedule]] entries")
+            name = self.string(f"{key}.name", sdoc.get("name", ""), MAX_LABEL)
+            out.append(Season(month, day, self.schedule(sdoc["schedule"], numbers,
+                                                        f"{key}.schedule"), name))
+        out.sort(key=lambda x: (x.month, x.day))
+        for a, b in zip(out, out[1:], strict=False):
+            if (a.month, a.day) == (b.month, b.day):
+                raise self.fail("seasons", f"two seasons start on {a.month:02d}-{a.day:02d}")
+        return tuple(out)
+
+    def special_days(self, doc: Any, numbers: set[int]) -> tuple[SpecialDay, ...]:
+        if not isinstance(doc, list):
+            raise self.fail("special_days", "must be an array of tables ([[special_days]])")
+        out = []
+        for i, sdoc in enumerate(doc):
+            key = f"special_days[{i}]"
+            sdoc = self.table(sdoc, key, {"name", "date", "switches"})
+            if "date" not in sdoc:
+                raise self.fail(f"{key}.date", 'missing: a date, or "MM-DD" for every year')
+            month, day, year = self.month_day(f"{key}.date", sdoc["date"])
+            switches = self.switches(f"{key}.switches", sdoc.get("switches"), numbers)
+            if switches[0].minute != 0:
+                raise self.fail(f"{key}.switches", 'a special day must say its tier from "00:00"')
+            name = self.string(f"{key}.name", sdoc.get("name", ""), MAX_LABEL)
+            out.append(SpecialDay(month, day, switches, year, name))
         return tuple(out)
 
 
@@ -617,6 +853,13 @@ def tariff_to_dict(tariff: Tariff) -> dict[str, Any]:
         return {"start": dt.datetime.fromtimestamp(r.start, dt.UTC).isoformat(),
                 "duration": r.duration, "timebase": r.timebase}
 
+    def switches(day: tuple[Switch, ...]) -> dict[str, int]:
+        return {f"{s.minute // 60:02d}:{s.minute % 60:02d}": s.tier for s in day}
+
+    def week(schedule: Week) -> list[dict[str, Any]]:
+        return [{"days": [WEEKDAYS[d]], "switches": switches(day or effective_day(schedule, d))}
+                for d, day in enumerate(schedule)]
+
     doc: dict[str, Any] = {
         "provider_id": tariff.provider_id, "issuer_tariff_id": tariff.issuer_tariff_id,
         "label": tariff.label, "currency": tariff.currency,
@@ -626,10 +869,7 @@ def tariff_to_dict(tariff: Tariff) -> dict[str, Any]:
         "standing_charge": str(tariff.standing_charge),
         "tiers": [{"tier": x.number, "label": x.label, "rate": str(x.rate)}
                   for x in tariff.tiers],
-        "schedule": [{"days": [WEEKDAYS[d]],
-                      "switches": {f"{s.minute // 60:02d}:{s.minute % 60:02d}": s.tier
-                                   for s in day}}
-                     for d, day in enumerate(tariff.schedule)],
+        "schedule": week(tariff.schedule),
         "gas": {"conversion_factor": str(tariff.conversion_factor),
                 "calorific_value_unit": names(CALORIFIC_UNITS, tariff.calorific_value_unit)},
     }
@@ -645,6 +885,21 @@ def tariff_to_dict(tariff: Tariff) -> dict[str, Any]:
         doc["co2"] = {"value": str(tariff.co2), "unit": names(CO2_UNITS, tariff.co2_unit)}
     if tariff.billing_period is not None:
         doc["billing_period"] = period(tariff.billing_period)
+    if tariff.cpp_rates:
+        doc["cpp"] = {f"cpp{i + 1}_rate": str(v) for i, v in enumerate(tariff.cpp_rates)}
+    if tariff.export is not None:
+        export = tariff_to_dict(tariff.export)
+        doc["export"] = {k: v for k, v in export.items() if k in _EXPORT_KEYS}
+    if tariff.seasons:
+        doc["seasons"] = [{"name": x.name, "start": f"{x.month:02d}-{x.day:02d}",
+                           "schedule": week(x.schedule)} for x in tariff.seasons]
+    if tariff.special_days:
+        doc["special_days"] = [
+            {"name": x.name, "switches": switches(x.switches),
+             "date": f"{x.month:02d}-{x.day:02d}" if x.year is None
+             else dt.date(x.year, x.month, x.day).isoformat()} for x in tariff.special_days]
+    if tariff.prepayment is not None:
+        doc["prepayment"] = prepayment_to_dict(tariff.prepayment)
     return doc
 
 

@@ -32,8 +32,8 @@ def make_gate(trust_dir: Path | None, device: DeviceIdentity) -> tuple[
             trust = load_trust(trust_dir)
         except (KeyMaterialError, OSError) as exc:
             problem = f"trust directory unusable ({exc}): every image is refused"
-    if problem:
-        LOGGER.warning(problem)
+    if problem:  # no trust is a choice (the default): said once more when an image comes
+        (LOGGER.info if trust_dir is None else LOGGER.warning)(problem)
 
     def verify(path: Path) -> tuple[bool, str | None]:
         if trust is None:

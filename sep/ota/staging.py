@@ -4,19 +4,24 @@
 *durable* offset. :meth:`FileSink.flush` fsyncs the data first, then replaces the JSON
 atomically (write, fsync, rename, fsync the directory), so the recorded offset never
 runs ahead of bytes that are really on disk. On resume the data file is cut back to the
-recorded offset: a torn tail is thrown away and fetched again.
+recorded offset: a torn tail is thrown away and fetched again. The record carries a CRC-32
+of its content (``sep.store.checked``): a rotten record is not used (the download starts
+again), never trusted for an offset.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
+import logging
 import os
 from pathlib import Path
 
 from sep.firmware.fileio import write_atomic
 from sep.ota.client import DownloadState, ImageIdent
+from sep.store.checked import seal, unseal
+
+LOGGER = logging.getLogger(__name__)
 
 
 class FileSink:
@@ -31,15 +36,18 @@ class FileSink:
 
     def state(self) -> DownloadState | None:
         try:
-            doc = json.loads(self.state_path.read_text())
+            doc = unseal(self.state_path.read_bytes(), "ota/download.json")
             ident = ImageIdent(**doc["ident"])
             offset = doc["offset"]
             numbers = (ident.manufacturer, ident.image_type, ident.file_version, ident.size,
                        offset)
             if any(type(n) is not int or n < 0 for n in numbers) or offset > ident.size:
                 raise ValueError("not a download state")
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # an unreadable record: the download starts again
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            LOGGER.error("download record not used, the download starts again: %s", exc)
+            return None
         if not self.data_path.exists() or self.data_path.stat().st_size < offset:
             return None  # the bytes the record promises are not there: start again
         self._open(ident, offset)
@@ -77,7 +85,7 @@ class FileSink:
     def _record(self, offset: int) -> None:
         assert self._ident is not None
         doc = {"ident": dataclasses.asdict(self._ident), "offset": offset}
-        write_atomic(self.state_path, json.dumps(doc).encode())
+        write_atomic(self.state_path, seal(doc))
         self._durable = offset
 
     @property

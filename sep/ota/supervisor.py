@@ -17,6 +17,7 @@ application confirming the image after its self-test, and a hardware watchdog.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -41,6 +42,28 @@ def slot_command(data_dir: Path, slot: str, file_version: int | None,
     if file_version is not None:
         cmd += ["--file-version", str(file_version)]
     return cmd
+
+
+def child_env() -> dict[str, str]:
+    """The meter's environment: systemd's watchdog is the meter's to feed (with
+    NotifyAccess=all), so WATCHDOG_PID (the supervisor's pid) is not passed on."""
+    env = dict(os.environ)
+    env.pop("WATCHDOG_PID", None)
+    return env
+
+
+def record(data_dir: Path, **details: object) -> None:
+    """A SUPERVISOR_RESTART in the meter's event log (the meter is not running then)."""
+    from sep.store import Store
+
+    try:
+        store = Store.open(data_dir)
+        try:
+            store.append_event("SUPERVISOR_RESTART", **details)
+        finally:
+            store.close()
+    except Exception:  # noqa: BLE001 - the supervisor keeps the meter running regardless
+        LOGGER.exception("supervisor: could not record the restart in the event log")
 
 
 def _wait(child: subprocess.Popen[bytes], slots: SlotManager, trial_timeout: float,
@@ -102,25 +125,31 @@ def supervise(data_dir: Path, meter_args: list[str], *, log=_say,
         log(f"supervisor: starting slot {slot}"
             + (f" (version 0x{version:08X})" if version is not None else " (factory)")
             + (" on trial" if state.trial else ""))
-        child = subprocess.Popen(cmd)
+        child = subprocess.Popen(cmd, env=child_env())
         rc = _wait(child, slots, trial_timeout, slot if state.trial else None)
         if rc is None:
             slots.revert("trial slot did not confirm in time")
             log(f"supervisor: slot {slot} did not confirm within {trial_timeout:.0f} s: reverted")
+            record(data_dir, slot=slot, exit_code=None, action="revert",
+                   reason=f"trial not confirmed within {trial_timeout:.0f} s")
             continue
         if stopping or rc == 0:
             return 0 if rc in (0, -signal.SIGINT, -signal.SIGTERM) else rc
         if rc == EXIT_ACTIVATE:
             crashes = 0
+            record(data_dir, slot=slot, exit_code=rc, action="boot the activated slot")
             continue
         state = slots.boot_state()
         if state.trial:
             slots.revert(f"trial slot exited with {rc}")
             log(f"supervisor: slot {slot} failed its trial (exit {rc}): reverted")
+            record(data_dir, slot=slot, exit_code=rc, action="revert", reason="trial failed")
             continue
         crashes += 1
         log(f"supervisor: meter exited with {rc} ({crashes} in a row)")
         if crashes >= MAX_CRASHES:
             log("supervisor: giving up")
+            record(data_dir, slot=slot, exit_code=rc, action="give up", crashes=crashes)
             return 1
+        record(data_dir, slot=slot, exit_code=rc, action="restart", crashes=crashes)
         time.sleep(min(2 ** crashes, 30))

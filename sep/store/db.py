@@ -29,6 +29,7 @@ import secrets
 import sqlite3
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,11 @@ CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, time REAL, tbl TE
     reason TEXT, raw TEXT);
 """
 
-REDUNDANT = ("config", "calibration", "chain")  # kinds kept in two copies
+REDUNDANT = ("config", "calibration", "chain", "prepay")  # kinds kept in two copies
 EVENT_KINDS = ("POWER_UP", "INTEGRITY_FAILURE", "INTEGRITY_RECOVERED", "WATCHDOG_RESET",
-               "METROLOGY_FAULT", "CONFIG_CHANGE", "FIRMWARE_UPDATE", "SUPPLY_CHANGE")
+               "METROLOGY_FAULT", "CONFIG_CHANGE", "FIRMWARE_UPDATE", "SUPPLY_CHANGE",
+               "STOP", "SUPERVISOR_RESTART", "MQTT_COMMAND", "TARIFF_CHANGE", "PRICE_CHANGE",
+               "JOIN", "LEAVE", "KEY_ESTABLISHMENT")
 
 
 class CorruptRecord(Exception):
@@ -90,6 +93,20 @@ def crc(data: bytes) -> int:
     return zlib.crc32(data)
 
 
+def store_key(data_dir: Path) -> bytes:
+    """The meter's secret for MACs (``DIR/store.key``, mode 0600), made on first use."""
+    data_dir = Path(data_dir)
+    key_path = data_dir / "store.key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not key_path.exists():
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+            f.flush()
+            os.fsync(f.fileno())
+    return key_path.read_bytes()
+
+
 class Store:
     def __init__(self, path: Path, key: bytes) -> None:
         self.path = path
@@ -105,17 +122,9 @@ class Store:
     def open(cls, data_dir: Path, *, create: bool = True) -> Store:
         data_dir = Path(data_dir)
         db_path = data_dir / "meter.db"
-        key_path = data_dir / "store.key"
         if not create and not db_path.exists():
             raise FileNotFoundError(f"no meter data in {data_dir}")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        if not key_path.exists():
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
-                f.flush()
-                os.fsync(f.fileno())
-        return cls(db_path, key_path.read_bytes())
+        return cls(db_path, store_key(data_dir))
 
     def close(self) -> None:
         self.db.close()
@@ -185,6 +194,40 @@ class Store:
         """A checked record of any other kind (e.g. saved register state)."""
         self._put_record(kind, key, value)
 
+    def commit(self, records: Sequence[tuple[str, str, Any]],
+               events: Sequence[tuple[str, dict[str, Any]]] = ()) -> list[int]:
+        """Records and events in one transaction: all of them are stored, or none (a power
+        cut in between leaves the store as it was). Returns the events' sequence numbers."""
+        seq, prev = self._head()
+        seqs = []
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for kind, key, value in records:
+                text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+                for copy in range(2 if kind in REDUNDANT else 1):
+                    data = canonical(kind, f"{key}#{copy}", [text])
+                    self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
+                                    (kind, key, copy, text, crc(data), self._mac(data)))
+            for kind, details in events:
+                seq += 1
+                t = time.time()
+                text = json.dumps(details, sort_keys=True, default=str)
+                data = canonical("events", str(seq), [t, kind, text])
+                prev = self._mac(prev + data)
+                self.db.execute("INSERT INTO events VALUES (?,?,?,?,?,?)",
+                                (seq, t, kind, text, crc(data), prev))
+                seqs.append(seq)
+            if events:
+                head_text = json.dumps({"mac": prev.hex(), "seq": seq}, sort_keys=True,
+                                       separators=(",", ":"))
+                for copy in range(2):
+                    hd = canonical("chain", f"head#{copy}", [head_text])
+                    self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
+                                    ("chain", "head", copy, head_text, crc(hd), self._mac(hd)))
+        for kind, key, _value in records:
+            self.faults.discard((kind, key))
+        return seqs
+
     def get_record(self, kind: str, key: str) -> Any:
         """The record, None when absent; CorruptRecord when no intact copy exists."""
         try:
@@ -236,6 +279,14 @@ class Store:
                 data = canonical("intervals", f"{ch}/{end}", [v])
                 out.append((ch, end, v, crc(data), self._mac(data)))
             self.db.executemany("INSERT OR REPLACE INTO intervals VALUES (?,?,?,?,?)", out)
+
+    def clear_intervals(self) -> int:
+        """Delete the whole load profile (a change of tenancy that clears it); returns the
+        rows deleted."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute("DELETE FROM intervals")
+        return cur.rowcount
 
     def put_interval(self, channel: int, end_time: int, value: int) -> None:
         self.put_intervals([(channel, end_time, value)])
@@ -306,9 +357,13 @@ class Store:
             return 0, bytes(32)
 
     def append_event(self, kind: str, **details: Any) -> int:
+        return self.append_event_at(kind, time.time(), details)
+
+    def append_event_at(self, kind: str, when: float, details: dict[str, Any]) -> int:
+        """An event at ``when`` (the meter's clock, which a simulation may run faster)."""
         seq, prev = self._head()
         seq += 1
-        t = time.time()
+        t = float(when)
         text = json.dumps(details, sort_keys=True, default=str)
         data = canonical("events", str(seq), [t, kind, text])
         mac = self._mac(prev + data)
@@ -328,6 +383,11 @@ class Store:
         rows = self.db.execute("SELECT seq, time, kind, details FROM events WHERE seq > ? "
                                "ORDER BY seq", (since,)).fetchall()
         return [Event(s, t, k, json.loads(d)) for s, t, k, d in rows]
+
+    def last_event(self) -> Event | None:
+        row = self.db.execute("SELECT seq, time, kind, details FROM events ORDER BY seq DESC "
+                              "LIMIT 1").fetchone()
+        return None if row is None else Event(row[0], row[1], row[2], json.loads(row[3]))
 
     def _check_events(self, report: CheckReport) -> None:
         prev = bytes(32)

@@ -41,6 +41,13 @@ class Request:
     header: foundation.ZCLHeader
     payload: bytes
     broadcast: bool = False
+    #: the sender as its APS link key authenticates it (EUI-64 as an int, most significant
+    #: byte first), or None when the frame had network-key security only / the radio
+    #: does not say
+    src_ieee: int | None = None
+    #: True: APS-encrypted under the sender's link key; False: not; None: the radio
+    #: does not say (bellows)
+    aps_secured: bool | None = None
 
     @property
     def tsn(self) -> int:
@@ -146,3 +153,27 @@ def server_frame(tsn: int, command_id: int, payload: bytes, *, general: bool,
         command_id=command_id,
     )
     return build_frame(hdr, payload)
+
+
+def read_attributes_frame(tsn: int, attr_ids: tuple[int, ...] | list[int]) -> bytes:
+    """A client's Read Attributes request (general command 0x00, client to server)."""
+    fc = foundation.FrameControl(
+        frame_type=foundation.FrameType.GLOBAL_COMMAND, is_manufacturer_specific=False,
+        direction=Direction.Client_to_Server, disable_default_response=True, reserved=0)
+    hdr = foundation.ZCLHeader(frame_control=fc, manufacturer=None, tsn=t.uint8_t(tsn & 0xFF),
+                               command_id=GeneralCommand.Read_Attributes)
+    return build_frame(hdr, b"".join(t.uint16_t(a).serialize() for a in attr_ids))
+
+
+def parse_read_attributes_response(req: Request) -> dict[int, Any] | None:
+    """The values of a Read Attributes Response (records with SUCCESS only), or None when
+    ``req`` is not one or does not parse."""
+    if not req.is_general or req.command_id != GeneralCommand.Read_Attributes_rsp:
+        return None
+    schema = foundation.GENERAL_COMMANDS[GeneralCommand.Read_Attributes_rsp].schema
+    try:
+        records = schema.deserialize(req.payload)[0].status_records
+    except DECODE_ERRORS:
+        return None
+    return {int(r.attrid): r.value.value for r in records
+            if r.status == Status.SUCCESS and r.value is not None}

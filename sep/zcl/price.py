@@ -162,9 +162,11 @@ def _attribute_defs() -> dict[str, Any]:
             name = (f"no_tier_block{block + 1}_price" if tier == 0
                     else f"tier{tier}_block{block + 1}_price")
             add(name, 0x0400 + (tier << 4) + block, t.uint32_t)
-    # Extended Price Information set: tiers 16..48 (0x050F..0x052F)
+    # Extended Price Information set: tiers 16..48 (0x050F..0x052F), CPP1/CPP2 prices
     for tier in range(16, 49):
         add(f"price_tier{tier}", 0x0500 + tier - 1, t.uint32_t)
+    add("cpp1_price", 0x05FE, t.uint32_t)
+    add("cpp2_price", 0x05FF, t.uint32_t)
     # Tariff Information set (0x0610..)
     add("tariff_label", 0x0610, t.LVBytes)
     add("number_of_price_tiers_in_use", 0x0611, t.uint8_t)
@@ -183,6 +185,34 @@ def _attribute_defs() -> dict[str, Any]:
     add("last_billing_period_start", 0x0702, t.UTCTime)
     add("last_billing_period_duration", 0x0703, t.uint24_t)
     add("last_billing_period_consolidated_bill", 0x0704, t.uint32_t)
+    # Credit Payment set (0x0800..): the latest payment, and records #1..#5
+    add("credit_payment_due_date", 0x0800, t.UTCTime)
+    add("credit_payment_status", 0x0801, t.enum8)
+    add("credit_payment_overdue_amount", 0x0802, t.int32s)
+    for n in range(1, 6):
+        add(f"credit_payment_{n}", 0x0800 + 0x10 * n, t.uint32_t)
+        add(f"credit_payment_date_{n}", 0x0801 + 0x10 * n, t.UTCTime)
+        add(f"credit_payment_ref_{n}", 0x0802 + 0x10 * n, t.LVBytes)
+    # The Received (export) sets: 0x8000 + the delivered set's id
+    for i in range(48):
+        add(f"received_tier{i + 1}_price_label", 0x8000 + i, t.LVBytes)
+    for i in range(15):
+        add(f"received_block{i + 1}_threshold", 0x8100 + i, t.uint48_t)
+    add("received_start_of_block_period", 0x8200, t.UTCTime)
+    add("received_block_period_duration", 0x8201, t.uint24_t)
+    add("received_threshold_multiplier", 0x8202, t.uint24_t)
+    add("received_threshold_divisor", 0x8203, t.uint24_t)
+    for tier in range(16):
+        for block in range(16):
+            name = (f"rx_no_tier_block{block + 1}_price" if tier == 0
+                    else f"rx_tier{tier}_block{block + 1}_price")
+            add(name, 0x8400 + (tier << 4) + block, t.uint32_t)
+    add("received_tariff_label", 0x8610, t.LVBytes)
+    add("received_number_of_price_tiers_in_use", 0x8611, t.uint8_t)
+    add("received_number_of_block_thresholds_in_use", 0x8612, t.uint8_t)
+    add("received_tier_block_mode", 0x8613, t.uint8_t)
+    add("received_tariff_resolution_period", 0x8615, t.enum8)
+    add("received_last_billing_period_consolidated_bill", 0x8704, t.uint32_t)
     return defs
 
 
