@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-ppmid", action="store_true", help="no PPMID on the air")
     demo.add_argument("--no-gas", action="store_true",
                       help="no battery gas meter (and no mirror on the hub)")
+    demo.add_argument("--certs", type=Path, metavar="DIR",
+                      help="issue every device's Key Establishment credentials from the CA in "
+                      "DIR (sep cert ca DIR); default: a test CA made for this run")
+    demo.add_argument("--no-key-establishment", action="store_true",
+                      help="no CBKE: devices use the link keys of joining and Request Key "
+                      "(the development network's rules)")
     demo.add_argument("--no-live", action="store_true",
                       help="plain log lines instead of the live terminal view")
     demo.set_defaults(func=_demo)
@@ -153,6 +159,7 @@ def _demo(args: argparse.Namespace) -> int:
                        live=False if args.no_live else None, meter_radio=args.meter_radio,
                        tariff=args.tariff, script=not args.no_script, scenario=args.scenario,
                        ppmid=not args.no_ppmid, gas=not args.no_gas,
+                       key_establishment=not args.no_key_establishment, certs=args.certs,
                        install_codes={item.partition("=")[0]: bytes.fromhex(item.partition("=")[2])
                                       for item in args.install_code})
     from hubsim.demo import DemoError
@@ -173,6 +180,8 @@ def _demo(args: argparse.Namespace) -> int:
     from hubsim.demo import security_text
 
     print(f"secure HAN: {security_text(result.security)}")
+    if result.key_establishment:
+        print(f"key establishment: {'; '.join(result.key_establishment)}")
     print(f"IHD messages {len(v.messages)}, confirmed {sum(m.confirmed for m in v.messages.values())}"
           f"; supplier got {len(result.confirmations)} confirmation(s)")
     print(f"IHD schedule today {v.han.schedule_text(v.prices.tier_labels)} "

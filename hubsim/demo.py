@@ -30,6 +30,7 @@ from hubsim.demo_se import run_se_script
 from hubsim.gas import GAS_IEEE, GasMeter
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
+from hubsim.ke_node import DemoCa
 from hubsim.ppmid import PPMID_IEEE, Ppmid, PpmidView
 from hubsim.scenarios import (
     ScenarioLog,
@@ -44,6 +45,8 @@ from sep.app import MeterApp, MeterSettings, load_identity
 from sep.clock import ScaledClock
 from sep.meter.tariff import Tariff, load_tariff
 from sep.persistence import stored_sim_time
+from sep.security.certs import Credentials
+from sep.security.keyfiles import KeyFileError, load_ca
 
 LOGGER = logging.getLogger(__name__)
 
@@ -75,6 +78,10 @@ class DemoOptions:
     top_up_codes: list[str] | None = None  # codes the PPMID enters (default: vended)
     # install codes of meters in other processes (--external-meter): IEEE -> code
     install_codes: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    # Key Establishment: every device gets CBKE credentials from a test CA made for this
+    # run, or from the CA in ``certs`` (sep cert ca DIR); False: development keys only
+    key_establishment: bool = True
+    certs: Path | None = None
 
 
 IHD_IEEE = "00:0d:6f:00:00:00:1d:01"
@@ -108,6 +115,22 @@ def provision(data_dir: Path | None, ieees: list[str]) -> dict[str, bytes]:
     return {ieee: bytes.fromhex(codes[ieee]) for ieee in ieees}
 
 
+def demo_ca(opts: DemoOptions, ezsp: bool) -> DemoCa | None:
+    """The CA that issues every simulated device's CBKE credentials, or None when the demo
+    runs without Key Establishment (asked so; the meter on bellows; a meter in another
+    process without a CA it can share)."""
+    if not opts.key_establishment or ezsp:
+        return None
+    if opts.certs is not None:
+        try:
+            return DemoCa(load_ca(opts.certs, private=True))
+        except KeyFileError as exc:
+            raise DemoError(f"--certs {opts.certs}: {exc}") from None
+    if opts.external_meter:
+        return None  # a CA made here could not issue the other process's certificate
+    return DemoCa()
+
+
 class DemoError(Exception):
     """The demo cannot run as asked; the message names the option (exit 1)."""
 
@@ -125,9 +148,10 @@ class DemoResult:
     gas: Any = None  # the IHD's GasView
     scenario: list[str] = dataclasses.field(default_factory=list)
     gas_reports: int = 0  # reports the gas meter pushed to its mirror
+    key_establishment: list[str] = dataclasses.field(default_factory=list)  # pairs keyed
 
 
-async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 3.0) -> None:
+async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 2.0) -> None:
     """What the supplier does in a demo run: a welcome, a peak price event ten simulated
     minutes ahead, and a message about it that asks the household to confirm."""
     await asyncio.sleep(step)
@@ -183,6 +207,24 @@ def radio_stats(*apps: Any) -> dict[str, int]:
     for app in apps:
         for key, value in getattr(app, "security_stats", {}).items():
             out[key] = out.get(key, 0) + value
+    return out
+
+
+def ke_lines(services: dict[str, Any]) -> list[str]:
+    """Who established a CBKE link key with whom in this run (the initiators' view)."""
+    names = {f"{svc.core.credentials[min(svc.core.credentials)].subject:016x}": name
+             for name, svc in services.items() if svc is not None}
+    out = []
+    for name, svc in services.items():
+        if svc is None:
+            continue
+        for partner, done in sorted(svc.established.items()):
+            if done.initiator:
+                out.append(f"{name}↔{names.get(f'{partner:016x}', f'{partner:016x}')} "
+                           f"suite {done.suite}")
+        failed = [f for f in svc.failures if f.initiator]
+        if failed:
+            out.append(f"{name}: {len(failed)} failed ({failed[-1].reason})")
     return out
 
 
@@ -317,6 +359,12 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     codes = provision(opts.data_dir, devices)
     codes.update(opts.install_codes)
     data = opts.data_dir
+    ca = demo_ca(opts, ezsp)
+
+    def creds(ieee: str) -> tuple[Credentials, ...]:
+        return (ca.credentials(ieee),) if ca is not None else ()
+
+    settings.credentials = creds(settings.ieee)
     # SMETS2: the hub is coordinator and trust centre and admits only devices whose
     # install code it holds. With the meter on an EZSP stick the meter is coordinator and
     # trust centre instead (bellows runs only so): the hub joins it with its own code.
@@ -331,18 +379,22 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                        state=str(data / "hub-radio.json") if data else None,
                        keep_alive_base=1, keep_alive_jitter=5,  # a keep-alive a simulated minute
                        mirrors=opts.gas,
-                       gas_tariff=load_tariff(DEMO_GAS_TARIFF) if opts.gas else None)
+                       gas_tariff=load_tariff(DEMO_GAS_TARIFF) if opts.gas else None,
+                       credentials=creds(hub_ieee))
     emulator = None
     meter: MeterApp | None = None
     extra_meters: list[MeterApp] = []
     ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now,
                         ieee=IHD_IEEE, install_code=codes[IHD_IEEE],
-                        state=str(data / "ihd-radio.json") if data else None)
+                        state=str(data / "ihd-radio.json") if data else None,
+                        credentials=creds(IHD_IEEE))
     ppmid = Ppmid(air=air, clock=clock.now, report_max=opts.report_interval,
                   install_code=codes[PPMID_IEEE],
-                  state=str(data / "ppmid-radio.json") if data else None) if opts.ppmid else None
+                  state=str(data / "ppmid-radio.json") if data else None,
+                  credentials=creds(PPMID_IEEE)) if opts.ppmid else None
     gas = GasMeter(air=air, clock=clock.now, install_code=codes[GAS_IEEE],
-                   state=str(data / "gas-radio.json") if data else None) \
+                   state=str(data / "gas-radio.json") if data else None,
+                   credentials=creds(GAS_IEEE)) \
         if opts.gas and not ezsp else None
     scenario_log = ScenarioLog(clock.now)
     readings: list[Any] = []
@@ -392,25 +444,31 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                                   initial_wh=DEMO_INITIAL_WH + 997 * n, mqtt=opts.mqtt,
                                   data_dir=(opts.data_dir / f"meter-{n}")
                                   if opts.data_dir else None,
-                                  install_code=codes[fleet_ieee(n)].hex(),),
+                                  install_code=codes[fleet_ieee(n)].hex(),
+                                  credentials=creds(fleet_ieee(n))),
                     clock=clock, air=air,
                 )
                 await extra.start()
                 extra_meters.append(extra)
             if extra_meters:
                 ihd._note(f"{len(extra_meters)} more meters on the air")
+        # one after the other (each runs Key Establishment with the hub, the IHD and the
+        # PPMID also with the meter): the PPMID has a Metering client and the gas meter a
+        # Metering server, and the IHD looking for the meter (Match_Desc_req matches
+        # clients too) must not find them first
         await ihd.start()
         await ihd.connect(timeout=60 if opts.external_meter else 20)
-        prepay_task = None
         if ppmid is not None and meter is not None:
             await ppmid.start()
             await ppmid.connect()
+        if gas is not None:
+            await gas.start()
+        prepay_task = None
+        if ppmid is not None and meter is not None:
             play = prepayment_run_down if opts.scenario == "prepayment" else default_prepayment
             if opts.top_up_codes is not None:
                 hub.prepay.vend = _codes(opts.top_up_codes)  # type: ignore[method-assign]
             prepay_task = asyncio.create_task(play(hub, meter.ieee, ppmid, scenario_log))
-        if gas is not None:
-            await gas.start()
 
         async def sample() -> None:
             while True:
@@ -509,7 +567,11 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                       ppmid=ppmid.view if ppmid is not None else None,
                       gas=ihd.gas.view if gas is not None else None,
                       scenario=list(scenario_log.lines),
-                      gas_reports=gas.reports_sent if gas is not None else 0)
+                      gas_reports=gas.reports_sent if gas is not None else 0,
+                      key_establishment=ke_lines(
+                          {"hub": hub.ke, "meter": meter.ke if meter is not None else None,
+                           "IHD": ihd.ke, "PPMID": ppmid.ke if ppmid is not None else None,
+                           "gas meter": gas.ke if gas is not None else None}))
 
 
 def _codes(codes: list[str]) -> Any:

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zigpy.application
@@ -32,9 +32,11 @@ import zigpy.zdo
 import zigpy.zdo.types as zdo_t
 from zigpy.zcl import foundation
 
+from hubsim import ke_node
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
 from sep.packets import to_packet
+from sep.security.certs import Credentials
 from sep.zcl.frames import MalformedFrame, Reply, decode_header, server_frame
 from sep.zcl.metering import Metering
 from sep.zcl.security import requires_aps_security
@@ -89,15 +91,17 @@ class GasMeter:
                  device: str | None = None, clock: Callable[[], float] = time.time,
                  initial_litres: int = 1_234_567, wake_interval: int = WAKE_INTERVAL,
                  awake_timeout: float = 2.0, install_code: bytes | None = None,
-                 state: str | None = None) -> None:
+                 state: str | None = None, credentials: Sequence[Credentials] = ()) -> None:
         # joins with its install code (the development network's key without one); its
         # Metering frames travel APS-encrypted as SE requires
         cfg = virtual_config(ieee, role="router", air=air, path=device or "virtual://default",
                              install_code=install_code, state=state,
-                             aps_policy=requires_aps_security)
+                             aps_policy=requires_aps_security,
+                             **ke_node.radio_security(credentials))
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [zdo_t.SimpleDescriptor(
             endpoint=GAS_ENDPOINT, profile=SE_PROFILE, device_type=0x0501, device_version=0,
-            input_clusters=[0x0000, METERING], output_clusters=[0x000A]).as_dict()]
+            input_clusters=ke_node.with_ke([0x0000, METERING], credentials),
+            output_clusters=ke_node.with_ke([0x000A], credentials)).as_dict()]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
         self.clock = clock
         self.load = GasLoad()
@@ -119,6 +123,8 @@ class GasMeter:
         self._task: asyncio.Task[None] | None = None
         self._upstream = self.app.packet_received
         self.app.packet_received = self._on_packet  # type: ignore[method-assign]
+        # Key Establishment with the trust centre (with credentials), on its first wake
+        self.ke = ke_node.attach(self.app, credentials, endpoint=GAS_ENDPOINT, ieee=ieee)
 
     # -- the register --------------------------------------------------------------------
     def litres(self, now: float | None = None) -> int:
@@ -131,6 +137,8 @@ class GasMeter:
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         await self.app.startup()
+        if self.ke is not None:
+            self.ke.start()
         self._awake = True
         self.start_t = int(self.clock())
         self._task = asyncio.create_task(self._run(), name="gas-meter")
@@ -141,6 +149,8 @@ class GasMeter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._wake_radio()
+        if self.ke is not None:
+            await self.ke.stop()
         await self.app.shutdown()
 
     async def _sleep_radio(self) -> None:
@@ -174,6 +184,9 @@ class GasMeter:
     async def wake(self) -> None:
         """One wake: find the hub, have a mirror, configure it, push the registers."""
         self.wakes += 1
+        if not await ke_node.key_with(self.ke, ke_node.trust_centre(self.app), 0x0000,
+                                      self._note, "hub", timeout=30.0):
+            return  # SE frames need the key: next wake
         if self.hub is None:
             self.hub = await self._find_hub()
         if self.mirror is None:

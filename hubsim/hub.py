@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import zigpy.application
 import zigpy.config as conf
 import zigpy.device
 import zigpy.zdo.types as zdo_t
 
+from hubsim import ke_node
 from hubsim.hub_services import HUB_SERVICE_CLUSTERS, HubServices
 from hubsim.mirror import MirrorHost
 from hubsim.ota_server import HubOtaServer, OtaServerCore
@@ -28,6 +29,7 @@ from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
 from sep.clusters.price import PriceServer
 from sep.meter.tariff import Tariff
+from sep.security.certs import Credentials
 from sep.zcl.security import requires_aps_security
 
 LOGGER = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ class CommsHub:
                  install_code: bytes | None = None, link_key: bytes | None = None,
                  permit_join: float = 254, keep_alive_base: int = 10,
                  keep_alive_jitter: int = 300, mirrors: bool = False,
-                 gas_tariff: Tariff | None = None) -> None:
+                 gas_tariff: Tariff | None = None,
+                 credentials: Sequence[Credentials] = ()) -> None:
         # role "coordinator" (SMETS2): the hub is coordinator and trust centre; with
         # ``install_codes`` it admits only those devices (SE: install_code policy), and
         # permits joining for ``permit_join`` seconds once up. Without codes it runs the
@@ -51,7 +54,10 @@ class CommsHub:
         # role "router": the hub joins a network whose coordinator is the meter (an ESP on
         # an EZSP stick, the SE 1.x model) with ``install_code`` or ``link_key``; it then
         # interviews nothing by itself.
-        security: dict = {"aps_policy": requires_aps_security, "state": state}
+        # with CBKE credentials: Key Establishment on the SE endpoint, and SE frames taken
+        # only under its link keys (hubsim/ke_node.py)
+        security: dict = {"aps_policy": requires_aps_security, "state": state,
+                          **ke_node.radio_security(credentials)}
         if role == "coordinator" and install_codes is not None:
             security.update(tc_policy="install_code", permit_join=permit_join,
                             install_codes={k: bytes(v).hex() for k, v in install_codes.items()})
@@ -67,7 +73,8 @@ class CommsHub:
         in_clusters += list(HUB_SERVICE_CLUSTERS)  # Calendar, Device Management, Keep-Alive
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [zdo_t.SimpleDescriptor(
             endpoint=HUB_SE_ENDPOINT, profile=0x0109, device_type=0x0500, device_version=0,
-            input_clusters=in_clusters, output_clusters=[0x0702, 0x0709]).as_dict()]
+            input_clusters=ke_node.with_ke(in_clusters, credentials),
+            output_clusters=ke_node.with_ke([0x0702, 0x0709], credentials)).as_dict()]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
         install_se_profile_shim(self.app)
         self.supplier: Supplier | None = None
@@ -94,10 +101,13 @@ class CommsHub:
                                      provider_id=tariff.provider_id if tariff else 0x0000ABCD)
         self.joined: list[str] = []
         self.app.add_listener(self)
+        self.ke = ke_node.attach(self.app, credentials, endpoint=HUB_SE_ENDPOINT, ieee=ieee)
 
     async def start(self) -> None:
         await self.app.startup(auto_form=True)
         LOGGER.info("hub up: %s", self.app.state.node_info.ieee)
+        if self.ke is not None:
+            self.ke.start()
         if self.supplier is not None:
             await self.supplier.start()
         await self.services.start()
@@ -105,6 +115,8 @@ class CommsHub:
             await self.mirrors.start()
 
     async def stop(self) -> None:
+        if self.ke is not None:
+            await self.ke.stop()
         await self.services.stop()
         if self.mirrors is not None:
             await self.mirrors.stop()

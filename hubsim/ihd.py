@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +32,7 @@ import zigpy.zdo.types as zdo_t
 from zigpy.zcl import AttributeReportedEvent, AttributeUpdatedEvent, ReportingConfig
 from zigpy.zcl.clusters.smartenergy import Metering
 
+from hubsim import ke_node
 from hubsim.ihd_gas import MIRRORED, GasDisplay
 from hubsim.ihd_han import HanView, IhdHan
 from hubsim.ihd_price import PriceView
@@ -38,6 +40,7 @@ from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
 from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
+from sep.security.certs import Credentials
 from sep.zcl.messaging import CONFIRMATION_REQUIRED, ENHANCED_CONFIRMATION, EXT_CONFIRMED
 from sep.zcl.messaging import Messaging as SeMessaging
 from sep.zcl.price import Price as SePrice
@@ -148,18 +151,20 @@ class InHomeDisplay:
     def __init__(self, *, ieee: str = "00:0d:6f:00:00:00:1d:01", air: VirtualAir | None = None,
                  device: str | None = None, report_min: int = 1, report_max: int = 30,
                  clock: Any = None, install_code: bytes | None = None,
-                 state: str | None = None) -> None:
+                 state: str | None = None, credentials: Sequence[Credentials] = ()) -> None:
         # a router on the HAN, joining with its install code (SE) — or, without one, the
         # development network's key; SE clusters travel APS-encrypted
         security: dict[str, Any] = {"aps_policy": requires_aps_security, "state": state,
-                                    "install_code": install_code}
+                                    "install_code": install_code,
+                                    **ke_node.radio_security(credentials)}
         cfg = virtual_config(ieee, role="router", air=air, path=device or "virtual://default",
                              **security)
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [
             zdo_t.SimpleDescriptor(
                 endpoint=1, profile=SE_PROFILE, device_type=IHD_DEVICE_TYPE, device_version=0,
-                input_clusters=[0x0000, 0x0003],
-                output_clusters=[0x000A, 0x0700, 0x0702, 0x0703, 0x0707, 0x0709, 0x0025],
+                input_clusters=ke_node.with_ke([0x0000, 0x0003], credentials),
+                output_clusters=ke_node.with_ke(
+                    [0x000A, 0x0700, 0x0702, 0x0703, 0x0707, 0x0709, 0x0025], credentials),
             ).as_dict()
         ]
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
@@ -179,6 +184,8 @@ class InHomeDisplay:
         self.han.view = self.view.han
         self.gas = GasDisplay(self)  # gas, from the gas meter's mirror on the hub
         self.not_meters: set[tuple[int, int]] = set()  # mirrors answer Match_Desc too
+        # Key Establishment (with credentials): with the trust centre, then the meter
+        self.ke = ke_node.attach(self.app, credentials, endpoint=1, ieee=ieee)
 
     def _note(self, text: str) -> None:
         LOGGER.info("IHD: %s", text)
@@ -201,10 +208,16 @@ class InHomeDisplay:
 
     async def start(self) -> None:
         await self.app.startup()
+        if self.ke is not None:
+            self.ke.start()
+            await ke_node.key_with(self.ke, ke_node.trust_centre(self.app), 0x0000, self._note,
+                                   "trust centre")
         self.han.start()
 
     async def stop(self) -> None:
         await self.han.stop()
+        if self.ke is not None:
+            await self.ke.stop()
         await self.app.shutdown()
 
     async def broadcast_match(self, in_clusters: list[int]) -> None:
@@ -214,8 +227,10 @@ class InHomeDisplay:
             broadcast_address=t.BroadcastAddress.RX_ON_WHEN_IDLE,
         )
 
-    async def find_meter(self, timeout: float = 10.0) -> tuple[int, int]:
-        """Broadcast Match_Desc_req for a Metering server until one answers."""
+    async def find_meter(self, timeout: float = 10.0,
+                         skip: set[tuple[int, int]] | None = None) -> tuple[int, int]:
+        """Broadcast Match_Desc_req for a Metering server until one answers (not one of
+        ``skip``)."""
         deadline = time.monotonic() + timeout
         while True:
             await self.broadcast_match([Metering.cluster_id])
@@ -225,7 +240,9 @@ class InHomeDisplay:
                 if time.monotonic() > deadline:
                     raise TimeoutError("no meter answered Match_Desc_req") from None
                 continue
-            eps = [ep for ep in eps if (nwk, ep) not in self.not_meters]
+            if nwk == int(self.app.state.node_info.nwk):
+                continue  # our own answer: Match_Desc matches our Metering client too
+            eps = [ep for ep in eps if (nwk, ep) not in self.not_meters | (skip or set())]
             if not eps:
                 continue
             self._note(f"meter found at NWK 0x{nwk:04X} endpoint {eps[0]}")
@@ -246,13 +263,33 @@ class InHomeDisplay:
         raise TimeoutError(f"meter 0x{nwk:04X} did not finish its interview")
 
     async def connect(self, timeout: float = 20.0) -> None:
+        skip: set[tuple[int, int]] = set()  # said nothing of a device type: try others
         while True:
-            nwk, ep = await self.find_meter(timeout)
+            try:
+                nwk, ep = await self.find_meter(timeout if not skip else 3.0, skip)
+            except TimeoutError:
+                if not skip:
+                    raise
+                skip.clear()
+                continue
+            dev = None
+            if self.ke is not None and nwk != 0x0000:
+                # SE frames (the device type read too) need the CBKE key with that node;
+                # the trust centre (mirrors) is keyed since joining
+                dev = await self._meter_device(nwk, timeout)
+                self.view.meter_nwk = nwk
+                await self.secure_link(dev.ieee)
             kind = await self.gas.device_type(nwk, ep)
+            if kind is None and nwk == 0x0000:
+                # Match_Desc matches client clusters too: the hub's ESI has a Metering
+                # client and no server; look for another answer before taking it
+                skip.add((nwk, ep))
+                continue
             if kind is None or kind < MIRRORED:
                 break
             self.not_meters.add((nwk, ep))  # a gas meter's mirror: shown as gas, not here
-        dev = await self._meter_device(nwk, timeout)
+        if dev is None:
+            dev = await self._meter_device(nwk, timeout)
         self.view.meter_ieee = str(dev.ieee)
         self.view.meter_nwk = nwk
         self._note(f"interviewed {dev.manufacturer} {dev.model} ({dev.ieee})")
@@ -382,8 +419,17 @@ class InHomeDisplay:
         task.add_done_callback(self._tasks.discard)
 
     async def secure_link(self, meter: t.EUI64) -> None:
-        """An application link key with the meter (APS Request Key to the trust centre):
-        SE clusters travel APS-encrypted under it."""
+        """An application link key with the meter: by Key Establishment with it (with
+        credentials), else from the trust centre (APS Request Key). SE clusters travel
+        APS-encrypted under it."""
+        if str(meter) == str(ke_node.trust_centre(self.app)):
+            return  # the hub (a gas mirror): keyed since joining
+        if self.ke is not None:
+            nwk = self.view.meter_nwk if self.view.meter_nwk is not None else \
+                int(self.app.get_device(ieee=meter).nwk)
+            if not await ke_node.key_with(self.ke, meter, nwk, self._note, "meter"):
+                raise TimeoutError("no key with the meter: Key Establishment failed")
+            return
         request = getattr(self.app, "request_link_key", None)
         if request is None or self.app.has_link_key(meter):  # type: ignore[attr-defined]
             return

@@ -17,9 +17,11 @@ know this PPMID as one of its home's (``sep meter --ppmid IEEE``), or it refuses
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import zigpy.application
@@ -30,10 +32,12 @@ import zigpy.zdo.types as zdo_t
 from zigpy.zcl import AttributeReportedEvent, AttributeUpdatedEvent, ReportingConfig
 from zigpy.zcl.clusters.smartenergy import Metering
 
+from hubsim import ke_node
 from hubsim.zigpy_se import install_se_profile_shim
 from radios.air import VirtualAir
 from radios.virtual import VirtualControllerApplication, virtual_config
 from sep.clusters.general import to_zcl_time
+from sep.security.certs import Credentials
 from sep.zcl import prepayment as pp
 from sep.zcl.prepayment import Prepayment
 from sep.zcl.security import requires_aps_security
@@ -108,16 +112,19 @@ class PpmidView:
 class Ppmid:
     def __init__(self, *, ieee: str = PPMID_IEEE, air: VirtualAir | None = None,
                  device: str | None = None, report_max: int = 30, clock: Any = None,
-                 install_code: bytes | None = None, state: str | None = None) -> None:
+                 install_code: bytes | None = None, state: str | None = None,
+                 credentials: Sequence[Credentials] = ()) -> None:
         # joins with its install code (the development network's key without one); SE
         # frames travel APS-encrypted under its link key with the meter
         cfg = virtual_config(ieee, role="router", air=air, path=device or "virtual://default",
                              install_code=install_code, state=state,
-                             aps_policy=requires_aps_security)
+                             aps_policy=requires_aps_security,
+                             **ke_node.radio_security(credentials))
         cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [zdo_t.SimpleDescriptor(
             endpoint=1, profile=SE_PROFILE, device_type=PPMID_DEVICE_TYPE, device_version=0,
-            input_clusters=[0x0000, 0x0003],
-            output_clusters=[0x000A, 0x0702, 0x0703, Prepayment.cluster_id]).as_dict()]
+            input_clusters=ke_node.with_ke([0x0000, 0x0003], credentials),
+            output_clusters=ke_node.with_ke([0x000A, 0x0702, 0x0703, Prepayment.cluster_id],
+                                            credentials)).as_dict()]
         self.ieee = ieee
         self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
         self.view = PpmidView()
@@ -128,6 +135,8 @@ class Ppmid:
         self._matches: asyncio.Queue[tuple[int, list[int]]] = asyncio.Queue()
         self._upstream = install_se_profile_shim(self.app)
         self.app.packet_received = self._on_packet  # type: ignore[method-assign]
+        # Key Establishment (with credentials): with the trust centre, then the meter
+        self.ke = ke_node.attach(self.app, credentials, endpoint=1, ieee=ieee)
 
     def _note(self, text: str) -> None:
         LOGGER.info("PPMID: %s", text)
@@ -147,8 +156,14 @@ class Ppmid:
 
     async def start(self) -> None:
         await self.app.startup()
+        if self.ke is not None:
+            self.ke.start()
+            await ke_node.key_with(self.ke, ke_node.trust_centre(self.app), 0x0000, self._note,
+                                   "trust centre")
 
     async def stop(self) -> None:
+        if self.ke is not None:
+            await self.ke.stop()
         await self.app.shutdown()
 
     # -- finding the meter -----------------------------------------------------------------
@@ -160,10 +175,21 @@ class Ppmid:
                 [Prepayment.cluster_id], [], broadcast_address=t.BroadcastAddress.RX_ON_WHEN_IDLE)
             try:
                 nwk, eps = await asyncio.wait_for(self._matches.get(), 1.0)
-                break
             except TimeoutError:
                 if time.monotonic() > deadline:
                     raise TimeoutError("no meter with a Prepayment server answered") from None
+                continue
+            # Match_Desc matches client clusters too: the hub (its supplier side has a
+            # Prepayment client) answers as well. The meter is the other answer, unless it
+            # is the trust centre itself (an ESP on a stick).
+            # And so do we ourselves (our client): never take our own answer.
+            own = int(self.app.state.node_info.nwk)
+            with contextlib.suppress(TimeoutError):
+                while nwk in (0x0000, own):
+                    nwk, eps = await asyncio.wait_for(self._matches.get(), 1.0)
+            if nwk == own:
+                continue
+            break
         dev = None
         while time.monotonic() < deadline:
             try:
@@ -177,9 +203,13 @@ class Ppmid:
             raise TimeoutError(f"meter 0x{nwk:04X} did not finish its interview")
         endpoint = dev.endpoints[eps[0]]
         self.view.meter_ieee = str(dev.ieee)
-        # an application link key with the meter (APS Request Key to the trust centre)
+        # a link key with the meter: Key Establishment with it (with credentials), else an
+        # application link key from the trust centre (APS Request Key)
         request = getattr(self.app, "request_link_key", None)
-        if request is not None and not self.app.has_link_key(dev.ieee):  # type: ignore[attr-defined]
+        if self.ke is not None:
+            if not await ke_node.key_with(self.ke, dev.ieee, nwk, self._note, "meter"):
+                raise TimeoutError("no key with the meter: Key Establishment failed")
+        elif request is not None and not self.app.has_link_key(dev.ieee):  # type: ignore[attr-defined]
             await request(dev.ieee)
         self.prepayment = endpoint.add_input_cluster(Prepayment.cluster_id,
                                                      Prepayment(endpoint, is_server=True))

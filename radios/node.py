@@ -110,8 +110,11 @@ class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
                  zdo: ZdoServer | None = None, aps_policy: ApsPolicy | None = None,
                  address_free: Callable[[int], bool] = lambda nwk: True,
                  random: Callable[[int], int] = secrets.randbelow,
-                 nwk_security: bool = True) -> None:
+                 nwk_security: bool = True, link_kind: str | None = None) -> None:
         self.state = state
+        #: SE with Key Establishment: frames the APS policy secures are taken only under a
+        #: link key of this kind ("cbke"); None takes any link key (development networks)
+        self.link_kind = link_kind
         #: False only for measuring what security costs (bench/): frames go and are taken
         #: without NWK security. Never for a network anyone uses.
         self.nwk_security = nwk_security
@@ -423,6 +426,10 @@ class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
         assert header.profile is not None and header.cluster is not None
         if partner is None and self.aps_policy(header.profile, header.cluster):
             self.stats["aps_unsecured_dropped"] += 1  # unicast or broadcast alike
+            return
+        if (self.link_kind is not None and partner is not None and kind != self.link_kind
+                and self.aps_policy(header.profile, header.cluster)):
+            self.stats["aps_key_not_established"] += 1  # e.g. SE frames before CBKE
             return
         if header.ack_request and header.delivery == Delivery.UNICAST:
             self._ack(nwk_header, header, partner)

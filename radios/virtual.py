@@ -94,6 +94,8 @@ class SecuredPacket(t.ZigbeePacket):
 
     aps_partner: t.EUI64 | None = dataclasses.field(default=None)
     aps_key_kind: str | None = dataclasses.field(default=None)
+    #: the sender's IEEE from the NWK auxiliary header (vouched for by the network key)
+    nwk_src_ieee: t.EUI64 | None = dataclasses.field(default=None)
 
 
 def virtual_config(
@@ -134,7 +136,7 @@ def virtual_config(
     else:
         vconf["preconfigured_key"] = (link_key or DEVELOPMENT_KEY).hex()
     for key in ("channels", "pan_id", "channel", "network_key", "install_codes", "aps_policy",
-                "on_key", "join_attempts", "extended_pan_id", "insecure"):
+                "on_key", "join_attempts", "extended_pan_id", "insecure", "link_kind"):
         if key in extra:
             vconf[key] = extra.pop(key)
     cfg: dict[str, Any] = {
@@ -228,7 +230,8 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
         insecure = bool(self._vconf.get("insecure"))  # bench/ only: what security costs
         self.node = ZigbeeNode(state, nv, zdo=zdo,
                                aps_policy=None if insecure else self._vconf.get("aps_policy"),
-                               nwk_security=not insecure)
+                               nwk_security=not insecure,
+                               link_kind=None if insecure else self._vconf.get("link_kind"))
         zdo.on_change = self.node._mark_dirty
         self.shell = NodeShell(air, self.node, on_data=self._on_data, on_event=self._on_event)
         self.shell.start()
@@ -492,8 +495,22 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
             await self.shell.wait_event({"key_installed"}, 3.0)
         self._report_keys()
 
-    def has_link_key(self, partner: t.EUI64) -> bool:
-        return self.node is not None and eui64_to_int(partner) in self.node.state.link_keys
+    def has_link_key(self, partner: t.EUI64, kind: str | None = None) -> bool:
+        """Whether we hold a link key with ``partner`` (of ``kind``, when given)."""
+        if self.node is None:
+            return False
+        entry = self.node.state.link_keys.get(eui64_to_int(partner))
+        return entry is not None and (kind is None or entry.kind == kind)
+
+    def install_link_key(self, partner: t.EUI64, key: bytes, kind: str = "cbke") -> None:
+        """Use ``key`` for APS security with ``partner`` from now on (Key Establishment's
+        result: SE's `clearTemporaryDataMaybeStoreLinkKey`), kept across restarts."""
+        assert self.node is not None
+        if len(key) != 16:
+            raise ValueError("a link key is 16 bytes")
+        self.node.keys.set_link_key(eui64_to_int(partner), bytes(key), kind)
+        self.node.persist()
+        self._report_keys()
 
     def bindings_for(self, src_ep: int, cluster: int) -> list[tuple[t.EUI64, int]]:
         """(device, endpoint) bound to our (endpoint, cluster) (unicast bindings)."""
@@ -589,6 +606,7 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
             rssi=-40,
             aps_partner=int_to_eui64(ind.aps_partner) if secured else None,
             aps_key_kind=ind.aps_key_kind,
+            nwk_src_ieee=int_to_eui64(ind.src_ieee) if ind.src_ieee is not None else None,
         )
         self.packet_received(packet)
 

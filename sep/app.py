@@ -34,6 +34,7 @@ from sep.bridge.config import BridgeConfig
 from sep.bridge.payloads import MeterState, currency_code
 from sep.clock import Clock, WallClock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
+from sep.clusters.ke_service import KeService
 from sep.clusters.messaging import MessagingServer
 from sep.clusters.metering import MeteringServer
 from sep.clusters.prepayment import PrepaymentServer
@@ -51,6 +52,7 @@ from sep.ota.client import OtaClient
 from sep.ota.service import OtaService, Verifier
 from sep.packets import serve, to_packet
 from sep.persistence import MeterPersistence
+from sep.security.keyfiles import load_credentials
 from sep.store import Store
 from sep.store.checked import CRC_FIELD, CorruptFile, seal, unseal
 from sep.watchdog import Watchdog
@@ -67,6 +69,7 @@ IMAGE_TYPE_METROLOGY = METROLOGY_IMAGE_TYPE  # never accepted over the air
 APP_FILE_VERSION = 0x00010000
 OTA_CLUSTER = 0x0019
 TIME_CLUSTER = 0x000A
+KE_CLUSTER = 0x0800
 TIME_SYNC_ATTRIBUTES = (0x0000, 0x0001, 0x0002, 0x0003, 0x0004, 0x0005)
 SUPPLIER_SEARCH_MAX = 600.0
 HAN_SEARCH_FIRST = 5.0  # seconds before the meter looks for a HAN again, doubling
@@ -101,6 +104,11 @@ class MeterSettings:
     channels: list[int] | None = None  # where to look for the HAN (default: the air's)
     time_sync_interval: float = 3600.0  # seconds between reads of the trust centre's Time
     ppmids: tuple[str, ...] = ()  # IEEEs of this home's PPMIDs: they may top up, select EC
+    # -- Key Establishment (CBKE): credentials directories (sep cert issue), one per suite.
+    # With them the meter does KE with the trust centre and takes SE frames only under a
+    # CBKE link key; without them it runs as on a development network.
+    certs: tuple[Path, ...] = ()
+    credentials: tuple[Any, ...] = ()  # or Credentials objects already loaded (hubsim)
 
 
 def load_identity(settings: MeterSettings) -> str:
@@ -189,6 +197,11 @@ class MeterApp:
             self.endpoint.client_handlers[cluster_id] = self.supplier.handle
         self.endpoint.client_handlers.update(self.han.client_handlers())
         self.endpoint.client_handlers[TIME_CLUSTER] = self._time_answer
+        self.credentials = list(settings.credentials) + [
+            load_credentials(Path(d)) for d in settings.certs]
+        if self.credentials:  # Key Establishment: server and client of 0x0800
+            self.endpoint.extra_input_clusters.append(KE_CLUSTER)
+            self.endpoint.output_clusters.append(KE_CLUSTER)
         self.controller: zigpy.application.ControllerApplication = make_controller(
             settings.radio,
             ieee=self.ieee,
@@ -217,6 +230,21 @@ class MeterApp:
             self.han.attach(self.store, self.persistence)
         self._upstream_packet_received = self.controller.packet_received
         self.controller.packet_received = self._on_packet  # type: ignore[method-assign]
+        self.ke: KeService | None = None
+        self.tc_keyed = asyncio.Event()  # Key Establishment with the trust centre done
+        if self.credentials:
+            self.ke = KeService(self.controller, self.credentials,
+                                endpoint=settings.endpoint, own_ieee=self.ieee)
+            self.ke.on_established.append(lambda done: self.audit(
+                "KEY_ESTABLISHMENT", partner=f"{done.partner_ieee:016x}", suite=done.suite,
+                initiator=done.initiator, result="link key installed"))
+            self.ke.on_failed.append(lambda failed: self.audit(
+                "KEY_ESTABLISHMENT", partner=f"{failed.partner_ieee or 0:016x}",
+                result=f"failed: {failed.reason}",
+                status=failed.status.name if failed.status is not None else None))
+        else:
+            self.tc_keyed.set()  # development mode: the joining key is the link key
+        self._ke_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._supplier_task: asyncio.Task[None] | None = None
         self._time_task: asyncio.Task[None] | None = None
@@ -254,6 +282,8 @@ class MeterApp:
             sec["link_key"] = bytes.fromhex(settings.link_key)
         if settings.channels:
             sec["channels"] = list(settings.channels)
+        if settings.certs or settings.credentials:
+            sec["link_kind"] = "cbke"  # SE frames only under a Key Establishment link key
         return sec if settings.radio == "virtual" else {}
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -268,6 +298,8 @@ class MeterApp:
             # the full integrity check of everything stored, before serving anything
             await asyncio.get_running_loop().run_in_executor(None, self.persistence.startup_check)
         await self.poll_metrology()
+        if self.ke is not None:
+            self.ke.start()
         if not await self._join_han():
             # a meter meters with or without its HAN: it keeps looking for one
             self._han_task = asyncio.create_task(self._keep_joining(), name="meter-han")
@@ -297,7 +329,25 @@ class MeterApp:
         ni = self.controller.state.node_info
         LOGGER.info("meter %s up as NWK 0x%04X, SE endpoint %d", ni.ieee, int(ni.nwk),
                     self.endpoint.endpoint_id)
+        if self.ke is not None and self._ke_task is None:
+            self._ke_task = asyncio.create_task(self._key_with_trust_centre(), name="meter-ke")
         return True
+
+    async def _key_with_trust_centre(self) -> None:
+        """Key Establishment with the trust centre (the hub's ESI) after joining, until it
+        succeeds; a key kept from an earlier run is used as it is."""
+        assert self.ke is not None
+        if self.nwk == 0x0000:
+            self.tc_keyed.set()  # we are the trust centre
+            return
+        tc = self.controller.state.network_info.tc_link_key.partner_ieee
+        delay = 5.0
+        while not self.ke.keyed(tc):
+            if await self.ke.establish(tc, 0x0000):
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, HAN_SEARCH_MAX)
+        self.tc_keyed.set()
 
     async def _keep_joining(self) -> None:
         delay = HAN_SEARCH_FIRST
@@ -317,11 +367,13 @@ class MeterApp:
         self.audit("STOP", reason=reason)
         await self.watchdog.stop()
         for task in (self._loop_task, self._bridge_task, self._supplier_task, self._time_task,
-                     self._han_task):
+                     self._han_task, self._ke_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.ke is not None:
+            await self.ke.stop()
         if self.bridge is not None:
             await self.bridge.stop()
         if self.ota is not None:
@@ -756,6 +808,7 @@ class MeterApp:
         (the search backs off to once in ten minutes on a HAN without one), then ask it
         again now and then, so a restarted ESI knows the meter as a client again."""
         delay = self.settings.supplier_search_interval
+        await self.tc_keyed.wait()  # SE frames need the CBKE link key first
         while True:
             if self.supplier.esi is None:
                 try:

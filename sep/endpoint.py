@@ -62,6 +62,8 @@ class SeEndpoint:
         #: SE's rule (5.4.6) for frames the radio says came without APS security; off only
         #: to measure what security costs (bench/)
         self.require_aps_security = True
+        #: clusters served beside this table (Key Establishment, run by its own shell)
+        self.extra_input_clusters: list[int] = []
 
     def descriptor(self) -> zdo_t.SimpleDescriptor:
         return zdo_t.SimpleDescriptor(
@@ -69,7 +71,7 @@ class SeEndpoint:
             profile=SE_PROFILE,
             device_type=self.device_type,
             device_version=0,
-            input_clusters=sorted(self.servers),
+            input_clusters=sorted({*self.servers, *self.extra_input_clusters}),
             output_clusters=self.output_clusters,
         )
 

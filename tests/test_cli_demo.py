@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -125,3 +126,59 @@ def test_demo_with_the_meter_on_bellows_and_the_ncp_emulator(tmp_path):
                           "zbee_aps.security == 1"],
                          capture_output=True, text=True, check=True).stdout
     assert rsp.strip()
+
+
+def test_a_meter_process_with_its_certificate_keys_with_the_demo_han(tmp_path):
+    """`sep cert ca`, `sep cert issue`, `hubsim demo --certs` and `sep meter --cert`: the
+    meter in its own process runs Key Establishment with the hub and the IHD with it; the
+    IHD then reads it (SE frames pass only under CBKE keys)."""
+    ieee = "00:0d:6f:00:00:00:bb:03"
+    code = "83fed3407a939723a5c639b26916d505c3b5"
+    ca, creds = tmp_path / "ca", tmp_path / "meter-cert"
+    for cmd in (["cert", "ca", str(ca), "--suite", "2"],
+                ["cert", "issue", "--ca", str(ca), "--ieee", ieee, "--out", str(creds)]):
+        subprocess.run([str(BIN / "sep"), *cmd], check=True, capture_output=True, timeout=60)
+    port = free_udp_port()
+    hub = subprocess.Popen(
+        [str(BIN / "hubsim"), "demo", "--duration", "20", "--no-live", "--air-port", str(port),
+         "--external-meter", "--install-code", f"{ieee}={code}", "--certs", str(ca)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        meter = subprocess.run(
+            [str(BIN / "sep"), "meter", "--device", f"udp://127.0.0.1:{port}", "--duration", "16",
+             "--speed", "60", "--ieee", ieee, "--own-install-code", code, "--cert", str(creds),
+             "--data", str(tmp_path / "data"), "--no-ota"],
+            capture_output=True, text=True, timeout=90)
+        out, err = hub.communicate(timeout=90)
+    finally:
+        hub.kill()
+    assert meter.returncode == 0, meter.stderr
+    assert hub.returncode == 0, err
+    plain = ieee.replace(":", "")
+    (ke,) = [line for line in out.splitlines() if line.startswith("key establishment:")]
+    assert "IHD↔hub suite 2" in ke and f"IHD↔{plain} suite 2" in ke, ke
+    last = [line for line in out.splitlines() if line.startswith("IHD saw")][-1]
+    assert int(last.split(" reports")[0].rsplit(" ", 1)[-1]) > 0, out
+    # the meter's event log: its exchange with the trust centre (sep events reads it)
+    events = subprocess.run([str(BIN / "sep"), "events", "--data", str(tmp_path / "data"),
+                             "--json"], capture_output=True, text=True, timeout=60)
+    keyed = [e for e in json.loads(events.stdout) if e["kind"] == "KEY_ESTABLISHMENT"]
+    assert any("000d6f0000000001" in json.dumps(e) and "installed" in json.dumps(e)
+               for e in keyed), events.stdout
+
+
+def test_sep_meter_refuses_a_certificate_for_another_ieee(tmp_path):
+    ca, creds = tmp_path / "ca", tmp_path / "cert"
+    for cmd in (["cert", "ca", str(ca), "--suite", "1"],
+                ["cert", "issue", "--ca", str(ca), "--ieee", "00:0d:6f:00:00:00:bb:04", "--out",
+                 str(creds), "--suite", "1"]):
+        subprocess.run([str(BIN / "sep"), *cmd], check=True, capture_output=True, timeout=60)
+    proc = subprocess.run([str(BIN / "sep"), "meter", "--device", "virtual://alone", "--ieee",
+                           "00:0d:6f:00:00:00:bb:05", "--cert", str(creds), "--duration", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "000d6f000000bb04" in proc.stderr, proc.stderr
+    proc = subprocess.run([str(BIN / "sep"), "meter", "--device", "virtual://alone",
+                           "--cert", str(tmp_path / "nowhere"), "--duration", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--cert" in proc.stderr, proc.stderr

@@ -50,12 +50,19 @@ def fields(pcap: Path, display: str, *names: str, keys: bool = True) -> list[lis
     return [line.split(";") for line in tshark(pcap, *args, keys=keys).splitlines()]
 
 
-def test_the_demo_capture_is_secured_and_decodes_with_its_keys(tmp_path):
-    pcap = tmp_path / "air.pcap"
+@pytest.fixture(scope="module")
+def demo_capture(tmp_path_factory) -> tuple[Path, str]:
+    """One default demo run with its capture (shared by the tests below)."""
+    pcap = tmp_path_factory.mktemp("demo") / "air.pcap"
     proc = subprocess.run([str(BIN / "hubsim"), "demo", "--duration", "12", "--no-live",
                            "--pcap", str(pcap)], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
-    assert f"{pcap}.keys" in proc.stdout  # the demo says where the keys are
+    return pcap, proc.stdout
+
+
+def test_the_demo_capture_is_secured_and_decodes_with_its_keys(demo_capture):
+    pcap, stdout = demo_capture
+    assert f"{pcap}.keys" in stdout  # the demo says where the keys are
     total = len(tshark(pcap, keys=False).splitlines())
     assert total > 100
     # without keys: no ZCL, no APS command, no ZDO
@@ -86,6 +93,43 @@ def test_the_demo_capture_is_secured_and_decodes_with_its_keys(tmp_path):
         pcap, f"zbee_aps.cluster == 0x0702 && zbee_zcl.cmd.id in {{0x01,0x0a}} && "
               f"zbee_nwk.src64 == {meter}", "zbee_nwk.src")}
     assert len(sources) == 1 and 0x0000 not in sources
+
+
+def test_the_demo_runs_suite2_key_establishment_and_se_frames_use_its_keys(demo_capture):
+    """Complete suite-2 exchanges meter↔hub and IHD↔meter as tshark decodes them, and every
+    later SE frame APS-secured under a CBKE key that the capture's key file lists."""
+    pcap, stdout = demo_capture
+    hub = "00:0d:6f:00:00:00:00:01"
+    (bind,) = fields(pcap, "zbee_aps.zdp_cluster == 0x0021", "zbee_zdp.bind.src64")
+    meter = bind[0]
+    # InitiateKeyEstablishmentRequest: (initiator, suite, the certificate's subject)
+    inits = fields(pcap, "zbee_zcl_se.ke.cmd.srv_rx.id == 0", "zbee_nwk.src64",
+                   "zbee_zcl_se.ke.attr.suite", "zbee_zcl_se.ke.cert.subject")
+    for initiator, suite, subject in inits:
+        assert int(suite, 16) == 2 and subject == initiator.replace(":", "")
+    # ConfirmKeyDataResponse (MACV): the responder, and to whom (NWK address → IEEE)
+    nwk_of = {row[0]: row[1] for row in fields(pcap, "zbee_nwk.src64", "zbee_nwk.src",
+                                               "zbee_nwk.src64")}
+    done = {(row[0], nwk_of.get(row[1])) for row in fields(
+        pcap, "zbee_zcl_se.ke.macv", "zbee_nwk.src64", "zbee_nwk.dst")}
+    assert (hub, meter) in done and (meter, IHD_IEEE) in done, done
+    assert fields(pcap, "zbee_zcl_se.ke.terminate.status", "frame.number") == []
+    # the key file lists a CBKE key for each pair, and tshark opened every SE frame after
+    # the exchanges with one of them (the label names the key that worked)
+    keys = (pcap.parent / (pcap.name + ".keys")).read_text()
+    plain = {ieee: ieee.replace(":", "") for ieee in (hub, meter, IHD_IEEE)}
+    for a, b in ((hub, meter), (meter, IHD_IEEE)):
+        assert f"cbke_{plain[a]}-{plain[b]}" in keys or f"cbke_{plain[b]}-{plain[a]}" in keys
+    last = max(int(r[0]) for r in fields(pcap, "zbee_zcl_se.ke.macv", "frame.number"))
+    se = (f"frame.number > {last} && zbee_aps.profile == 0x0109 && zbee_aps.type == 0 && "
+          f"!(zbee_aps.cluster in {NETWORK_KEY_CLUSTERS})")
+    args = ["-Y", se, "-T", "fields", "-E", "separator=;", "-E", "occurrence=l",
+            "-e", "frame.number", "-e", "zbee_aps.security", "-e", "zbee.sec.decryption_key"]
+    rows = [line.split(";") for line in tshark(pcap, *args).splitlines()]
+    assert len(rows) > 20
+    for number, secured, label in rows:
+        assert secured == "1" and label.startswith("cbke_"), (number, label)
+    assert "key establishment: meter↔hub suite 2" in stdout
 
 
 async def _meter_counters(pcap: Path, ieee: str) -> list[int]:

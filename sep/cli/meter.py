@@ -95,6 +95,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="this meter's install code (hex, CRC included), as on its label")
     h.add_argument("--join-link-key", metavar="HEX", type=link_key,
                    help="join with this preconfigured trust-centre link key (16 bytes hex)")
+    h.add_argument("--cert", type=Path, metavar="DIR", action="append", default=[],
+                   help="Key Establishment credentials (sep cert issue --out DIR: the "
+                   "certificate, its private key, the CA's public key); repeatable, one per "
+                   "suite. With them the meter runs CBKE with the trust centre and takes SE "
+                   "frames only under CBKE link keys; without, development mode")
     h.add_argument("--pcap", type=Path, metavar="FILE",
                    help="write every frame on the air to FILE (encrypted, as on the air) and "
                    "the keys to FILE.keys, for Wireshark")
@@ -345,10 +350,24 @@ def _run(args: argparse.Namespace) -> int:
                              ota_query_interval=args.ota_query_interval,
                              install_code=args.own_install_code, link_key=args.join_link_key,
                              ppmids=tuple(args.ppmid))
-    if args.radio != "virtual" and (args.own_install_code or args.join_link_key or args.pcap):
-        print("sep meter: --own-install-code, --join-link-key and --pcap need --radio virtual "
-              "(a stick keeps its own keys)", file=sys.stderr)
+    if args.radio != "virtual" and (args.own_install_code or args.join_link_key or args.pcap
+                                    or args.cert):
+        print("sep meter: --own-install-code, --join-link-key, --cert and --pcap need --radio "
+              "virtual (a stick keeps its own keys)", file=sys.stderr)
         return 2
+    if args.cert:
+        from sep.security.keyfiles import KeyFileError, load_credentials
+
+        try:
+            creds = [load_credentials(d) for d in args.cert]
+        except KeyFileError as exc:
+            print(f"sep meter: --cert: {exc}", file=sys.stderr)
+            return 2
+        suites = [c.suite for c in creds]
+        if len(set(suites)) != len(suites):
+            print("sep meter: --cert: give one directory per suite", file=sys.stderr)
+            return 2
+        settings.credentials = tuple(creds)
 
     async def main() -> int:
         from sep.persistence import stored_sim_time
@@ -376,7 +395,16 @@ def _run(args: argparse.Namespace) -> int:
         if args.pcap is not None:
             air, link = await _open_air(device)
             writer = PcapWriter(args.pcap).capture(air)
-        app = MeterApp(settings, clock=clock, metrology=metrology, air=air)
+        try:
+            app = MeterApp(settings, clock=clock, metrology=metrology, air=air)
+        except ValueError as exc:  # e.g. a certificate for another IEEE than this meter's
+            print(f"sep meter: {exc}", file=sys.stderr)
+            if metro_proc is not None:
+                metro_proc.terminate()
+                await metro_proc.wait()
+            if writer is not None:
+                writer.close()
+            return 2
         stop = asyncio.Event()
         exit_code = 0
         why = "stopped"  # what ended the run (the event log's STOP)
