@@ -105,10 +105,12 @@ class NcpState:
         fresh = cls(eui64=UNSET_EUI64)
         for name, value in values.items():
             want = type(getattr(fresh, name))
-            if name == "restored_eui64" and value is None:
+            if name in ("restored_eui64", "radio") and value is None:
                 continue
             if name == "restored_eui64":
                 want = str
+            if name == "radio":  # the stack's NodeState as JSON (radios.state reads it)
+                want = dict
             if type(value) is not want:
                 raise ValueError(f"{name} must be {want.__name__}, not {value!r}"[:200])
             low, high = RANGES.get(name, (value, value)) if want is int else (0, 0)
