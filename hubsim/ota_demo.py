@@ -5,6 +5,11 @@ The meter runs as it would on a device: in its own process under the A/B supervi
 the meter finds the server, downloads, verifies, stages, activates on trial, restarts and
 confirms after its health check. Success is the meter running the new version with the
 trial confirmed; anything else exits 1 with the reason from the meter's update log.
+
+Only this run counts: update-log entries already in the data directory are an earlier
+run's. A trial boot that fails is reverted by the supervisor, and the meter never installs
+that version again (``failed`` in boot.json): the demo reports it. A meter that already
+runs the image's version (confirmed) has nothing to do.
 """
 
 from __future__ import annotations
@@ -30,11 +35,20 @@ FAIL_STEPS = ("refused", "rejected", "apply failed", "aborted", "health check fa
 
 
 def read_log(data: Path) -> list[dict]:
+    """The update log's entries; a line a power cut tore is skipped, not the whole log."""
     try:
-        return [json.loads(line) for line in (data / "update-log.jsonl").read_text().splitlines()
-                if line.strip()]
-    except (OSError, ValueError):
+        text = (data / "update-log.jsonl").read_text(errors="replace")
+    except OSError:
         return []
+    out = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
 
 
 def boot_state(data: Path) -> dict:
@@ -44,10 +58,18 @@ def boot_state(data: Path) -> dict:
         return {}
 
 
+def runs_version(data: Path, version: int) -> bool:
+    """The meter's active slot holds ``version`` and is confirmed (not on trial)."""
+    state = boot_state(data)
+    active = state.get("active")
+    return (bool(active) and active != "factory" and not state.get("trial")
+            and slot_version(data, active) == version)
+
+
 def slot_version(data: Path, slot: str) -> int | None:
     try:
         return int(json.loads((data / "slots" / slot / "meta.json").read_text())["file_version"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):
         return None
 
 
@@ -60,8 +82,10 @@ async def run_ota_demo(image_path: Path, trust: Path, *, data_dir: Path | None =
         return 2, f"--ota {image_path}: cannot read it: {exc}"
     if not trust.is_dir():
         return 2, f"--trust {trust}: not a folder (make one with `sep ota keygen DIR`)"
-    running = running_version(data_dir)
-    if image.file_version == running:
+    if data_dir is not None and runs_version(data_dir, image.file_version):
+        return 0, (f"meter already runs version 0x{image.file_version:08X} "
+                   f"(slot {boot_state(data_dir).get('active')}): nothing to upgrade")
+    if image.file_version == running_version(data_dir):
         # the OTA server offers nothing for it (an older image is offered, and refused by
         # the meter, which says so): without this the download sat at 0 kB forever
         return 2, (f"--ota {image_path}: version 0x{image.file_version:08X} is the one the "
@@ -77,13 +101,15 @@ async def run_ota_demo(image_path: Path, trust: Path, *, data_dir: Path | None =
 
 
 def running_version(data_dir: Path | None) -> int:
-    """The firmware version the demo meter runs: its active slot's, else the factory
-    image's (this package)."""
+    """The firmware version the demo meter runs: its active slot's once confirmed (a slot
+    still on trial is reverted if it does not confirm), else the factory image's (this
+    package)."""
     from sep.app import APP_FILE_VERSION
 
     if data_dir is not None:
-        active = boot_state(data_dir).get("active")
-        if active and active != "factory":
+        state = boot_state(data_dir)
+        active = state.get("active")
+        if active and active != "factory" and not state.get("trial"):
             version = slot_version(data_dir, active)
             if version is not None:
                 return version
@@ -92,6 +118,7 @@ def running_version(data_dir: Path | None) -> int:
 
 async def _run(image, trust: Path, data: Path, timeout: float,
                console: Console) -> tuple[int, str]:
+    earlier = len(read_log(data))  # entries of earlier runs in this data directory
     air = VirtualAir()
     core = OtaServerCore([image], upgrade_delay=0)
     hub = CommsHub(air=air, ota=core)
@@ -120,7 +147,13 @@ async def _run(image, trust: Path, data: Path, timeout: float,
             task = progress.add_task("download", total=size)
             while time.monotonic() - started < timeout:
                 progress.update(task, completed=min(core.highest_offset, size))
-                log = read_log(data)
+                log = read_log(data)[earlier:]  # this run's steps
+                if (runs_version(data, image.file_version)
+                        and any(e.get("step") == "confirmed" for e in log)):
+                    result = (0, f"meter runs version 0x{image.file_version:08X} (slot "
+                                 f"{boot_state(data).get('active')}), confirmed after its "
+                                 "health check")
+                    break
                 failed = [e for e in log if e.get("step") in FAIL_STEPS]
                 if failed:
                     e = failed[-1]
@@ -130,14 +163,6 @@ async def _run(image, trust: Path, data: Path, timeout: float,
                     why = [e for e in log if e.get("step") == "health check failed"]
                     result = (1, "reverted after a failed trial boot"
                               + (f" ({why[-1].get('detail')})" if why else ""))
-                    break
-                state = boot_state(data)
-                active = state.get("active")
-                if (active and not state.get("trial") and active != "factory"
-                        and slot_version(data, active) == image.file_version
-                        and any(e.get("step") == "confirmed" for e in log)):
-                    result = (0, f"meter runs version 0x{image.file_version:08X} (slot {active}), "
-                                 "confirmed after its health check")
                     break
                 if proc.returncode is not None:
                     result = (1, f"meter supervisor exited with {proc.returncode}")

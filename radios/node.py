@@ -12,7 +12,8 @@ Receiving, in order (Zigbee spec 3.6, 4.3, 4.4):
 2. NWK: a secured frame needs a network key we hold (by key sequence number), a frame
    counter above the last one accepted from that source under that key, and a MIC that
    verifies — else it is dropped and counted. The source IEEE in the auxiliary header
-   must match what the trust centre's address (0x0000) is known to be. An unsecured NWK
+   (always there: a frame without the extended nonce is dropped) must match what the
+   trust centre's address (0x0000) is known to be. An unsecured NWK
    frame is taken only while joining (the Transport Key from our parent).
 3. APS: a secured frame needs the link key of its source (or the key-transport /
    key-load key derived from it), a fresh APS counter and a good MIC. Data frames the
@@ -366,10 +367,14 @@ class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
             if key is None:
                 self.stats["nwk_unknown_key"] += 1
                 return
-            source = aux.source if aux.source is not None else self.ieee_of(header.src)
-            if source is None:
-                self.stats["nwk_unknown_source"] += 1
+            if aux.source is None:
+                # NWK frames carry the sender's IEEE (extended nonce, 4.3.1.1). One without
+                # was opened with the IEEE our address map gives its NWK source: for 0x0000
+                # the trust centre's, which a member with another IEEE could seal for, and
+                # so pass the pin below, which only looks at the IEEE the frame names
+                self.stats["nwk_malformed"] += 1
                 return
+            source = aux.source
             if not self.keys.nwk_fresh(aux.key_seq, source, aux.counter):
                 self.stats["nwk_replay"] += 1
                 return

@@ -5,11 +5,15 @@ address requests itself, from the endpoints the host registered; the virtual rad
 the same with this object. Frames are encoded with zigpy's ZDO schemas.
 
 Rules followed (Zigbee spec 2.4.3/2.4.4):
-- unicast requests always get a response (NOT_SUPPORTED for requests we do not serve,
-  INVALID_EP / NOT_ACTIVE for bad endpoints, DEVICE_NOT_FOUND for another NWKAddrOfInterest);
-- broadcast requests (Match_Desc, NWK_addr) are answered only on a match;
+- unicast requests always get a response (NOT_SUPPORTED for requests we do not serve or
+  do not know, INVALID_EP / NOT_ACTIVE for bad endpoints, DEVICE_NOT_FOUND for another
+  NWKAddrOfInterest);
+- broadcast requests (Match_Desc, NWK_addr) are answered only on a match, never with an
+  error;
 - a request that cannot be parsed is answered with INV_REQUESTTYPE when unicast and
-  dropped when broadcast.
+  dropped when broadcast;
+- an error response keeps the fields its layout has whatever the status (:func:`refusal`),
+  so the requester's parser (zigpy's) can read it.
 
 The binding table (2.4.3.2.2, 2.4.3.3.4) lives here too, as it does in a stick's
 firmware: Bind_req / Unbind_req for our own IEEE and endpoints, Mgmt_Bind_req reads it.
@@ -69,7 +73,7 @@ class NodeIdentity:
 
     def power_descriptor(self) -> zdo_t.PowerDescriptor:
         return zdo_t.PowerDescriptor(
-            current_power_mode=zdo_t.PowerDescriptor.CurrentPowerMode.RxOnWhenIdle,
+            current_power_mode=zdo_t.PowerDescriptor.CurrentPowerMode.RxOnSyncedWithNodeDesc,
             available_power_sources=zdo_t.PowerDescriptor.PowerSources.MainsPower,
             current_power_source=zdo_t.PowerDescriptor.PowerSources.MainsPower,
             current_power_source_level=zdo_t.PowerDescriptor.PowerSourceLevel.Percent100,
@@ -79,6 +83,33 @@ class NodeIdentity:
 def encode(cmd: int, tsn: int, *args: object) -> bytes:
     _names, schema = zdo_t.CLUSTERS[cmd]
     return bytes([tsn & 0xFF]) + t.serialize(args, schema)
+
+
+def refusal(cmd: int, tsn: int, status: int, node: NodeIdentity, nwk: int | None = None
+            ) -> bytes | None:
+    """A response carrying an error status, laid out as the response is (zigpy's schema,
+    the spec's table): the fields present whatever the status follow it — ``nwk`` (the
+    address asked about) or this node's addresses, zero counts, empty lists — and the ones
+    present only on SUCCESS (zigpy's ``Optional``) are left out. A bare ``[tsn, status]``
+    is readable only where the response has nothing else. None: the response has no
+    status field at all (the request is not answered)."""
+    entry = zdo_t.CLUSTERS.get(cmd)
+    if entry is None:
+        return bytes([tsn, status])  # a response nobody defined: the status alone
+    fields = list(entry[1])
+    if not fields or fields[0] is not Status:
+        return None
+    out = bytes([tsn, status])
+    for typ in fields[1:]:
+        if getattr(typ, "optional", False):
+            break
+        if typ is t.EUI64:
+            out += node.ieee.serialize()
+        elif typ is t.NWK:
+            out += t.NWK(node.nwk if nwk is None else nwk).serialize()
+        else:  # a count, a list, a bitmap: its zero value
+            out += typ.deserialize(bytes(64))[0].serialize()
+    return out
 
 
 def device_announce(node: NodeIdentity, tsn: int) -> bytes:
@@ -190,18 +221,23 @@ class ZdoServer:
             return []
         tsn = data[0]
         rsp_cluster = cluster_id | 0x8000
+
+        def refuse(status: int) -> list[tuple[int, bytes]]:
+            payload = None if broadcast else refusal(rsp_cluster, tsn, status, self.node)
+            return [] if payload is None else [(rsp_cluster, payload)]
+
         try:
-            schema = zdo_t.CLUSTERS[zdo_t.ZDOCmd(cluster_id)][1]
+            cmd = zdo_t.ZDOCmd(cluster_id)
+            schema = zdo_t.CLUSTERS[cmd][1]
+        except (ValueError, KeyError):
+            return refuse(Status.NOT_SUPPORTED)  # a request we do not know
+        try:
             args, rest = t.deserialize(data[1:], schema)
         except (ValueError, KeyError):
-            if broadcast:
-                return []
-            return [(rsp_cluster, bytes([tsn, Status.INV_REQUESTTYPE]))]
-        handler = getattr(self, f"_on_{zdo_t.ZDOCmd(cluster_id).name}", None)
+            return refuse(Status.INV_REQUESTTYPE)
+        handler = getattr(self, f"_on_{cmd.name}", None)
         if handler is None:
-            if broadcast:
-                return []
-            return [(rsp_cluster, bytes([tsn, Status.NOT_SUPPORTED]))]
+            return refuse(Status.NOT_SUPPORTED)
         payload = handler(tsn, *args, broadcast=broadcast)
         return [] if payload is None else [(rsp_cluster, payload)]
 
@@ -231,30 +267,33 @@ class ZdoServer:
         return self._addr_rsp(ZDOCmd.IEEE_addr_rsp, tsn, request_type)
 
     # -- descriptors ------------------------------------------------------------------
-    def _wrong_node(self, cmd: int, tsn: int, nwk: int) -> bytes:
-        return bytes([tsn, Status.DEVICE_NOT_FOUND]) + t.NWK(nwk).serialize()
+    def _wrong_node(self, cmd: int, tsn: int, nwk: int, broadcast: bool = False
+                    ) -> bytes | None:
+        if broadcast:
+            return None  # every other node would answer "not me" too
+        return refusal(cmd, tsn, Status.DEVICE_NOT_FOUND, self.node, nwk)
 
     def _on_Node_Desc_req(self, tsn, nwk, *, broadcast):  # noqa: N802
         if nwk != self.node.nwk:
-            return self._wrong_node(ZDOCmd.Node_Desc_rsp, tsn, nwk)
+            return self._wrong_node(ZDOCmd.Node_Desc_rsp, tsn, nwk, broadcast)
         return encode(ZDOCmd.Node_Desc_rsp, tsn, Status.SUCCESS, t.NWK(nwk),
                       self.node.node_descriptor())
 
     def _on_Power_Desc_req(self, tsn, nwk, *, broadcast):  # noqa: N802
         if nwk != self.node.nwk:
-            return self._wrong_node(ZDOCmd.Power_Desc_rsp, tsn, nwk)
+            return self._wrong_node(ZDOCmd.Power_Desc_rsp, tsn, nwk, broadcast)
         return encode(ZDOCmd.Power_Desc_rsp, tsn, Status.SUCCESS, t.NWK(nwk),
                       self.node.power_descriptor())
 
     def _on_Active_EP_req(self, tsn, nwk, *, broadcast):  # noqa: N802
         if nwk != self.node.nwk:
-            return self._wrong_node(ZDOCmd.Active_EP_rsp, tsn, nwk)
+            return self._wrong_node(ZDOCmd.Active_EP_rsp, tsn, nwk, broadcast)
         eps = t.LVList[t.uint8_t, t.uint8_t](sorted(self.node.endpoints))
         return encode(ZDOCmd.Active_EP_rsp, tsn, Status.SUCCESS, t.NWK(nwk), eps)
 
     def _on_Simple_Desc_req(self, tsn, nwk, endpoint, *, broadcast):  # noqa: N802
         if nwk != self.node.nwk:
-            return self._wrong_node(ZDOCmd.Simple_Desc_rsp, tsn, nwk)
+            return self._wrong_node(ZDOCmd.Simple_Desc_rsp, tsn, nwk, broadcast)
         if endpoint == 0 or endpoint > 0xF0:
             return bytes([tsn, Status.INVALID_EP]) + t.NWK(nwk).serialize() + b"\x00"
         desc = self.node.endpoints.get(endpoint)

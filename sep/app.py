@@ -125,13 +125,18 @@ def load_identity(settings: MeterSettings) -> str:
         return ieee
     path = settings.data_dir / "identity.json"
     if path.exists():
-        raw = path.read_bytes()
+        raw = b""
         try:
-            ieee = str(t.EUI64.convert(unseal(raw, str(path))["ieee"]))
-        except (CorruptFile, KeyError, TypeError, ValueError) as exc:
+            raw = path.read_bytes()
+            ieee = unseal(raw, str(path))["ieee"]
+            if not isinstance(ieee, str):  # zigpy reads an int or a list as garbage or raises
+                raise TypeError(f"ieee is {type(ieee).__name__}")
+            ieee = str(t.EUI64.convert(ieee))
+        except (OSError, KeyError, TypeError, ValueError, AssertionError) as exc:  # zigpy asserts
             # never a new identity in place of a damaged one: a new meter on the HAN and on
             # every dashboard, and the old one's data under the wrong name
-            why = exc if isinstance(exc, CorruptFile) else f"{path} holds no IEEE address"
+            why = exc if isinstance(exc, CorruptFile) else (
+                f"{path} holds no IEEE address ({type(exc).__name__}: {exc})")
             raise CorruptFile(f"{why}: restore it from a backup, or give --ieee") from None
         if CRC_FIELD.encode() not in raw:
             _write_identity(path, ieee)  # written before records had checksums

@@ -74,6 +74,9 @@ class SeEndpoint:
         self._tsn = 0
         self.frames_in = 0
         self.frames_dropped = 0
+        #: exceptions a cluster server or client handler raised (caught here so the meter
+        #: keeps serving): each one is a bug the robustness campaigns look for
+        self.internal_errors = 0
         self.frames_unsecured = 0
         #: SE's rule (5.4.6) for frames the radio says came without APS security; off only
         #: to measure what security costs (bench/)
@@ -166,6 +169,7 @@ class SeEndpoint:
             try:
                 return [reply(f) for f in client(req, now)]
             except Exception:  # noqa: BLE001 - the meter keeps serving whatever a frame does
+                self.internal_errors += 1
                 LOGGER.exception("client of cluster 0x%04X failed on %r", cluster_id, data.hex())
                 return []
         server = self.servers.get(cluster_id)
@@ -176,6 +180,7 @@ class SeEndpoint:
         try:
             frames = server.handle(req, now)
         except Exception:  # noqa: BLE001 - the meter keeps serving whatever a frame does
+            self.internal_errors += 1
             LOGGER.exception("cluster 0x%04X failed on %r", cluster_id, data.hex())
             frames = [] if broadcast else [default_response(req, Status.FAILURE)]
         return [reply(f) for f in frames]

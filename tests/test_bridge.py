@@ -166,6 +166,9 @@ async def test_tls_with_a_test_ca(tmp_path):
     ("publish_price", b'{"tier": 0, "unit_rate": 0.2, "token": "t0k"}', "invalid tier"),
     ("self_destruct", b'{"token": "t0k"}', "unknown command"),
     ("image_notify", b'{"token": "t0k"}', "not enabled"),
+    # nested past the JSON parser's recursion limit: was a RecursionError that ended the
+    # bridge's session task for good (found by tests/test_campaign_mqtt.py)
+    ("display_message", b"[" * 2000 + b"]" * 2000, "nested too deeply"),
 ])
 async def test_bad_commands_get_an_error_and_change_nothing(broker, name, payload, error):
     cfg = BridgeConfig(host="127.0.0.1", port=broker.port, publish_interval=0.1,
@@ -234,3 +237,13 @@ async def test_events_and_ota_status_reach_the_broker(broker, tmp_path):
     assert state["meter"]["supply"] == "off"
     event = json.loads([m for m in got[f"sep/{NODE}/event"] if b"SUPPLY_CHANGE" in m][0])
     assert event["kind"] == "SUPPLY_CHANGE" and event["to"] == "OFF"
+
+
+def test_only_an_id_of_the_documented_kind_is_echoed():
+    from sep.bridge.commands import CommandError, parse_command
+
+    for raw, echoed in ((b'{"id": NaN, "text": 5}', None), (b'{"id": [1], "text": 5}', None),
+                        (b'{"id": "r1", "text": 5}', "r1"), (b'{"id": 7, "text": 5}', 7)):
+        with pytest.raises(CommandError) as exc:
+            parse_command("display_message", raw, None)
+        assert exc.value.request_id == echoed

@@ -186,6 +186,22 @@ def test_network_commands_before_and_after_forming():
     assert answer(ncp)[2]["status"] == Ezsp.ERROR_INVALID_CALL  # too late: network is up
 
 
+def test_forming_on_a_channel_that_does_not_exist_is_refused():
+    # found by tests/test_campaign_ncp.py: channel 185 was stored, with a 1 << 185 channel
+    # mask that made every later getNetworkParameters fail inside the NCP
+    ncp = negotiated()
+    params = bt.EmberNetworkParameters(
+        extendedPanId=bt.ExtendedPanId.convert("11:22:33:44:55:66:77:88"), panId=0x1A62,
+        radioTxPower=8, radioChannel=185, joinMethod=0, nwkManagerId=0, nwkUpdateId=0,
+        channels=0)
+    ncp.handle(cmd(3, "formNetwork", parameters=params))
+    assert answer(ncp)[2]["status"] == bt.EmberStatus.BAD_ARGUMENT  # EmberZNet's name for it
+    assert not ncp.state.formed
+    ncp.handle(cmd(4, "getNetworkParameters"))
+    seq, name, values = answer(ncp)
+    assert (seq, name) == (4, "getNetworkParameters") and values["parameters"].radioChannel != 185
+
+
 # -- over TCP: garbage, then bellows -----------------------------------------------------------
 class RawHost:
     """A minimal ASH host on a socket: enough to send odd EZSP frames."""

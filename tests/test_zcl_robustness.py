@@ -168,3 +168,54 @@ async def test_random_frames_never_crash(ep, cluster, data, broadcast):
         assert hdr.tsn == data[1 if not data[0] & 0x04 else 3]
         assert hdr.direction == foundation.Direction.Server_to_Client
     assert read(ep, 0x0000)[0x0000].status == S.SUCCESS  # still serving
+
+
+# -- what the endpoint campaign found (tests/se_campaign.py), kept as regressions ----------
+async def test_configure_reporting_without_records_is_malformed(ep):
+    # was: ValueError("Cannot serialize empty list") caught into FAILURE
+    for cluster in (0x0000, 0x0003, 0x000A, 0x0700, 0x0702):
+        assert default_status(send(ep, general(GC.Configure_Reporting, b""),
+                                   cluster=cluster)) == S.MALFORMED_COMMAND
+        assert default_status(send(ep, general(GC.Read_Reporting_Configuration, b""),
+                                   cluster=cluster)) == S.MALFORMED_COMMAND
+    assert ep.internal_errors == 0
+
+
+async def test_a_default_response_is_never_answered(ep):
+    # ZCL r8 2.5.12.2, manufacturer-specific or not, on a served cluster or not
+    for manufacturer in (None, 0x1234):
+        for cluster in (0x0702, 0x0300):
+            assert send(ep, general(GC.Default_Response, b"\x00\x00", manufacturer=manufacturer),
+                        cluster=cluster) == []
+
+
+async def test_a_string_zigpy_cannot_send_back_is_not_stored(ep):
+    # a UTF-8 character cut in two (the stored text would be longer than its length octet)
+    raw = "é£".encode() + "€".encode()[:2]
+    payload = t.uint16_t(0x0010).serialize() + bytes([0x42, len(raw)]) + raw
+    (r,) = send(ep, general(GC.Write_Attributes, payload), cluster=0x0000)
+    assert decode(r)[1].status_records[0].status == S.INVALID_VALUE
+    assert read(ep, 0x0010, cluster=0x0000)[0x0010].value.value == ""  # still readable
+
+
+async def test_a_billing_period_no_utc_time_can_end_is_refused():
+    from sep.app import MeterApp, MeterSettings
+
+    app = MeterApp(MeterSettings(ieee="00:0d:6f:00:00:00:ee:02"), clock=ManualClock(),
+                   air=VirtualAir())
+    before = app.price.tariff
+    # PublishBillingPeriod from the trust centre: provider, event, start now, 0xFFFFFF months
+    payload = (t.uint32_t(before.provider_id).serialize() + t.uint32_t(1).serialize()
+               + t.uint32_t(0).serialize() + bytes([0xFF, 0xFF, 0xFF, 0x03, 0x00]))
+    hdr = foundation.ZCLHeader.cluster(9, 0x09, direction=foundation.Direction.Server_to_Client)
+    (r,) = app.endpoint.handle(src_nwk=0x0000, src_ep=1, dst_ep=1, profile_id=SE,
+                               cluster_id=0x0700, data=hdr.serialize() + payload,
+                               broadcast=False, now=1.8e9)
+    assert default_status([r]) == S.INVALID_VALUE
+    assert app.price.tariff is before  # refused: nothing changed
+    # and a client asking for the billing period still gets a readable answer
+    ask = foundation.ZCLHeader.cluster(10, 0x0B).serialize() + t.uint32_t(0).serialize() \
+        + t.uint32_t(0xFFFFFFFF).serialize() + t.uint8_t(1).serialize() + b"\x00"
+    replies = app.endpoint.handle(src_nwk=0x3B3B, src_ep=1, dst_ep=1, profile_id=SE,
+                                  cluster_id=0x0700, data=ask, broadcast=False, now=1.8e9)
+    assert app.endpoint.internal_errors == 0 and len(replies) == 1

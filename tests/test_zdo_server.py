@@ -104,10 +104,33 @@ def test_unsupported_and_malformed_requests():
     (c, p), = server.handle(Z.Mgmt_Leave_req, request(Z.Mgmt_Leave_req, IEEE, t.bitmap8(0)),
                             broadcast=False)
     assert c == Z.Mgmt_Leave_rsp and p == bytes([0x42, zdo_t.Status.NOT_SUPPORTED])
+    # User_Desc_req: not served either; zigpy reads the refusal (a bare status would not
+    # parse as User_Desc_rsp, whose address and descriptor are there whatever the status)
+    (c, p), = server.handle(Z.User_Desc_req, request(Z.User_Desc_req, t.NWK(NWK)),
+                            broadcast=False)
+    assert c == Z.User_Desc_rsp and parse(c, p) == (0x42, [zdo_t.Status.NOT_SUPPORTED, NWK, ""])
     (c, p), = server.handle(Z.Simple_Desc_req, b"\x42\x34", broadcast=False)  # truncated
-    assert p == bytes([0x42, zdo_t.Status.INV_REQUESTTYPE])
+    assert parse(c, p) == (0x42, [zdo_t.Status.INV_REQUESTTYPE, NWK, None])
+    (c, p), = server.handle(0x0077, b"\x42", broadcast=False)  # a request nobody defined
+    assert (c, p) == (0x8077, bytes([0x42, zdo_t.Status.NOT_SUPPORTED]))
+    (c, p), = server.handle(Z.Active_EP_req, request(Z.Active_EP_req, t.NWK(0x4444)),
+                            broadcast=False)
+    assert parse(c, p) == (0x42, [zdo_t.Status.DEVICE_NOT_FOUND, 0x4444, []])
+    # a descriptor request for another node, broadcast: silence, not a flood of refusals
+    assert server.handle(Z.Node_Desc_req, request(Z.Node_Desc_req, t.NWK(0x4444)),
+                         broadcast=True) == []
     assert server.handle(Z.Simple_Desc_req, b"\x42\x34", broadcast=True) == []
     assert server.handle(Z.Node_Desc_rsp, b"\x00\x00", broadcast=False) == []  # a response
+
+
+def test_power_descriptor_parses_in_zigpy():
+    # was: AttributeError (zigpy has no CurrentPowerMode.RxOnWhenIdle), found by the campaign
+    (c, p), = ZdoServer(node()).handle(Z.Power_Desc_req, request(Z.Power_Desc_req, t.NWK(NWK)),
+                                       broadcast=False)
+    _, (status, nwk, desc) = parse(c, p)
+    assert (status, nwk) == (zdo_t.Status.SUCCESS, NWK)
+    assert desc.current_power_mode == 0  # receiver synchronised with the node descriptor's
+    assert desc.available_power_sources == zdo_t.PowerDescriptor.PowerSources.MainsPower
 
 
 def test_device_announce_parses_in_zigpy():

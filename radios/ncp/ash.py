@@ -28,6 +28,7 @@ from bellows.ash import (
     DataFrame,
     ErrorFrame,
     NakFrame,
+    ParsingError,
     RStackFrame,
     RstFrame,
     parse_frame,
@@ -338,7 +339,7 @@ class AshDevice:
         try:
             raw = unstuff(stuffed)
             frame = parse_frame(raw)
-        except Exception as exc:  # noqa: BLE001 - anything unparseable is a bad frame
+        except (FramingError, ParsingError, ValueError) as exc:  # not an ASH frame
             self.stats.bad_frames += 1
             LOGGER.debug("ASH: bad frame %s: %s", stuffed.hex(), exc)
             head = stuffed[0] if stuffed else 0xFF

@@ -62,6 +62,8 @@ class NetworkCommands:
     def cmd_formNetwork(self, parameters: bt.EmberNetworkParameters) -> dict:
         if self.network_up:
             return {"status": S.INVALID_STATE}
+        if not 11 <= int(parameters.radioChannel) <= 26:
+            return {"status": S.INVALID_PARAMETER}  # (a channel 185 made a 186-bit mask)
         st = self.state
         st.formed = True
         st.pan_id = int(parameters.panId)

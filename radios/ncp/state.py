@@ -19,6 +19,12 @@ import bellows.types as bt
 
 FRAME_COUNTER_BOOT_JUMP = 4096  # what EmberZNet adds to its stored frame counters on boot
 UNSET_EUI64 = "ff:ff:ff:ff:ff:ff:ff:ff"
+#: what the stack's NV tokens can hold (a value outside cannot be sent to the host)
+RANGES = {"pan_id": (0, 0xFFFF), "channel": (0, 26), "channels": (0, 0xFFFFFFFF),
+          "tx_power": (-128, 127), "nwk_update_id": (0, 0xFF), "nwk_manager_id": (0, 0xFFFF),
+          "security_bitmask": (0, 0xFFFF), "network_key_seq": (0, 0xFF),
+          "nwk_frame_counter": (0, 0xFFFFFFFF), "aps_frame_counter": (0, 0xFFFFFFFF),
+          "boot_counter": (0, 0xFFFFFFFF)}
 
 
 def random_eui64() -> str:
@@ -90,16 +96,54 @@ class NcpState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NcpState:
-        known = {f.name for f in dataclasses.fields(cls)}
+        """The state a document holds; ValueError naming the field that is wrong (a field
+        of another type than its default's, an EUI-64 or key that is not one)."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["link_keys"] = [LinkKey(**k) for k in values.get("link_keys", [])]
+        fresh = cls(eui64=UNSET_EUI64)
+        for name, value in values.items():
+            want = type(getattr(fresh, name))
+            if name in ("restored_eui64", "radio") and value is None:
+                continue
+            if name == "restored_eui64":
+                want = str
+            if name == "radio":  # the stack's NodeState as JSON (radios.state reads it)
+                want = dict
+            if type(value) is not want:
+                raise ValueError(f"{name} must be {want.__name__}, not {value!r}"[:200])
+            low, high = RANGES.get(name, (value, value)) if want is int else (0, 0)
+            if want is int and not low <= value <= high:
+                raise ValueError(f"{name} must be {low}..{high}, not {value}")
+        try:
+            for name in ("eui64", "restored_eui64", "extended_pan_id", "tc_eui64"):
+                if values.get(name) is not None:
+                    bt.EUI64.convert(values[name])
+            for name in ("network_key", "tc_link_key"):
+                if name in values and len(bytes.fromhex(values[name])) != 16:
+                    raise ValueError(f"{name} is not 16 bytes")
+            values["link_keys"] = [LinkKey(**k) for k in values.get("link_keys", [])]
+            for key in values["link_keys"]:
+                bt.EUI64.convert(key.ieee)
+                if len(bytes.fromhex(key.key)) != 16:
+                    raise ValueError("a link key is not 16 bytes")
+            if not all(isinstance(k, str) and isinstance(v, str) and bytes.fromhex(v) is not None
+                       for k, v in values.get("tokens", {}).items()):
+                raise ValueError("tokens must map names to hex")
+        except (TypeError, ValueError, AttributeError, AssertionError) as exc:  # zigpy asserts
+            raise ValueError(str(exc)[:200] or type(exc).__name__) from None
         return cls(**values)
 
     @classmethod
     def load(cls, path: Path | None, *, ieee: str | None = None) -> NcpState:
-        """The state in ``path`` (booted once), else a fresh one."""
+        """The state in ``path`` (booted once), else a fresh one. ValueError naming the
+        file when it is not an NCP state (a stick's NV memory is not silently wiped)."""
         if path is not None and path.exists():
-            state = cls.from_json(json.loads(path.read_text()))
+            try:
+                state = cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+            except ValueError as exc:  # JSON, UTF-8 or a field
+                raise ValueError(f"{path}: not an NCP state: {exc}") from None
             state.boot()
             return state
         return cls(eui64=ieee) if ieee else cls()

@@ -107,7 +107,11 @@ def parse_command(name: str, payload: bytes, token: str | None) -> Command:
         doc = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CommandError(f"not JSON: {exc}") from None
+    except RecursionError:  # nested deeper than the parser goes (was: the bridge died)
+        raise CommandError("not JSON: nested too deeply") from None
     request_id = doc.get("id") if isinstance(doc, dict) else None
+    if not (type(request_id) is int or isinstance(request_id, str) and len(request_id) <= 64):
+        request_id = None  # only an id of the documented kind is echoed (never NaN, a list)
     if token is not None:
         given = doc.get("token") if isinstance(doc, dict) else None
         if not isinstance(given, str) or not hmac.compare_digest(given, token):

@@ -38,7 +38,10 @@ class BridgeConfig:
 
     @classmethod
     def from_url(cls, url: str, **kw: object) -> BridgeConfig:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed [IPv6 address
+            raise BridgeConfigError(f"bad broker URL {url!r}: {exc}") from None
         if parts.scheme not in ("mqtt", "mqtts"):
             raise BridgeConfigError(f"broker URL must start with mqtt:// or mqtts://, not {url!r}")
         if not parts.hostname:

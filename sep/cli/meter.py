@@ -23,7 +23,6 @@ from sep.cli.common import (
     tariff_file,
 )
 from sep.cli.config import configurable, default_data_dir
-from sep.store.checked import CorruptFile
 
 LOGGER = logging.getLogger(__name__)
 START_TIMEOUT = 60.0  # seconds a radio may take to come up when --duration is given
@@ -377,6 +376,7 @@ def _run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         from sep.persistence import stored_sim_time
+        from sep.store.checked import CorruptFile
 
         saved = stored_sim_time(args.data) if args.speed != 1.0 else None
         start = max(time.time(), saved) if saved else None
@@ -404,14 +404,14 @@ def _run(args: argparse.Namespace) -> int:
         try:
             app = MeterApp(settings, clock=clock, metrology=metrology, air=air)
         except ValueError as exc:  # e.g. a certificate for another IEEE than this meter's
-            if isinstance(exc, CorruptFile):
-                raise  # damaged data: a runtime error (exit 1), said where it is handled
-            print(f"sep meter: {exc}", file=sys.stderr)
             if metro_proc is not None:
                 metro_proc.terminate()
                 await metro_proc.wait()
             if writer is not None:
                 writer.close()
+            if isinstance(exc, CorruptFile):
+                raise  # a damaged file of the meter's (identity.json): runtime failure, exit 1
+            print(f"sep meter: {exc}", file=sys.stderr)
             return 2
         stop = asyncio.Event()
         exit_code = 0

@@ -125,6 +125,9 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(main())
+    except ValueError as exc:  # an unreadable --state file: the message names it and the field
+        print(f"sep ncp-emulator: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"sep ncp-emulator: --listen {args.listen}: {exc.strerror or exc}",
               file=sys.stderr)

@@ -169,6 +169,8 @@ class ClusterServer:
         return self._status(req, Status(result) if result is not None else Status.SUCCESS)
 
     def _general(self, req: Request, now: float) -> list[bytes]:
+        if req.command_id == GC.Default_Response:
+            return []  # never answered, not even to refuse it (ZCL r8 2.5.12.2)
         if req.manufacturer is not None:
             return self._status(req, Status.UNSUP_MANUF_GENERAL_COMMAND)
         method = {
@@ -182,7 +184,6 @@ class ClusterServer:
             GC.Discover_Attribute_Extended: self._discover_attributes,
             GC.Discover_Commands_Received: self._discover_commands,
             GC.Discover_Commands_Generated: self._discover_commands,
-            GC.Default_Response: lambda req, now: [],
         }.get(req.command_id)
         if method is None:
             return self._status(req, Status.UNSUP_GENERAL_COMMAND)
@@ -208,8 +209,8 @@ class ClusterServer:
                 try:
                     rec = foundation.ReadAttributeRecord(attr_id, Status.SUCCESS,
                                                          self.type_value(attr_id))
-                except Exception:  # a failing live source must not kill the server
-                    LOGGER.exception("reading attribute 0x%04X failed", attr_id)
+                except LookupError as exc:  # a live source without a trusted value now
+                    LOGGER.info("attribute 0x%04X not readable: %s", attr_id, exc)
                     rec = foundation.ReadAttributeRecord(attr_id, Status.HARDWARE_FAILURE)
             out += rec.serialize()
         return self._reply(req, GC.Read_Attributes_rsp, out)
@@ -224,7 +225,13 @@ class ClusterServer:
             return Status.INVALID_DATA_TYPE, None
         try:
             value = d.type(tv.value)
+            # What is stored must go out again as it came in: a string cut inside a UTF-8
+            # character, or one zigpy cannot encode (it counts characters, not octets),
+            # would make every later Read Attributes answer unreadable.
+            back, rest = d.type.deserialize(value.serialize())
         except (ValueError, TypeError, OverflowError):
+            return Status.INVALID_VALUE, None
+        if rest or back != value:
             return Status.INVALID_VALUE, None
         validator = self.validators.get(attr_id)
         if validator is not None and not validator(value):
@@ -253,6 +260,8 @@ class ClusterServer:
 
     def _configure_reporting(self, req: Request, now: float) -> list[bytes]:
         records = decode_schema(t.List[foundation.AttributeReportingConfig], req.payload)
+        if not records:
+            raise MalformedFrame("no attribute reporting configuration record")
         statuses: list[foundation.ConfigureReportingResponseRecord] = []
         for rec in records:
             attr_id = int(rec.attrid)
@@ -294,6 +303,8 @@ class ClusterServer:
 
     def _read_reporting_configuration(self, req: Request, now: float) -> list[bytes]:
         records = decode_schema(t.List[foundation.ReadReportingConfigRecord], req.payload)
+        if not records:
+            raise MalformedFrame("no attribute record")
         out = b""
         for rec in records:
             attr_id, direction = int(rec.attrid), int(rec.direction)

@@ -72,7 +72,7 @@ class Reporter:
                 continue
             try:
                 value = self.server.read_value(cfg.attr_id)
-            except Exception:  # a failing source simply does not report
+            except LookupError:  # a live source without a trusted value does not report
                 continue
             periodic = cfg.max_interval != 0 and (since is None or since >= cfg.max_interval)
             if not (periodic or self._changed(cfg, value)):

@@ -128,8 +128,14 @@ class SlotManager:
         try:
             doc = unseal(self.ops.read(self.boot_path), "slots/boot.json")
             state = BootState(**doc)
-            if state.active not in (*SLOTS, FACTORY) or state.previous not in (*SLOTS, FACTORY):
+            if state.active not in (*SLOTS, FACTORY) or state.previous not in (*SLOTS, FACTORY) \
+                    or state.pending not in (None, *SLOTS):
                 raise ValueError("unknown slot")
+            if type(state.trial) is not bool or type(state.trial_boots) is not int \
+                    or state.trial_boots < 0:
+                raise ValueError("trial fields of the wrong type")
+            if type(state.failed) is not list or any(type(v) is not int for v in state.failed):
+                raise ValueError("failed is not a list of file versions")
             return state
         except FileNotFoundError:
             return BootState()
@@ -151,7 +157,9 @@ class SlotManager:
         d = self.slot_dir(name)
         try:
             meta = unseal(self.ops.read(d / "meta.json"), f"slots/{name}/meta.json")
-            info = SlotInfo(name=name, file_version=int(meta["file_version"]),
+            if type(meta["file_version"]) is not int:
+                raise ValueError("file_version is not an integer")
+            info = SlotInfo(name=name, file_version=meta["file_version"],
                             app_sha256=meta["app_sha256"], image_sha256=meta["image_sha256"])
             if hashlib.sha256(self.ops.read(d / "app.pyz")).hexdigest() != info.app_sha256:
                 raise ValueError("app.pyz does not match its hash")

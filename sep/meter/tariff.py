@@ -49,6 +49,7 @@ U48_MAX = (1 << 48) - 1
 MAX_LABEL = 12
 MAX_TARIFF_LABEL = 24
 EPOCH_2000 = 946_684_800
+LAST_UTC_TIME = EPOCH_2000 + 0xFFFFFFFE  # the last time a ZCL UTCTime can carry
 
 
 class TariffError(ValueError):
@@ -145,8 +146,17 @@ class Recurrence:
             raise TariffError("timebase", f"must be one of {', '.join(TIMEBASES)}")
         if not 1 <= self.duration <= 0xFFFFFF:
             raise TariffError("duration", "must be 1..16777215")
+        if not 0 <= self.start <= LAST_UTC_TIME:
+            raise TariffError("start", "must be between 1970 and 2136 (the end of ZCL UTCTime)")
         if self.timebase == "months" and dt.datetime.fromtimestamp(self.start, dt.UTC).day > 28:
             raise TariffError("start", "a monthly period must start on day 1..28")
+        try:
+            end = self._step(dt.datetime.fromtimestamp(self.start, dt.UTC), 1).timestamp()
+        except (OverflowError, ValueError):
+            end = float("inf")
+        if end > LAST_UTC_TIME:
+            # A period no UTCTime can end (every later date computation would overflow).
+            raise TariffError("duration", "the first period must end by 2136 (ZCL UTCTime)")
 
     @property
     def timebase_code(self) -> int:
@@ -495,10 +505,11 @@ class _Reader:
 
     def table(self, doc: Any, key: str, allowed: set[str]) -> Mapping[str, Any]:
         if not isinstance(doc, dict):
-            raise self.fail(key, "must be a table")
+            raise self.fail(key or "(document)", "must be a table")
         unknown = sorted(set(doc) - allowed)
         if unknown:
-            raise self.fail(f"{key}.{unknown[0]}" if key else unknown[0],
+            name = unknown[0] if unknown[0].strip() else repr(unknown[0])
+            raise self.fail(f"{key}.{name}" if key else name,
                             f"unknown key (known: {', '.join(sorted(allowed))})")
         return doc
 
@@ -555,7 +566,7 @@ class _Reader:
         doc = self.table(doc, key, {"start", "duration", "timebase"})
         start = self.when(f"{key}.start", doc["start"]) if "start" in doc else default_start
         timebase = doc.get("timebase", "days")
-        if timebase not in TIMEBASES:
+        if not isinstance(timebase, str) or timebase not in TIMEBASES:
             raise self.fail(f"{key}.timebase", f"must be one of {', '.join(TIMEBASES)}, "
                             f"not {timebase!r}")
         duration = self.integer(f"{key}.duration", doc.get("duration", 1), 0xFFFFFF, 1)

@@ -38,7 +38,11 @@ class FileSink:
         try:
             doc = unseal(self.state_path.read_bytes(), "ota/download.json")
             ident = ImageIdent(**doc["ident"])
-            offset = int(doc["offset"])
+            offset = doc["offset"]
+            numbers = (ident.manufacturer, ident.image_type, ident.file_version, ident.size,
+                       offset)
+            if any(type(n) is not int or n < 0 for n in numbers) or offset > ident.size:
+                raise ValueError("not a download state")
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:

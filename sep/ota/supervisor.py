@@ -66,15 +66,27 @@ def record(data_dir: Path, **details: object) -> None:
         LOGGER.exception("supervisor: could not record the restart in the event log")
 
 
-def _wait(child: subprocess.Popen[bytes], slots: SlotManager, trial_timeout: float) -> int | None:
-    """Wait for the child; None when a trial was not confirmed in time (child killed)."""
+def _wait(child: subprocess.Popen[bytes], slots: SlotManager, trial_timeout: float,
+          trial_slot: str | None) -> int | None:
+    """Wait for the child; None when its trial was not confirmed in time (child killed).
+
+    The deadline binds only a child started on trial (``trial_slot``: the slot it runs), and
+    only until that slot is confirmed. A meter that has run a while and then activates a new
+    slot is on trial from its *next* start: it is about to exit with
+    :data:`EXIT_ACTIVATE`, and its own uptime says nothing about the new image."""
     deadline = time.monotonic() + trial_timeout
     while True:
         try:
             return child.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             pass
-        if slots.boot_state().trial and time.monotonic() > deadline:
+        if trial_slot is None:
+            continue
+        state = slots.boot_state()
+        if not state.trial or state.active != trial_slot:
+            trial_slot = None  # confirmed (or no longer the slot it started as): not on trial
+            continue
+        if time.monotonic() > deadline:
             child.terminate()
             try:
                 child.wait(10)
@@ -84,7 +96,11 @@ def _wait(child: subprocess.Popen[bytes], slots: SlotManager, trial_timeout: flo
             return None
 
 
-def supervise(data_dir: Path, meter_args: list[str], *, log=print,
+def _say(text: str) -> None:
+    print(text, flush=True)  # whoever reads our stdout (hubsim's demo) sees each line at once
+
+
+def supervise(data_dir: Path, meter_args: list[str], *, log=_say,
               trial_timeout: float = 120.0) -> int:
     slots = SlotManager(data_dir)
     crashes = 0
@@ -110,7 +126,7 @@ def supervise(data_dir: Path, meter_args: list[str], *, log=print,
             + (f" (version 0x{version:08X})" if version is not None else " (factory)")
             + (" on trial" if state.trial else ""))
         child = subprocess.Popen(cmd, env=child_env())
-        rc = _wait(child, slots, trial_timeout)
+        rc = _wait(child, slots, trial_timeout, slot if state.trial else None)
         if rc is None:
             slots.revert("trial slot did not confirm in time")
             log(f"supervisor: slot {slot} did not confirm within {trial_timeout:.0f} s: reverted")

@@ -135,8 +135,9 @@ def read_json(path: Path, fmt: str) -> dict[str, Any]:
         raise KeyFileError(f"{path}: {exc}") from None
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise KeyFileError(f"{path} is not a {fmt} file")
-    if obj.get("suite") not in SUITE_CURVES:
-        raise KeyFileError(f"{path}: unknown suite {obj.get('suite')!r}")
+    suite = obj.get("suite")
+    if type(suite) is not int or suite not in SUITE_CURVES:  # a dict is unhashable, True == 1
+        raise KeyFileError(f"{path}: unknown suite {suite!r}")
     return obj
 
 
