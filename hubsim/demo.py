@@ -597,15 +597,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
 
 def cad_lines(published: dict[str, Any]) -> list[str]:
     """What the consumer access device last published (node → MeterState), one line each."""
-    from sep.bridge.payloads import state_payload
+    from sep.bridge.cad import state_lines
 
-    out = []
-    for node, state in sorted(published.items()):
-        doc = state_payload(state)
-        imp = doc["energy"]["import"]
-        out.append(f"CAD: {node} import {imp['cumulative']} {imp['units']}, power "
-                   f"{doc['power']['value']} {doc['power']['units']}")
-    return out
+    return state_lines(published)
 
 
 def _codes(codes: list[str]) -> Any:

@@ -262,7 +262,9 @@ class ConsumerAccessDevice:
                     sender = getattr(packet, "nwk_src_ieee", None)
                     self._matches.put_nowait((int(of), [int(m) for m in matches],
                                               sender if int(of) == nwk else None))
-                return False  # KE and zigpy may want it too
+                # Key Establishment saw it first; zigpy would go and interview the sender
+                # (a coordinator's interview stalls): not passed on
+                return True
             fut = self._answers.get((nwk, cluster, data[0] if data else -1))
             if fut is not None and not fut.done():
                 fut.set_result(data)
@@ -456,6 +458,19 @@ class ConsumerAccessDevice:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def state_lines(published: dict[str, MeterState]) -> list[str]:
+    """What the CAD last published (node → state), one line per meter."""
+    from sep.bridge.payloads import state_payload
+
+    out = []
+    for node, state in sorted(published.items()):
+        doc = state_payload(state)
+        imp = doc["energy"]["import"]
+        out.append(f"CAD: {node} import {imp['cumulative']} {imp['units']}, power "
+                   f"{doc['power']['value']} {doc['power']['units']}")
+    return out
 
 
 def _text(value: Any) -> str | None:
