@@ -141,6 +141,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.external_meter and args.air_port is None:
         print("hubsim demo: --external-meter needs --air-port", file=sys.stderr)
         return 2
+    if args.cad and args.meter_radio == "ezsp":
+        print("hubsim demo: --cad needs the hub as trust centre (--meter-radio virtual)",
+              file=sys.stderr)
+        return 2
     if args.meters < 1:
         print("hubsim demo: --meters must be at least 1", file=sys.stderr)
         return 2

@@ -188,3 +188,52 @@ def test_sep_cad_refuses_a_certificate_for_another_device(tmp_path):
               str(tmp_path / "dev"))
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and "000d6f0000000099" in run.stderr, run.stderr
+
+
+def test_demo_cad_refuses_a_meter_on_a_stick():
+    run = subprocess.run([sys.executable, "-m", "hubsim.cli", "demo", "--cad",
+                          "--meter-radio", "ezsp", "--duration", "1"],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--cad" in run.stderr
+
+
+@pytest.mark.slow
+def test_sep_cad_process_reads_a_demo_meter_over_udp(tmp_path):
+    """`sep cad` in its own process, on a demo's air over UDP, with its install code and a
+    certificate from the demo's CA. Run: .venv/bin/python -m pytest -m slow -k sep_cad_process
+    """
+    from tests.broker import free_port
+
+    code = "83FED3407A939723A5C639B26916D505C3B5"  # the Zigbee specification's test vector
+    ieee = "00:0d:6f:00:00:00:ca:d2"
+    assert sep("cert", "ca", str(tmp_path / "ca")).returncode == 0
+    assert sep("cert", "issue", "--ca", str(tmp_path / "ca"), "--ieee", ieee, "--out",
+               str(tmp_path / "cad")).returncode == 0
+    broker = Broker(tmp_path).start()
+    air = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "hubsim.cli", "demo", "--air-port", str(air), "--certs",
+         str(tmp_path / "ca"), "--install-code", f"{ieee}={code}", "--duration", "50",
+         "--no-live", "--no-ppmid"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=tmp_path)
+    try:
+        assert demo.stdout is not None
+        demo.stdout.readline()  # "air open ..."
+        run = sep("cad", "--device", f"udp://127.0.0.1:{air}", "--ieee", ieee,
+                  "--own-install-code", code, "--cert", str(tmp_path / "cad"), "--mqtt",
+                  f"mqtt://127.0.0.1:{broker.port}", "--duration", "30", timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        out, _err = demo.communicate(timeout=120)
+        got = retained(broker.port, ["sep/+/state"])
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        broker.stop()
+    states = {t.split("/")[1]: json.loads(p) for t, p in got.items() if p}
+    meters = [s for n, s in states.items() if "_" not in n]
+    assert len(meters) == 1 and meters[0]["source"] == "cad", states
+    # the IHD of the demo read the same meter: the CAD's last value is near the IHD's
+    ihd = next(line for line in out.splitlines() if line.startswith("IHD saw"))
+    ihd_kwh = Decimal(ihd.split()[2])
+    cad_kwh = Decimal(str(meters[0]["energy"]["import"]["cumulative"]))
+    assert abs(ihd_kwh - cad_kwh) < Decimal("0.2"), (ihd_kwh, cad_kwh)
