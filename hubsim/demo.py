@@ -82,9 +82,11 @@ class DemoOptions:
     # run, or from the CA in ``certs`` (sep cert ca DIR); False: development keys only
     key_establishment: bool = True
     certs: Path | None = None
+    cad: bool = False  # a consumer access device publishes the meters (--mqtt); theirs off
 
 
 IHD_IEEE = "00:0d:6f:00:00:00:1d:01"
+CAD_IEEE = "00:0d:6f:00:00:00:ca:d1"
 
 
 def fleet_ieee(n: int) -> str:
@@ -149,6 +151,7 @@ class DemoResult:
     scenario: list[str] = dataclasses.field(default_factory=list)
     gas_reports: int = 0  # reports the gas meter pushed to its mirror
     key_establishment: list[str] = dataclasses.field(default_factory=list)  # pairs keyed
+    cad: dict[str, Any] = dataclasses.field(default_factory=dict)  # node → MeterState published
 
 
 async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 2.0) -> None:
@@ -348,14 +351,15 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         prefix="hubsim-meter-") if opts.data_dir is None and not opts.external_meter else None
     settings = MeterSettings(data_dir=opts.data_dir or (Path(scratch.name) if scratch else None),
                              seed=opts.seed, tick_seconds=0.5, initial_wh=DEMO_INITIAL_WH,
-                             mqtt=opts.mqtt, supplier_search_interval=1.0,
+                             mqtt=None if opts.cad else opts.mqtt,
+                             supplier_search_interval=1.0,
                              ppmids=(PPMID_IEEE,) if opts.ppmid else ())
     settings.ieee = load_identity(settings)
     hub_ieee = "00:0d:6f:00:00:00:00:01"
     # Every device's install code, as the installer registers it with the comms hub.
     devices = [IHD_IEEE, hub_ieee, PPMID_IEEE, GAS_IEEE] + (
         [] if opts.external_meter else [settings.ieee]) + [
-        fleet_ieee(n) for n in range(1, opts.meters)]
+        fleet_ieee(n) for n in range(1, opts.meters)] + ([CAD_IEEE] if opts.cad else [])
     codes = provision(opts.data_dir, devices)
     codes.update(opts.install_codes)
     data = opts.data_dir
@@ -396,6 +400,13 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                    state=str(data / "gas-radio.json") if data else None,
                    credentials=creds(GAS_IEEE)) \
         if opts.gas and not ezsp else None
+    cad = None
+    if opts.cad:
+        from sep.bridge.cad import CadService
+
+        cad = CadService(ieee=CAD_IEEE, mqtt=opts.mqtt, air=air, install_code=codes[CAD_IEEE],
+                         credentials=creds(CAD_IEEE), report_max=opts.report_interval,
+                         state=str(data / "cad-radio.json") if data else None)
     scenario_log = ScenarioLog(clock.now)
     readings: list[Any] = []
     stop = asyncio.Event()
@@ -441,7 +452,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 extra = MeterApp(
                     MeterSettings(ieee=fleet_ieee(n),
                                   seed=opts.seed + n, tick_seconds=2.0,
-                                  initial_wh=DEMO_INITIAL_WH + 997 * n, mqtt=opts.mqtt,
+                                  initial_wh=DEMO_INITIAL_WH + 997 * n,
+                                  mqtt=None if opts.cad else opts.mqtt,
                                   data_dir=(opts.data_dir / f"meter-{n}")
                                   if opts.data_dir else None,
                                   install_code=codes[fleet_ieee(n)].hex(),
@@ -463,6 +475,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             await ppmid.connect()
         if gas is not None:
             await gas.start()
+        if cad is not None:  # last: its Metering client must not be found as a meter
+            await cad.start()
         prepay_task = None
         if ppmid is not None and meter is not None:
             play = prepayment_run_down if opts.scenario == "prepayment" else default_prepayment
@@ -521,6 +535,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                     console.print(line, soft_wrap=True)
                     for line in prepay_lines(ppmid, ihd.gas if gas is not None else None):
                         console.print(line, soft_wrap=True)
+                    for line in cad_lines(cad.published if cad is not None else {}):
+                        console.print(line, soft_wrap=True)
                 timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout)
@@ -531,6 +547,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 and prepay_task.exception() is not None:
             LOGGER.error("prepayment scenario failed: %r", prepay_task.exception())
     finally:
+        if cad is not None:
+            with contextlib.suppress(Exception):
+                await cad.stop()
         if gas is not None:
             with contextlib.suppress(Exception):
                 await gas.stop()
@@ -571,7 +590,16 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                       key_establishment=ke_lines(
                           {"hub": hub.ke, "meter": meter.ke if meter is not None else None,
                            "IHD": ihd.ke, "PPMID": ppmid.ke if ppmid is not None else None,
-                           "gas meter": gas.ke if gas is not None else None}))
+                           "gas meter": gas.ke if gas is not None else None,
+                           **({"CAD": cad.ke} if cad is not None else {})}),
+                      cad=dict(cad.published) if cad is not None else {})
+
+
+def cad_lines(published: dict[str, Any]) -> list[str]:
+    """What the consumer access device last published (node → MeterState), one line each."""
+    from sep.bridge.cad import state_lines
+
+    return state_lines(published)
 
 
 def _codes(codes: list[str]) -> Any:

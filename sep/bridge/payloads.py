@@ -60,6 +60,7 @@ class MeterState:
     cost_today: Decimal | None = None  # standing charge + energy so far today
     cost_day: int | None = None  # unix time of the UTC midnight cost_today started
     currency: int = 826  # ISO 4217 numeric
+    source: str | None = None  # who read the values ("cad": a consumer access device)
 
 
 def scaled(raw: int, multiplier: int, divisor: int) -> Decimal:
@@ -115,6 +116,8 @@ def state_payload(s: MeterState) -> dict[str, Any]:
         doc["message"] = s.message
     if s.ota is not None:
         doc["ota"] = s.ota
+    if s.source is not None:
+        doc["source"] = s.source
     return doc
 
 

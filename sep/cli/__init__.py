@@ -22,6 +22,7 @@ _SUBCOMMAND_MODULES = (
     "sep.cli.ncp",
     "sep.cli.cert",
     "sep.cli.config",
+    "sep.cli.cad",
 )
 
 
