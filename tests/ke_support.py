@@ -12,14 +12,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+from required_tools import require_tool
 
 from radios.frames import AirFrame, ApsKind
 from radios.pcap import PcapWriter, encode_mac_frame
@@ -45,12 +43,7 @@ IEEE_C = 0x000D6F0000000C03
 
 def need(tool: str) -> str:
     """The tool's path; a missing tool fails the test under CI and skips it elsewhere."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not installed")
-        pytest.skip(f"{tool} is not installed")
-    return path
+    return require_tool(tool)
 
 
 # ------------------------------------------------------------------------------ credentials
