@@ -248,13 +248,28 @@ def openssl_ecdh(curve: str, d: int, peer_d: int) -> bytes:
                     "-peerkey", str(peer_pub), "-peerform", "DER")
 
 
+def write_private_der(curve: str, d: int, out: Path) -> None:
+    """An EC private key file (SEC 1 ECPrivateKey, DER) for ``d`` on ``curve``, for openssl."""
+    _private_der(curve, d, out)
+
+
+def write_public_der(curve: str, point: bytes, out: Path) -> None:
+    """A SubjectPublicKeyInfo file (DER) holding ``point`` (SEC 1 encoding) on ``curve``."""
+    _genconf("asn1=SEQUENCE:spki\n[spki]\nalg=SEQUENCE:alg\n"
+             f"pub=FORMAT:HEX,BITSTRING:{point.hex()}\n"
+             f"[alg]\noid=OID:id-ecPublicKey\ncurve=OID:{curve}\n", out)
+
+
+def openssl(*args: str, data: bytes | None = None) -> bytes:
+    """Run the openssl command line (stdout; raises on a non-zero exit)."""
+    return _run(*args, data=data)
+
+
 def openssl_accepts_point(curve: str, point: bytes) -> bool:
     """Whether OpenSSL takes ``point`` (SEC 1 encoding) as a public key on ``curve``."""
     with tempfile.TemporaryDirectory() as tmp:
         spki = Path(tmp) / "pub.der"
-        _genconf("asn1=SEQUENCE:spki\n[spki]\nalg=SEQUENCE:alg\n"
-                 f"pub=FORMAT:HEX,BITSTRING:{point.hex()}\n"
-                 f"[alg]\noid=OID:id-ecPublicKey\ncurve=OID:{curve}\n", spki)
+        write_public_der(curve, point, spki)
         done = subprocess.run([need("openssl"), "pkey", "-pubin", "-inform", "DER", "-in",
                                str(spki), "-noout"], capture_output=True)
         return done.returncode == 0
