@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import shared_vectors
 from required_tools import require_tool
 
 from radios.frames import AirFrame, ApsKind
@@ -31,8 +31,7 @@ from sep.security.certs import Credentials
 from sep.security.keyfiles import CAKeys, generate_ca, issue_credentials
 from sep.zcl.frames import Reply, Request, decode_header
 
-VECTORS = json.loads((Path(__file__).resolve().parents[2] / "shared" / "vectors"
-                      / "zigbee-crypto.json").read_text())
+VECTORS = shared_vectors.load()
 CBKE1 = VECTORS["cbke_suite1"]
 CURVE_NAMES = {1: "sect163k1", 2: "sect283k1"}
 PAN_ID = 0x1A62
