@@ -170,3 +170,49 @@ def test_ecqv_issued_private_key_matches_the_reconstructed_public_key(curve):
     assert point_to_bytes(curve, ecqv.reconstruct_public_key(cert, q_ca)) == \
         openssl_public_key(curve.name, d)
 
+
+
+def test_nonces_are_deterministic_and_never_repeat_across_digests_or_keys(curve):
+    """Two signatures with one nonce give the private key away (d = (s1 e2 - s2 e1) /
+    (r (s2 - s1))), so r must differ for every (key, digest); one (key, digest) signs the same
+    way twice (the nonce is derived, not drawn)."""
+    n = ORDERS[curve.name]
+    rng = random.Random(f"nonce-{curve.name}")
+    d1, d2 = rng.randrange(1, n), rng.randrange(1, n)
+    digest = rng.randbytes(16)
+    assert ecdsa.sign(curve, d1, digest) == ecdsa.sign(curve, d1, digest)
+    rs = [ecdsa.sign(curve, d, g)[0] for d in (d1, d2) for g in
+          [digest, bytes(16), *(rng.randbytes(16) for _ in range(6))]]
+    assert len(set(rs)) == len(rs)
+
+
+def test_r_is_the_x_of_the_nonce_point_openssl_computes(curve):
+    """sign() with a given nonce k: r = x(k·G) mod n, s = k⁻¹(e + d·r) mod n (SEC 1 4.1.3),
+    with k·G from OpenSSL and e the digest's big-endian integer."""
+    n = ORDERS[curve.name]
+    rng = random.Random(f"given-k-{curve.name}")
+    d, k, digest = rng.randrange(1, n), rng.randrange(1, n), rng.randbytes(16)
+    kg = openssl_public_key(curve.name, k)
+    x = int.from_bytes(kg[1:], "big")
+    r, s = ecdsa.sign(curve, d, digest, k=k)
+    assert r == x % n
+    assert s == pow(k, -1, n) * (int.from_bytes(digest, "big") + d * r) % n
+
+
+def test_boundary_signatures(curve, tmp_path):
+    """A signature with s = 1 or s = n - 1 is valid when the key fits it (built here:
+    d = (k·s - e) / r mod n) and OpenSSL agrees; r or s of 0 or n never is."""
+    n = ORDERS[curve.name]
+    rng = random.Random(f"edge-{curve.name}")
+    digest = rng.randbytes(16)
+    e = int.from_bytes(digest, "big")
+    for s in (1, n - 1):
+        k = rng.randrange(1, n)
+        r = int.from_bytes(openssl_public_key(curve.name, k)[1:], "big") % n
+        d = (k * s - e) * pow(r, -1, n) % n
+        public = openssl_public_key(curve.name, d)
+        assert openssl_verifies(curve, public, digest, r, s, tmp_path)
+        Q = point_from_bytes(curve, public)
+        assert ecdsa.verify(curve, Q, digest, r, s)
+        for bad_r, bad_s in [(r, 0), (r, n), (r, n + s), (0, s), (n, s), (r + n, s)]:
+            assert not ecdsa.verify(curve, Q, digest, bad_r, bad_s), (bad_r, bad_s)
