@@ -216,3 +216,19 @@ def test_boundary_signatures(curve, tmp_path):
         assert ecdsa.verify(curve, Q, digest, r, s)
         for bad_r, bad_s in [(r, 0), (r, n), (r, n + s), (0, s), (n, s), (r + n, s)]:
             assert not ecdsa.verify(curve, Q, digest, bad_r, bad_s), (bad_r, bad_s)
+
+
+def test_a_given_nonce_that_makes_s_zero_is_refused_and_keys_stay_in_range(curve):
+    """s = k⁻¹(e + d·r) is 0 for the key d = -e/r: sign() must refuse that nonce rather than
+    return a signature no verifier takes; and d must lie in [1, n - 1] (d = n is the point at
+    infinity)."""
+    n = ORDERS[curve.name]
+    rng = random.Random(f"s-zero-{curve.name}")
+    k, digest = rng.randrange(1, n), rng.randbytes(16)
+    r = int.from_bytes(openssl_public_key(curve.name, k)[1:], "big") % n
+    d = -int.from_bytes(digest, "big") * pow(r, -1, n) % n
+    with pytest.raises(ValueError, match="nonce"):
+        ecdsa.sign(curve, d, digest, k=k)
+    for bad in (0, n, n + 1):
+        with pytest.raises(ValueError, match="private key"):
+            ecdsa.public_key(curve, bad)
