@@ -232,3 +232,18 @@ def test_a_given_nonce_that_makes_s_zero_is_refused_and_keys_stay_in_range(curve
     for bad in (0, n, n + 1):
         with pytest.raises(ValueError, match="private key"):
             ecdsa.public_key(curve, bad)
+
+
+def test_nonces_span_the_whole_range(curve):
+    """A nonce with its top bits stuck (a biased nonce) leaks the key over many signatures
+    (lattice attacks). Each k is recovered as s⁻¹(e + d·r) mod n: over 48 signatures some
+    lie in the upper half of [1, n) and some in the lower."""
+    n = ORDERS[curve.name]
+    rng = random.Random(f"spread-{curve.name}")
+    d = rng.randrange(1, n)
+    ks = []
+    for _ in range(48):
+        digest = rng.randbytes(16)
+        r, s = ecdsa.sign(curve, d, digest)
+        ks.append(pow(s, -1, n) * (int.from_bytes(digest, "big") + d * r) % n)
+    assert max(ks) > n // 2 > min(ks)
