@@ -247,3 +247,15 @@ def test_nonces_span_the_whole_range(curve):
         r, s = ecdsa.sign(curve, d, digest)
         ks.append(pow(s, -1, n) * (int.from_bytes(digest, "big") + d * r) % n)
     assert max(ks) > n // 2 > min(ks)
+
+
+def test_a_signature_forged_for_the_point_at_infinity_is_refused(curve):
+    """With Q = O, u1·G + u2·Q is u1·G: anyone can make (r, s) = (x(e·G) mod n, 1) "verify".
+    The public key at infinity must be refused before that (x(e·G) from OpenSSL)."""
+    from sep.security.curves import INFINITY
+
+    n = ORDERS[curve.name]
+    digest = random.Random(f"inf-{curve.name}").randbytes(16)
+    e = int.from_bytes(digest, "big")
+    r = int.from_bytes(openssl_public_key(curve.name, e)[1:], "big") % n
+    assert not ecdsa.verify(curve, INFINITY, digest, r, 1)
