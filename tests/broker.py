@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
+from required_tools import missing
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -26,7 +26,7 @@ class Broker:
     def __init__(self, workdir: Path, *, port: int | None = None, users: dict[str, str] | None = None,
                  tls: bool = False, persistent: bool = False) -> None:
         if not Path(MOSQUITTO).exists():
-            pytest.skip("mosquitto is not installed (bash .ci/run installs it)")
+            missing("mosquitto")
         self.dir = workdir
         self.port = port or free_port()
         self.users = users

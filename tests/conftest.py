@@ -6,6 +6,7 @@ import logging
 import os
 
 import pytest
+from required_tools import require_tool
 
 from hubsim.hub import CommsHub
 from hubsim.ihd import InHomeDisplay
@@ -15,6 +16,18 @@ from sep.clock import ManualClock
 
 METER_IEEE = "00:0d:6f:00:00:00:aa:01"
 SEED = 7
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "needs_tool(*names): the test runs these executables (missing: fails under CI, "
+        "skips elsewhere; tests/required_tools.py)")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers(name="needs_tool"):
+        for name in mark.args:
+            require_tool(name)
 
 
 @pytest.fixture(autouse=True)

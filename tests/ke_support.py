@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+import shared_vectors
+from required_tools import require_tool
 
 from radios.frames import AirFrame, ApsKind
 from radios.pcap import PcapWriter, encode_mac_frame
@@ -33,8 +31,7 @@ from sep.security.certs import Credentials
 from sep.security.keyfiles import CAKeys, generate_ca, issue_credentials
 from sep.zcl.frames import Reply, Request, decode_header
 
-VECTORS = json.loads((Path(__file__).resolve().parents[2] / "shared" / "vectors"
-                      / "zigbee-crypto.json").read_text())
+VECTORS = shared_vectors.load()
 CBKE1 = VECTORS["cbke_suite1"]
 CURVE_NAMES = {1: "sect163k1", 2: "sect283k1"}
 PAN_ID = 0x1A62
@@ -45,12 +42,7 @@ IEEE_C = 0x000D6F0000000C03
 
 def need(tool: str) -> str:
     """The tool's path; a missing tool fails the test under CI and skips it elsewhere."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not installed")
-        pytest.skip(f"{tool} is not installed")
-    return path
+    return require_tool(tool)
 
 
 # ------------------------------------------------------------------------------ credentials
@@ -255,13 +247,28 @@ def openssl_ecdh(curve: str, d: int, peer_d: int) -> bytes:
                     "-peerkey", str(peer_pub), "-peerform", "DER")
 
 
+def write_private_der(curve: str, d: int, out: Path) -> None:
+    """An EC private key file (SEC 1 ECPrivateKey, DER) for ``d`` on ``curve``, for openssl."""
+    _private_der(curve, d, out)
+
+
+def write_public_der(curve: str, point: bytes, out: Path) -> None:
+    """A SubjectPublicKeyInfo file (DER) holding ``point`` (SEC 1 encoding) on ``curve``."""
+    _genconf("asn1=SEQUENCE:spki\n[spki]\nalg=SEQUENCE:alg\n"
+             f"pub=FORMAT:HEX,BITSTRING:{point.hex()}\n"
+             f"[alg]\noid=OID:id-ecPublicKey\ncurve=OID:{curve}\n", out)
+
+
+def openssl(*args: str, data: bytes | None = None) -> bytes:
+    """Run the openssl command line (stdout; raises on a non-zero exit)."""
+    return _run(*args, data=data)
+
+
 def openssl_accepts_point(curve: str, point: bytes) -> bool:
     """Whether OpenSSL takes ``point`` (SEC 1 encoding) as a public key on ``curve``."""
     with tempfile.TemporaryDirectory() as tmp:
         spki = Path(tmp) / "pub.der"
-        _genconf("asn1=SEQUENCE:spki\n[spki]\nalg=SEQUENCE:alg\n"
-                 f"pub=FORMAT:HEX,BITSTRING:{point.hex()}\n"
-                 f"[alg]\noid=OID:id-ecPublicKey\ncurve=OID:{curve}\n", spki)
+        write_public_der(curve, point, spki)
         done = subprocess.run([need("openssl"), "pkey", "-pubin", "-inform", "DER", "-in",
                                str(spki), "-noout"], capture_output=True)
         return done.returncode == 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.broker import Broker
+from tests.required_tools import needs_tool
 from tests.tshark_util import TSHARK, key_options
 
 CAD_IEEE = "00:0d:6f:00:00:00:ca:d1"  # hubsim demo's CAD
@@ -90,7 +90,7 @@ def values(row: dict[str, list[str]]) -> dict[int, int]:
     return out
 
 
-@pytest.mark.skipif(TSHARK is None and not os.environ.get("CI"), reason="tshark not installed")
+@needs_tool("tshark")
 def test_demo_cad_publishes_what_the_meter_sent(tmp_path):
     broker = Broker(tmp_path).start()
     pcap = tmp_path / "air.pcap"

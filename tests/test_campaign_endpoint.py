@@ -13,7 +13,6 @@ or stretch it. The coverage-guided counterpart (atheris) is ``tests/atheris_endp
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import se_campaign
 from fuzzgen import Campaign, CatchAllObserver
+from required_tools import require_tool
 
 from radios.frames import AirFrame, ApsKind
 from radios.pcap import PcapWriter
@@ -58,10 +58,7 @@ def test_se_endpoint_sample(tmp_path):
                     "status UNSUPPORTED_CLUSTER", "status NOT_AUTHORIZED", "changed supply",
                     "changed messages", "changed attrs"):
         assert camp.outcomes[outcome] > 0, outcome
-    if TSHARK is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is needed to judge the replies")
-        pytest.skip("tshark not installed (.ci/run installs it)")
+    require_tool("tshark")  # it judges the replies
     pcap = tmp_path / "replies.pcap"
     assert capture(pcap, engine) >= 300
     bad = subprocess.run([TSHARK, "-r", str(pcap), "-Y",

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
+from required_tools import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -23,9 +23,7 @@ USB_IDS = Path("/usr/share/misc/usb.ids")
 def need(tool_present: bool, what: str) -> None:
     """A missing tool fails in CI (where .ci/run installs it) and skips elsewhere."""
     if not tool_present:
-        if os.environ.get("CI"):
-            pytest.fail(f"{what} is missing (bash .ci/run installs it)")
-        pytest.skip(f"{what} is not installed")
+        missing(what)
 
 
 def unit_entries(path: Path) -> dict[str, list[tuple[str, str]]]:

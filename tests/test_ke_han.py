@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import zigpy.types as t
+from required_tools import require_tool
 from secure import ieee_int
 from test_attacks import change_supply, publish_price, write_multiplier
 from waiting import until
@@ -93,10 +93,7 @@ async def han(tmp_path):
 
 
 def tshark_fields(pcap: Path, display: str, *names: str, occurrence: str = "f") -> list[list[str]]:
-    if TSHARK is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is required (.ci/run installs it)")
-        pytest.skip("tshark not installed")
+    require_tool("tshark")
     args = [TSHARK, "-r", str(pcap), *tshark_key_options(pcap), "-Y", display, "-T", "fields",
             "-E", "separator=;", "-E", f"occurrence={occurrence}"]
     for name in names:

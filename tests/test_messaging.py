@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 import zigpy.types as t
+from required_tools import needs_tool
 from zigpy.zcl import foundation
 
 from radios.air import VirtualAir
@@ -26,7 +27,7 @@ def cmd(tsn: int, command_id: int, payload: bytes = b"") -> bytes:
     return foundation.ZCLHeader.cluster(tsn, command_id).serialize() + payload
 
 
-@pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+@needs_tool("tshark")
 async def test_messages_cross_the_air_and_tshark_reads_them(tmp_path):
     air = VirtualAir()
     pcap = tmp_path / "msg.pcap"

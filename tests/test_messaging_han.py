@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 import zigpy.types as t
+from required_tools import needs_tool
 from secure import se_client
 from test_pcap import malformed, tshark_fields
 from waiting import until
@@ -27,7 +28,7 @@ from sep.app import MeterApp, MeterSettings
 from sep.clock import ManualClock
 
 TSHARK = shutil.which("tshark")
-pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (.ci/run installs it)")
+pytestmark = needs_tool("tshark")
 Z2000 = 946_684_800
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from required_tools import needs_tool
 from test_metering_tshark import (
     AGG,
     MET,
     SEED,
     SOLAR_W,
     START,
-    TSHARK,
     Han,
     malformed,
     tshark,
@@ -25,7 +25,7 @@ from test_metering_tshark import (
 from sep.meter.blocks import BlockRegisters
 from sep.metrology.load import HouseholdLoad
 
-pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+pytestmark = needs_tool("tshark")
 
 EVENING = START + 10 * 3600  # 18:00 UTC, no solar: the house imports
 HOUR = 3600

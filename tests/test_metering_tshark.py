@@ -18,6 +18,7 @@ import zoneinfo
 from pathlib import Path
 
 import pytest
+from required_tools import needs_tool
 from zigpy.zcl import foundation
 
 from hubsim.hub import CommsHub
@@ -28,7 +29,7 @@ from sep.clock import ManualClock
 from sep.metrology.load import HouseholdLoad
 
 TSHARK = shutil.which("tshark")
-pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (.ci/run installs it)")
+pytestmark = needs_tool("tshark")
 
 METER_IEEE = "00:0d:6f:00:00:00:ab:01"
 SEED = 11

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import bellows.types as bt
-import pytest
+from required_tools import require_tool
 
 from hubsim.ihd import InHomeDisplay
 from radios.air import VirtualAir
@@ -95,8 +95,7 @@ async def test_bellows_forms_and_the_meter_answers_the_ihd_through_the_emulator(
         # the IHD's Device_annce reached zigpy as trustCenterJoinHandler (+ the ZDO frame)
         ihd_dev = meter.controller.get_device(ieee=ihd.app.state.node_info.ieee)
         assert int(ihd_dev.nwk) == int(ihd.app.state.node_info.nwk)
-    if TSHARK is None:
-        pytest.skip("tshark not installed")
+    require_tool("tshark")
     # Wireshark reads the traffic: ZDO discovery, SE ZCL from the coordinator, no errors
     assert tshark(pcap, "-Y", "_ws.malformed || _ws.expert.severity == error") == ""
     zcl = tshark(pcap, "-Y", "zbee_nwk.src == 0x0000 && zbee_zcl", "-T", "fields",

@@ -8,15 +8,15 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from required_tools import needs_tool
 
 from radios.frames import AirFrame, ApsKind
 from radios.pcap import PcapWriter, encode_mac_frame, fcs, tshark_key_options
 
 TSHARK = shutil.which("tshark")
-needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (.ci/run installs it)")
+needs_tshark = needs_tool("tshark")
 BIN = Path(sys.executable).parent
 
 

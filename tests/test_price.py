@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
 import zigpy.types as t
 from broker import Broker
+from required_tools import needs_tool
 from secure import se_client, trust_centre
 from test_messaging import CLIENT_IEEE, cmd
 
@@ -143,7 +143,7 @@ def status(frames: list[bytes]) -> int:
     return frames[-1][-1]
 
 
-@pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+@needs_tool("tshark")
 async def test_every_price_command_crosses_the_air(tmp_path):
     air = VirtualAir()
     pcap = tmp_path / "price.pcap"

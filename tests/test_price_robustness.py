@@ -16,6 +16,7 @@ import pytest
 import zigpy.types as t
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from required_tools import needs_tool
 from test_price import EXAMPLE, T0, P, block_tariff, decode, malformed
 from zigpy.zcl import foundation
 
@@ -170,7 +171,7 @@ def big_tariff() -> Tariff:
                   block_period=Recurrence(T0, 1, "months"))
 
 
-@pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+@needs_tool("tshark")
 def test_large_tariffs_split_and_come_back_whole(tmp_path: Path):
     upstream = PriceServer(tariff=load_tariff(EXAMPLE))
     upstream.tick(T0)

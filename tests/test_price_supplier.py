@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import zigpy.types as t
+from required_tools import needs_tool
 from test_price import EXAMPLE, T0, ZCL_EPOCH, P, block_tariff, decode, malformed, tshark_time
 
 from radios.air import VirtualAir
@@ -107,7 +108,7 @@ def snapshot(server: PriceServer) -> tuple[Any, ...]:
     return (server.tariff, server.pending, list(server.events))
 
 
-@pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+@needs_tool("tshark")
 async def test_supplier_prices_reach_the_han_through_the_meter(tmp_path):
     air = VirtualAir()
     pcap = tmp_path / "supplier.pcap"

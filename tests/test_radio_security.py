@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import zigpy.types as t
+from required_tools import require_tool
 from waiting import until
 
 from radios import aps, mac, nwk
@@ -40,10 +41,7 @@ JOINER = 0x000D6F00000000AA
 
 
 def need_tshark() -> str:
-    if TSHARK is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is required (.ci/run installs it)")
-        pytest.skip("tshark not installed")
+    require_tool("tshark")
     return TSHARK
 
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from required_tools import require_tool
 from waiting import until
 
 from hubsim.hub import CommsHub
@@ -35,10 +35,7 @@ NETWORK_KEY_CLUSTERS = "{0x0000,0x0001,0x0003,0x000a,0x0015,0x0019,0x0025,0x0800
 
 
 def tshark(pcap: Path, *args: str, keys: bool = True) -> str:
-    if TSHARK is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is required (.ci/run installs it)")
-        pytest.skip("tshark not installed")
+    require_tool("tshark")
     return subprocess.run([TSHARK, "-r", str(pcap), *(tshark_key_options(pcap) if keys else []),
                            *args], capture_output=True, text=True, check=True).stdout
 

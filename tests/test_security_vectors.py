@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pytest
+import shared_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,8 +22,7 @@ from sep.security.curves import (
     point_to_bytes,
 )
 
-VECTORS = json.loads((Path(__file__).resolve().parents[2] / "shared" / "vectors"
-                      / "zigbee-crypto.json").read_text())
+VECTORS = shared_vectors.load()
 CURVES = [SECT163K1, SECT283K1]
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 import zigpy.types as t
+from required_tools import needs_tool
 from secure import ZclClient
 from test_metering_tshark import (
     AGG,
@@ -23,7 +23,6 @@ from test_metering_tshark import (
     SEED,
     SOLAR_W,
     START,
-    TSHARK,
     Z2000,
     Han,
     default_responses,
@@ -36,7 +35,7 @@ from zigpy.zcl import foundation
 from sep.metrology.load import HouseholdLoad
 from sep.store import Store
 
-pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+pytestmark = needs_tool("tshark")
 
 EVENING = START + 10 * 3600  # the house imports: stopped accrual is visible
 S = foundation.Status

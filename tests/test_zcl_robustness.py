@@ -219,3 +219,37 @@ async def test_a_billing_period_no_utc_time_can_end_is_refused():
     replies = app.endpoint.handle(src_nwk=0x3B3B, src_ep=1, dst_ep=1, profile_id=SE,
                                   cluster_id=0x0700, data=ask, broadcast=False, now=1.8e9)
     assert app.endpoint.internal_errors == 0 and len(replies) == 1
+
+
+def reporting_of(ep, attr: int):
+    """Read Reporting Configuration of ``attr``, parsed by zigpy's response schema."""
+    rec = foundation.ReadReportingConfigRecord()
+    rec.direction, rec.attrid = 0, attr
+    (r,) = send(ep, general(GC.Read_Reporting_Configuration, rec.serialize()))
+    hdr, args = decode(r)
+    assert hdr.command_id == GC.Read_Reporting_Configuration_rsp
+    (got,) = args.attribute_configs
+    return got
+
+
+async def test_configure_reporting_min_above_max_is_invalid_value_and_changes_nothing(ep):
+    """ZCL r8 2.5.7.3: a minimum reporting interval above the maximum (the maximum neither
+    0x0000, no periodic reports, nor 0xFFFF, stop reporting) is INVALID_VALUE."""
+    def configure(lo: int, hi: int) -> int:
+        c = foundation.AttributeReportingConfig()
+        c.direction, c.attrid, c.datatype = 0, 0x0000, 0x25
+        c.min_interval, c.max_interval, c.reportable_change = lo, hi, 1
+        (r,) = send(ep, general(GC.Configure_Reporting, c.serialize()))
+        _, args = decode(r)
+        return args.status_records[0].status
+
+    assert configure(10, 60) == S.SUCCESS
+    for lo, hi in [(61, 60), (0xFFFE, 1), (2, 1)]:
+        assert configure(lo, hi) == S.INVALID_VALUE, (lo, hi)
+        got = reporting_of(ep, 0x0000)
+        assert got.status == S.SUCCESS
+        assert (got.config.min_interval, got.config.max_interval) == (10, 60)  # kept
+    for lo, hi in [(60, 60), (120, 0)]:  # equal is fine; max 0: no periodic reports
+        assert configure(lo, hi) == S.SUCCESS, (lo, hi)
+        got = reporting_of(ep, 0x0000)
+        assert (got.config.min_interval, got.config.max_interval) == (lo, hi)

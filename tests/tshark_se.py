@@ -8,19 +8,17 @@ when the environment variable ``CI`` is set.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
+from required_tools import needs_tool
 
 from radios.pcap import tshark_key_options
 
 TSHARK = shutil.which("tshark")
-needs_tshark = pytest.mark.skipif(TSHARK is None and not os.environ.get("CI"),
-                                  reason="tshark not installed (.ci/run installs it)")
+needs_tshark = needs_tool("tshark")
 
 
 def key_options(pcap: Path) -> list[str]:

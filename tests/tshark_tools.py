@@ -11,13 +11,12 @@ skipping it.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-import pytest
+from required_tools import require_tool
 
 from radios.pcap import tshark_key_options
 
@@ -28,11 +27,7 @@ Z2000 = 946_684_800  # 2000-01-01T00:00:00Z, the ZCL UTCTime epoch (ZCL r8 2.6.2
 
 def need_tshark() -> str:
     """The tshark path; skips the test without it (fails under CI)."""
-    if TSHARK is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is required under CI (.ci/run installs it)")
-        pytest.skip("tshark not installed (.ci/run installs it)")
-    return TSHARK
+    return require_tool("tshark")
 
 
 def keys_options(pcap: Path) -> list[str]:

@@ -12,20 +12,20 @@ a failure.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
+from required_tools import needs_tool
 
 from radios.pcap import tshark_key_options
 
 TSHARK = shutil.which("tshark")
 AGG = "|"
-requires_tshark = pytest.mark.skipif(
-    TSHARK is None and not os.environ.get("CI"), reason="tshark not installed (.ci/run installs it)")
+requires_tshark = needs_tool("tshark")
+
+
 def key_options(pcap: Path) -> list[str]:
     """tshark options for the keys the capture wrote beside it (``FILE.keys``)."""
     return tshark_key_options(pcap)
