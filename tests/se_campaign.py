@@ -60,6 +60,9 @@ S = foundation.Status
 SE_PROFILE = 0x0109
 TC, IHD = 0x0000, 0x3B3B
 ENDPOINT = 1
+#: a Home Automation host (zigbee2mqtt, ZHA) may read these with its own profile (issue 14)
+HA_PROFILE = 0x0104
+HA_CLUSTERS = frozenset({0x0000, 0x0003, 0x000A, 0x0702})
 
 #: the tables a HAN client parses the meter's answers with (zigpy's own where zigpy has
 #: them; Price, Messaging, Prepayment, Calendar and Events are empty stubs in zigpy 2.4,
@@ -114,6 +117,11 @@ class Frame:
         hdr = foundation.ZCLHeader(frame_control=fc, manufacturer=self.manufacturer,
                                    tsn=self.tsn, command_id=self.command)
         return hdr.serialize() + self.payload
+
+
+def is_ha(f: Frame) -> bool:
+    """A frame of a Home Automation host to the meter on a cluster it may read."""
+    return f.dst_ep in (ENDPOINT, 0xFF) and f.profile == HA_PROFILE and f.cluster in HA_CLUSTERS
 
 
 def fixed_size(schema: Any) -> int | None:
@@ -189,8 +197,15 @@ class Meter:
         return out
 
     def entitled(self, f: Frame) -> set[str]:
-        """What frame ``f`` may change (when the meter accepts it)."""
-        if f.dst_ep not in (ENDPOINT, 0xFF) or f.profile not in (SE_PROFILE, 0xFFFF):
+        """What frame ``f`` may change (when the meter accepts it). A Home Automation host
+        (HA profile, on the clusters it may read) may configure reporting and Identify."""
+        if is_ha(f):
+            return {k for k in self._entitled_se(f)
+                    if k.startswith("reporting:") or f.cluster == 0x0003}
+        return self._entitled_se(f)
+
+    def _entitled_se(self, f: Frame) -> set[str]:
+        if f.dst_ep not in (ENDPOINT, 0xFF) or f.profile not in (SE_PROFILE, 0xFFFF, HA_PROFILE):
             return set()
         c = f.cluster
         if f.cluster not in self.servers or f.manufacturer is not None:
@@ -502,12 +517,14 @@ class SeCampaign:
         problems: list[str] = []
         if meter.ep.internal_errors != errors_before:
             problems.append("internal error (catch-all)")
-        ours = f.dst_ep in (ENDPOINT, 0xFF) and f.profile in (SE_PROFILE, 0xFFFF)
+        ours = f.dst_ep in (ENDPOINT, 0xFF) and (f.profile in (SE_PROFILE, 0xFFFF) or is_ha(f))
         if replies is None:
             if ours:
                 problems.append("a frame for the endpoint was not served")
+            elif f.dst_ep == ENDPOINT:  # zigpy's generic code would answer for the meter
+                problems.append("a frame to the endpoint left to zigpy")
             replies = []
-        elif not ours:
+        elif not ours and (replies or f.dst_ep != ENDPOINT):
             problems.append("served a frame not for the endpoint")
         statuses = []
         self.last_replies = len(replies)
