@@ -9,10 +9,12 @@ metrology and sends attribute reports.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
 import logging
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -35,6 +37,7 @@ from sep.bridge.config import BridgeConfig
 from sep.bridge.payloads import MeterState, currency_code
 from sep.clock import Clock, WallClock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
+from sep.clusters.ke_executor import process_compute
 from sep.clusters.ke_service import KeService
 from sep.clusters.messaging import MessagingServer
 from sep.clusters.metering import MeteringServer
@@ -113,6 +116,9 @@ class MeterSettings:
     # Home Automation hosts (zigbee2mqtt, ZHA) may read Basic, Identify, Time and Metering
     # with the HA profile (network key only): None = yes, unless Key Establishment is on
     ha_profile: bool | None = None
+    # Key Establishment's elliptic-curve maths in this many worker processes (0: executor
+    # threads, which hold the GIL and make the event loop late; bench/bench_ke.py)
+    ke_processes: int = 0
 
 
 def load_identity(settings: MeterSettings) -> str:
@@ -239,8 +245,15 @@ class MeterApp:
         self.ke: KeService | None = None
         self.tc_keyed = asyncio.Event()  # Key Establishment with the trust centre done
         if self.credentials:
+            self._ke_pool: concurrent.futures.ProcessPoolExecutor | None = None
+            options: dict[str, Any] = {}
+            if settings.ke_processes > 0:
+                self._ke_pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=settings.ke_processes,
+                    mp_context=multiprocessing.get_context("spawn"))
+                options["compute"] = process_compute(self._ke_pool)
             self.ke = KeService(self.controller, self.credentials,
-                                endpoint=settings.endpoint, own_ieee=self.ieee)
+                                endpoint=settings.endpoint, own_ieee=self.ieee, **options)
             self.ke.on_established.append(lambda done: self.audit(
                 "KEY_ESTABLISHMENT", partner=f"{done.partner_ieee:016x}", suite=done.suite,
                 initiator=done.initiator, result="link key installed"))
@@ -409,6 +422,8 @@ class MeterApp:
                     await task
         if self.ke is not None:
             await self.ke.stop()
+            if self._ke_pool is not None:
+                self._ke_pool.shutdown(wait=False, cancel_futures=True)
         if self.bridge is not None:
             await self.bridge.stop()
         if self.ota is not None:

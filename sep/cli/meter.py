@@ -100,6 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "certificate, its private key, the CA's public key); repeatable, one per "
                    "suite. With them the meter runs CBKE with the trust centre and takes SE "
                    "frames only under CBKE link keys; without, development mode")
+    h.add_argument("--ke-processes", type=int, default=1, metavar="N",
+                   help="run Key Establishment's elliptic-curve maths in N worker processes "
+                   "(default 1: the event loop keeps serving; 0: in threads)")
     h.add_argument("--ha-profile", choices=("auto", "on", "off"), default="auto",
                    help="answer Home Automation hosts (zigbee2mqtt, ZHA) that read Basic, "
                    "Identify, Time and Metering with the HA profile 0x0104, under the network "
@@ -354,7 +357,8 @@ def _run(args: argparse.Namespace) -> int:
                              ota_query_interval=args.ota_query_interval,
                              install_code=args.own_install_code, link_key=args.join_link_key,
                              ppmids=tuple(args.ppmid),
-                             ha_profile={"on": True, "off": False}.get(args.ha_profile))
+                             ha_profile={"on": True, "off": False}.get(args.ha_profile),
+                             ke_processes=max(0, args.ke_processes or 0))
     if args.radio != "virtual" and (args.own_install_code or args.join_link_key or args.pcap
                                     or args.cert):
         print("sep meter: --own-install-code, --join-link-key, --cert and --pcap need --radio "
