@@ -237,7 +237,9 @@ class Meter:
         if c == 0x0705 and f.command in PREPAY_RESTRICTED and not f.broadcast and f.src == TC:
             # the supplier's terms and top-ups move the account, its attributes and the
             # supply interlock (no PPMID is configured: the consumer's two are the ESI's too)
-            may = {"prepay", "attrs:0705", "supply", "attrs:0702"}
+            # and the meter tells the home on its displays (low credit, emergency credit,
+            # disconnected: Messaging messages; a top-up cancels them)
+            may = {"prepay", "attrs:0705", "supply", "attrs:0702", "messages", "confirmations"}
         return may
 
 

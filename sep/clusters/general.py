@@ -18,6 +18,11 @@ def to_zcl_time(unix: float) -> int:
     return int(unix) - ZIGBEE_EPOCH
 
 
+def _utc32(value: int) -> int:
+    """A computed time as a ZCL UTCTime/uint32 can carry it (0xFFFFFFFF: invalid)."""
+    return value if 0 <= value < 0xFFFFFFFF else 0xFFFFFFFF
+
+
 class BasicServer(ClusterServer):
     cluster = Basic
     generated = frozenset()  # Basic generates no cluster command
@@ -118,12 +123,15 @@ class TimeServer(ClusterServer):
         self.getters[0x0000] = lambda: to_zcl_time(self.now())
         self.getters[0x0003] = lambda: self._dst_bounds()[0]
         self.getters[0x0004] = lambda: self._dst_bounds()[1]
-        self.getters[0x0006] = lambda: to_zcl_time(self.now()) + int(self.values[0x0002])
+        self.getters[0x0006] = lambda: _utc32(to_zcl_time(self.now()) + int(self.values[0x0002]))
         self.getters[0x0007] = self._local_time
         self.getters[0x0008] = lambda: self.last_set
         self.getters[0x0009] = self._valid_until
         self.on_write[0x0000] = self._set_time
         self.validators[0x0001] = lambda v: int(v) & ~0x0F == 0
+        # ZCL r8 3.12.2.2: TimeZone and DstShift are offsets of at most a day either way
+        self.validators[0x0002] = lambda v: -86400 <= int(v) <= 86400
+        self.validators[0x0005] = lambda v: -86400 <= int(v) <= 86400
 
     def now(self) -> float:
         return self.clock.now() + self.offset
@@ -189,4 +197,4 @@ class TimeServer(ClusterServer):
         standard = utc + int(self.values[0x0002])
         start, end = self._dst_bounds()
         in_dst = start != 0xFFFFFFFF and end != 0xFFFFFFFF and start <= utc < end
-        return standard + (int(self.values[0x0005]) if in_dst else 0)
+        return _utc32(standard + (int(self.values[0x0005]) if in_dst else 0))
