@@ -208,10 +208,7 @@ class InHomeDisplay:
 
     async def start(self) -> None:
         await self.app.startup()
-        if self.ke is not None:
-            self.ke.start()
-            await ke_node.key_with(self.ke, ke_node.trust_centre(self.app), 0x0000, self._note,
-                                   "trust centre")
+        await ke_node.start_keyed(self.ke, self.app, self._note)
         self.han.start()
 
     async def stop(self) -> None:

@@ -60,6 +60,13 @@ async def key_with(ke: KeService | None, partner: t.EUI64 | str, nwk: int,
     return ok
 
 
+async def start_keyed(ke: KeService | None, app: Any, note: Callable[[str], Any]) -> None:
+    """After joining: serve Key Establishment, and key with the trust centre."""
+    if ke is not None:
+        ke.start()
+        await key_with(ke, trust_centre(app), 0x0000, note, "trust centre")
+
+
 class DemoCa:
     """The demo's certificate authority: one per run (or loaded from ``--certs DIR``),
     issuing every simulated device's credentials."""

@@ -156,10 +156,7 @@ class Ppmid:
 
     async def start(self) -> None:
         await self.app.startup()
-        if self.ke is not None:
-            self.ke.start()
-            await ke_node.key_with(self.ke, ke_node.trust_centre(self.app), 0x0000, self._note,
-                                   "trust centre")
+        await ke_node.start_keyed(self.ke, self.app, self._note)
 
     async def stop(self) -> None:
         if self.ke is not None:
