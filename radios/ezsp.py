@@ -141,6 +141,7 @@ class EzspController(bellows.zigbee.application.ControllerApplication):
         self._reconnect_task: asyncio.Task[None] | None = None
         self.reconnects = 0
         self.reconnect_delays = RECONNECT_DELAYS
+        self._cbke_keys: dict[t.EUI64, bytes] = {}  # the stick's key table, as we set it
 
     # -- bellows behaviours worked around here ----------------------------------------
     async def _reset(self) -> None:
@@ -167,6 +168,43 @@ class EzspController(bellows.zigbee.application.ControllerApplication):
             # bellows raises ControllerError; to a sender this is a failed delivery
             raise zigpy.exceptions.DeliveryError("the EZSP stick is not connected")
         await super().send_packet(packet)
+
+    # -- link keys from Key Establishment ------------------------------------------------
+    # A stick has no "kind" of key: those this controller put in the key table (and, on a
+    # router, those it found there) are Key Establishment's.
+    def has_link_key(self, partner: t.EUI64, kind: str | None = None) -> bool:
+        return t.EUI64(partner) in self._cbke_keys
+
+    async def install_link_key(self, partner: t.EUI64, key: bytes, kind: str = "cbke") -> None:
+        """Key Establishment's key into the stick's key table (``importLinkKey``): the NCP
+        APS-secures with it from now on, and keeps it across resets."""
+        ezsp = self._ezsp
+        if ezsp is None:
+            raise zigpy.exceptions.DeliveryError("the EZSP stick is not connected")
+        partner = t.EUI64(partner)
+        (index,) = await ezsp.findKeyTableEntry(address=partner, linkKey=True)
+        if index == 0xFF:
+            index = len(self._cbke_keys)
+        (status,) = await ezsp.importLinkKey(index=index, address=partner, key=t.KeyData(key))
+        if bt.sl_Status.from_ember_status(status) != bt.sl_Status.OK:
+            raise zigpy.exceptions.ControllerException(f"importLinkKey: {status!r}")
+        self._cbke_keys[partner] = bytes(key)
+
+    def forget_link_key(self, partner: t.EUI64) -> None:
+        partner = t.EUI64(partner)
+        self._cbke_keys.pop(partner, None)
+        ezsp = self._ezsp
+        if ezsp is None:
+            return
+
+        async def erase() -> None:
+            (index,) = await ezsp.findKeyTableEntry(address=partner, linkKey=True)
+            if index != 0xFF:
+                await ezsp.eraseKeyTableEntry(index=index)
+
+        task = asyncio.get_running_loop().create_task(erase())
+        task.add_done_callback(lambda f: f.cancelled() or f.exception())
+
 
     @property
     def reconnecting(self) -> bool:
