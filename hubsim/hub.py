@@ -21,7 +21,7 @@ import zigpy.zdo.types as zdo_t
 
 from hubsim import ke_node
 from hubsim.hub_services import HUB_SERVICE_CLUSTERS, HubServices
-from hubsim.mirror import MirrorHost
+from hubsim.mirror import MirrorHost, mirror_descriptors
 from hubsim.ota_server import HubOtaServer, OtaServerCore
 from hubsim.prepay_supplier import PrepaySupplier
 from hubsim.supplier import Supplier
@@ -87,8 +87,10 @@ class CommsHub:
 
             if role != "coordinator" or not device:
                 raise ValueError("a hub on EZSP is the coordinator, on a stick at device")
+            mirror_eps = mirror_descriptors(price=gas_tariff is not None) if mirrors else []
             self.app: zigpy.application.ControllerApplication = make_ezsp_controller(
-                device, endpoints=[se_endpoint], network=network)
+                device, endpoints=[se_endpoint, *mirror_eps], network=network)
+            self.app.aps_policy = requires_aps_security  # type: ignore[attr-defined]
         else:
             cfg = virtual_config(ieee, role=role, air=air, path=device or "virtual://default",
                                  default_endpoints=True, **security)
@@ -112,7 +114,7 @@ class CommsHub:
         if mirrors:
             gas_price = PriceServer(tariff=gas_tariff) if gas_tariff is not None else None
             self.mirrors = MirrorHost(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
-                                      price=gas_price)
+                                      price=gas_price, preregistered=radio == "ezsp")
         # The supplier's prepayment commands to meters, and its top-up code vending.
         code_format = tariff.prepayment.top_up_code if tariff and tariff.prepayment else None
         self.prepay = PrepaySupplier(self.app, clock=clock, code_format=code_format,

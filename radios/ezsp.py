@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import bellows.types as bt
@@ -142,6 +143,10 @@ class EzspController(bellows.zigbee.application.ControllerApplication):
         self.reconnects = 0
         self.reconnect_delays = RECONNECT_DELAYS
         self._cbke_keys: dict[t.EUI64, bytes] = {}  # the stick's key table, as we set it
+        # which (profile, cluster) must travel APS-encrypted (the owner's policy, e.g. SE's):
+        # the NCP firmware knows no such rule, so the host marks each frame (as the virtual
+        # radio's node does with its own policy)
+        self.aps_policy: Callable[[int, int], bool] | None = None
 
     # -- bellows behaviours worked around here ----------------------------------------
     async def _reset(self) -> None:
@@ -167,6 +172,11 @@ class EzspController(bellows.zigbee.application.ControllerApplication):
         if self._ezsp is None or not self.is_controller_running:
             # bellows raises ControllerError; to a sender this is a failed delivery
             raise zigpy.exceptions.DeliveryError("the EZSP stick is not connected")
+        if (self.aps_policy is not None and packet.dst is not None
+                and packet.dst.addr_mode in (t.AddrMode.NWK, t.AddrMode.IEEE)
+                and self.aps_policy(int(packet.profile_id), int(packet.cluster_id))):
+            packet = packet.replace(
+                tx_options=packet.tx_options | t.TransmitOptions.APS_Encryption)
         await super().send_packet(packet)
 
     # -- link keys from Key Establishment ------------------------------------------------

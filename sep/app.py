@@ -242,6 +242,8 @@ class MeterApp:
             self.persistence = MeterPersistence(self.store, self)
             self.persistence.restore()
             self.han.attach(self.store, self.persistence)
+        if hasattr(self.controller, "aps_policy"):  # a stick: the host marks SE frames
+            self.controller.aps_policy = requires_aps_security
         self._upstream_packet_received = self.controller.packet_received
         self.controller.packet_received = self._on_packet  # type: ignore[method-assign]
         self.ke: KeService | None = None
