@@ -52,7 +52,8 @@ def tshark(pcap: Path, flt: str, *fields: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def smets2(tmp_path: Path, *, meter_code: bytes | None = None, ke: bool = True):
+async def smets2(tmp_path: Path, *, meter_code: bytes | None = None, ke: bool = True,
+                 proxy=None):
     air = VirtualAir()
     pcap = tmp_path / "air.pcap"
     writer = PcapWriter(pcap).capture(air)
@@ -64,7 +65,8 @@ async def smets2(tmp_path: Path, *, meter_code: bytes | None = None, ke: bool = 
                    credentials=creds(HUB_IEEE))
     emu = await start_emulator(air, state_path=tmp_path / "ncp.json", ieee=METER_IEEE)
     join = JoinSettings.from_install_code(meter_code or codes[METER_IEEE])
-    meter = MeterApp(MeterSettings(radio="ezsp", device=emu.url, endpoint=9, ieee=METER_IEEE,
+    url = emu.url if proxy is None else await proxy.start(emu.port)
+    meter = MeterApp(MeterSettings(radio="ezsp", device=url, endpoint=9, ieee=METER_IEEE,
                                    tick_seconds=0.05, supplier_search_interval=0.2,
                                    initial_wh=4_213_496, join=join, data_dir=tmp_path / "meter",
                                    credentials=creds(METER_IEEE), ke_processes=0),
@@ -81,6 +83,8 @@ async def smets2(tmp_path: Path, *, meter_code: bytes | None = None, ke: bool = 
             await meter.stop()
         await emu.stop()
         await hub.stop()
+        if proxy is not None:
+            await proxy.stop()
         writer.close()
 
 
@@ -169,6 +173,33 @@ async def test_a_meter_with_the_wrong_install_code_is_not_admitted(tmp_path, cap
         assert hub_key is not None and emu.state.network_key != hub_key.hex()
     # and it never sent a frame secured with it
     assert tshark(pcap, "zbee.sec.src64 == " + METER_IEEE) == []
+
+
+async def test_the_router_survives_lost_and_damaged_ash_frames(tmp_path):
+    """Wave 1's ASH fault test, for the joined role: with every 13th frame lost and every
+    5th DATA frame damaged between bellows and the stick, the IHD's reads of the router
+    meter still come back, in order, with no reconnection."""
+    from test_ncp_bellows import LossyProxy
+
+    proxy = LossyProxy(drop_every=13, corrupt_every=5)
+    async with smets2(tmp_path, proxy=proxy) as (_air, _pcap, _hub, emu, meter, ihd):
+        async with asyncio.timeout(90):
+            await meter.start()
+            await meter.tc_keyed.wait()
+            await ihd.start()
+            await ihd.connect(timeout=30)
+            proxy.lossy = True
+            values = []
+            for _ in range(6):
+                ok, failed = await ihd.metering.read_attributes(["current_summ_delivered"],
+                                                                allow_cache=False)
+                assert not failed
+                values.append(int(ok["current_summ_delivered"]))
+            proxy.lossy = False
+        assert values == [4_213_496] * 6  # the register the meter was given (clock still)
+        assert proxy.dropped and proxy.corrupted
+        assert emu.ash.stats.bad_frames > 0 and emu.ash.stats.retransmissions > 0
+        assert meter.controller.reconnects == 0  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("node_type", "status"), [
