@@ -53,6 +53,7 @@ from typing import Any, Protocol
 import bellows.types as bt
 import zigpy.zdo.types as zdo_t
 
+from radios.ncp.cmd_cbke import CbkeCommands
 from radios.ncp.cmd_common import COMMANDS, STACK_TYPE, STACK_VERSION, Ezsp, EzspAsSl, S, sl_to
 from radios.ncp.cmd_config import ConfigCommands
 from radios.ncp.cmd_messaging import MessagingCommands
@@ -196,7 +197,8 @@ class NcpCounters:
     unknown_ids: list[int] = dataclasses.field(default_factory=list)
 
 
-class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingCommands):
+class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingCommands,
+              CbkeCommands):
     """The command dispatcher and RAM state of one emulated NCP.
 
     ``handle`` takes one EZSP frame from the host; replies and callbacks accumulate in
@@ -239,6 +241,7 @@ class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingComman
         self.manufacturer_code = 0x1002
         self.radio_power = self.state.tx_power
         self.mac_counters = [0] * len(bt.EmberCounterType)
+        self.cbke_reset()
 
     def take(self) -> list[bytes]:
         out, self.outbox = self.outbox, []
