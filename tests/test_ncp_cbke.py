@@ -17,21 +17,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import bellows.types as bt
+import pytest
 import zigpy.config
 from bellows.ezsp import EZSP
-from ke_support import creds
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from ke_support import (
+    CBKE1,
+    CURVE_NAMES,
+    creds,
+    need,
+    openssl,
+    openssl_public_key,
+    write_private_der,
+    write_public_der,
+)
 
 from radios.air import VirtualAir
 from radios.ncp import start_emulator
 from radios.ncp.cmd_cbke import CbkeData
 from radios.ncp.server import NcpEmulator
+from sep.clusters.key_establishment import KeyEstablished, KeyEstablishment
+from sep.security.aes_mmo import aes_mmo
 from sep.security.cbke_engine import SepCbkeEngine
 from sep.security.certs import Credentials
+from sep.zcl.frames import Reply, Request, decode_header
 
 E = bt.EmberStatus
 IEEE_A = 0x000D6F00000CB0A1
@@ -186,3 +205,147 @@ async def test_two_sticks_agree_on_smacs_and_store_the_same_link_key(tmp_path):
         assert keys[1] != keys[2]  # suite 2's key replaced suite 1's for the same partner
         assert len(await a.key_table()) == 1
         assert a.emu.ncp.counters.invalid == b.emu.ncp.counters.invalid == 0
+
+
+# ------------------------------------------------- the published worked example (suite 1)
+
+
+def vector_engine(name: str) -> SepCbkeEngine:
+    """The test seam: the sticks draw the worked example's ephemeral keys."""
+    eph = int(CBKE1[name]["ephemeral_private_key_hex"], 16)
+    return SepCbkeEngine(ephemeral_source=lambda curve: eph)
+
+
+async def test_sticks_reproduce_the_published_suite1_example(tmp_path):
+    """SE Annex C: device_2 initiates (U), device_1 responds (V). Both sticks are
+    provisioned by the host (setPreinstalledCbkeData), not by the emulator's options."""
+    dev1, dev2 = CBKE1["device_1"], CBKE1["device_2"]
+    ca = bytes.fromhex(CBKE1["ca_public_key_hex"])
+    async with sticks(tmp_path, ("device_1", IEEE_A, {}), ("device_2", IEEE_B, {}),
+                      engine=vector_engine) as (v, u):
+        for host, dev in ((v, dev1), (u, dev2)):
+            assert await host.certificate(1) == (E.ERR_FATAL, b"\xff" * 48)  # no token yet
+            status = await host.call(
+                "setPreinstalledCbkeData", caPublic=bt.EmberPublicKeyData(ca),
+                myCert=bt.EmberCertificateData(bytes.fromhex(dev["certificate_hex"])),
+                myKey=bt.EmberPrivateKeyData(bytes.fromhex(dev["private_key_hex"])))
+            assert status == [E.SUCCESS]
+            # the stick took the certificate's subject as its EUI-64
+            (eui,) = await host.call("getEui64")
+            assert bytes(eui)[::-1].hex() == dev["ieee_hex"]
+        qe_v, qe_u = await v.generate(1), await u.generate(1)
+        assert qe_v.hex() == dev1["ephemeral_public_key_hex"]
+        assert qe_u.hex() == dev2["ephemeral_public_key_hex"]
+        st_u, mac_u_u, mac_v_u = await u.smacs(1, True, bytes.fromhex(dev1["certificate_hex"]),
+                                               qe_v)
+        st_v, mac_u_v, mac_v_v = await v.smacs(1, False, bytes.fromhex(dev2["certificate_hex"]),
+                                               qe_u)
+        assert st_u == st_v == E.SUCCESS
+        assert mac_v_u.hex() == mac_v_v.hex() == CBKE1["macv_hex"]
+        assert mac_u_u == mac_u_v
+        assert await u.call("clearTemporaryDataMaybeStoreLinkKey", storeLinkKey=True) == [
+            E.SUCCESS]
+        assert await v.call("clearTemporaryDataMaybeStoreLinkKey", storeLinkKey=True) == [
+            E.SUCCESS]
+        assert (await u.link_key(1)) == (await v.link_key(2))
+
+
+# ------------------------------------------------------- the host-side KE core as partner
+
+
+def ke_request(command: int, payload: bytes, tsn: int, sender: int) -> Request:
+    header, rest = decode_header(bytes([0x01, tsn, command]) + payload)  # cluster, to server
+    return Request(src_nwk=0x4A11, src_ep=1, dst_ep=1, profile_id=0x0109,
+                   cluster_id=0x0800, header=header, payload=rest, src_ieee=sender)
+
+
+@pytest.mark.parametrize("suite", [1, 2])
+async def test_the_host_ke_core_as_responder_derives_the_sticks_key(tmp_path, suite):
+    """The stick initiates; ``sep.clusters.key_establishment`` answers as the partner would
+    over the air. The core accepts the stick's MACU, and its MACV and link key are the
+    stick's."""
+    core = KeyEstablishment([creds(suite, IEEE_B)], endpoint=1, own_ieee=IEEE_B)
+    now = 1_800_000_000.0
+    async with sticks(tmp_path, ("a", IEEE_A, {suite: creds(suite, IEEE_A)})) as (a,):
+        _status, cert_a = await a.certificate(suite)
+        (reply,) = core.handle(ke_request(0x00, suite.to_bytes(2, "little") + bytes([5, 5])
+                                          + cert_a, 1, IEEE_A), now)
+        cert_b = reply.data[3 + 4:]
+        assert cert_b == creds(suite, IEEE_B).certificate
+        qe_u = await a.generate(suite)
+        (reply,) = core.handle(ke_request(0x01, qe_u, 2, IEEE_A), now)
+        qe_v = reply.data[3:]
+        status, mac_u, mac_v = await a.smacs(suite, True, cert_b, qe_v)
+        assert status == E.SUCCESS
+        effects = core.handle(ke_request(0x02, mac_u, 3, IEEE_A), now)
+        (done,) = [e for e in effects if isinstance(e, KeyEstablished)]
+        (reply,) = [e for e in effects if isinstance(e, Reply)]
+        assert reply.data[2] == 0x02 and reply.data[3:] == mac_v  # ConfirmKeyDataResponse
+        assert await a.call(FRAMES[suite]["clear"], storeLinkKey=True) == [E.SUCCESS]
+        assert await a.link_key(IEEE_B) == done.link_key
+
+
+# ------------------------------------------------------------ ECDSA against OpenSSL
+
+
+def openssl_signature(suite: int, d: int, digest: bytes, tmp: Path) -> bytes:
+    """r ‖ s as OpenSSL signs the 16-byte digest with private key d."""
+    key = tmp / "signer.der"
+    write_private_der(CURVE_NAMES[suite], d, key)
+    r, s = decode_dss_signature(openssl("pkeyutl", "-sign", "-inkey", str(key),
+                                        "-keyform", "DER", data=digest))
+    size = {1: 21, 2: 36}[suite]
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+@pytest.mark.parametrize("suite", [1, 2])
+async def test_dsa_verify_takes_openssls_signatures_and_refuses_a_flipped_bit(tmp_path, suite):
+    need("openssl")
+    signer = creds(suite, IEEE_B)
+    stranger = creds(suite, IEEE_B, issuer=b"OTHERCA1", other_ca=True)
+    rng = random.Random(suite)
+    digest = rng.randbytes(16)
+    good = openssl_signature(suite, signer.private_key, digest, tmp_path)
+    f = FRAMES[suite]
+
+    async with sticks(tmp_path, ("a", IEEE_A, {suite: creds(suite, IEEE_A)})) as (a,):
+        async def verify(dg: bytes, cert: bytes, sig: bytes) -> Any:
+            (status,) = await a.operation(
+                f["verify"], "dsaVerifyHandler", digest=bt.EmberMessageDigest(dg),
+                signerCertificate=f["Cert"](cert), receivedSig=f["Sig"](sig))
+            return status
+
+        assert await verify(digest, signer.certificate, good) == E.SUCCESS
+        bit = rng.randrange(8 * len(good))
+        flipped = bytearray(good)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        assert await verify(digest, signer.certificate, bytes(flipped)) == \
+            E.SIGNATURE_VERIFY_FAILURE
+        assert await verify(bytes([digest[0] ^ 0x80]) + digest[1:], signer.certificate,
+                            good) == E.SIGNATURE_VERIFY_FAILURE
+        # the same subject's key, signed right, but certified by another CA
+        other = openssl_signature(suite, stranger.private_key, digest, tmp_path)
+        assert await verify(digest, stranger.certificate, other) == E.SIGNATURE_VERIFY_FAILURE
+
+
+async def test_dsa_sign_is_verified_by_openssl(tmp_path):
+    need("openssl")
+    own = creds(1, IEEE_A)
+    header, signed = b"\x19\x07\x04", b"report event status payload"
+    async with sticks(tmp_path, ("a", IEEE_A, {1: own})) as (a,):
+        status, out = await a.operation("dsaSign", "dsaSignHandler",
+                                        messageContents=header + signed + bytes([len(header)]))
+    out = bytes(out)
+    assert status == E.SUCCESS
+    assert out[:len(header + signed)] == header + signed and out[len(header + signed)] == 0x01
+    sig = out[len(header + signed) + 1:]
+    assert len(sig) == 42
+    pub, sig_der, dg = tmp_path / "p.der", tmp_path / "s.der", tmp_path / "dg"
+    write_public_der("sect163k1", openssl_public_key("sect163k1", own.private_key), pub)
+    sig_der.write_bytes(encode_dss_signature(int.from_bytes(sig[:21], "big"),
+                                             int.from_bytes(sig[21:], "big")))
+    dg.write_bytes(aes_mmo(signed))  # the header is not signed
+    done = subprocess.run([need("openssl"), "pkeyutl", "-verify", "-pubin", "-inkey", str(pub),
+                           "-keyform", "DER", "-in", str(dg), "-sigfile", str(sig_der)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
