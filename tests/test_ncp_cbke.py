@@ -18,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from ke_support import (
     need,
     openssl,
     openssl_public_key,
+    the_ca,
     write_private_der,
     write_public_der,
 )
@@ -50,6 +54,7 @@ from sep.clusters.key_establishment import KeyEstablished, KeyEstablishment
 from sep.security.aes_mmo import aes_mmo
 from sep.security.cbke_engine import SepCbkeEngine
 from sep.security.certs import Credentials
+from sep.security.keyfiles import credential_files
 from sep.zcl.frames import Reply, Request, decode_header
 
 E = bt.EmberStatus
@@ -349,3 +354,276 @@ async def test_dsa_sign_is_verified_by_openssl(tmp_path):
                            "-keyform", "DER", "-in", str(dg), "-sigfile", str(sig_der)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+class GatedEngine(SepCbkeEngine):
+    """Our engine, holding each operation until the test opens the gate (to catch the stick
+    in the middle of one, whatever the machine's load)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def generate_keys(self, suite: int) -> tuple[bytes, bytes]:
+        self.gate.wait(20)
+        return super().generate_keys(suite)
+
+
+async def test_operations_out_of_order_or_without_data_get_the_sticks_statuses(tmp_path):
+    async with sticks(tmp_path, ("a", IEEE_A, {2: creds(2, IEEE_A)})) as (a,):
+        # suite 1: no token on this stick
+        assert await a.certificate(1) == (E.ERR_FATAL, b"\xff" * 48)
+        assert await a.call("generateCbkeKeys") == [E.ERR_FATAL]
+        assert await a.call("dsaSign", messageContents=b"\x00") == [E.ERR_FATAL]
+        # suite 2: SMACs before keys, storing before SMACs
+        cert_b = creds(2, IEEE_B).certificate
+        assert await a.call("calculateSmacs283k1", amInitiator=True,
+                            partnerCertificate=bt.EmberCertificate283k1Data(cert_b),
+                            partnerEphemeralPublicKey=bt.EmberPublicKey283k1Data(
+                                bytes(37))) == [E.INVALID_CALL]
+        assert await a.call("clearTemporaryDataMaybeStoreLinkKey283k1",
+                            storeLinkKey=True) == [E.INVALID_CALL]
+        assert await a.call("clearTemporaryDataMaybeStoreLinkKey283k1",
+                            storeLinkKey=False) == [E.ERR_FATAL]  # always, says UG100
+        # a partner ephemeral key that is no curve point: the operation fails, not the stick
+        await a.generate(2)
+        status, mac_u, mac_v = await a.smacs(2, True, cert_b, b"\x05" + bytes(36))
+        assert status == E.ERR_FATAL and mac_u == mac_v == bytes(16)
+        assert await a.call("clearTemporaryDataMaybeStoreLinkKey283k1",
+                            storeLinkKey=True) == [E.INVALID_CALL]
+        assert a.callbacks.empty()
+        assert await a.key_table() == {}
+        assert a.emu.errors == 0 and a.emu.ncp.counters.invalid == 0
+
+    async with sticks(tmp_path, ("x", IEEE_A, {1: creds(1, IEEE_A)}),
+                      engine=lambda name: None) as (x,):  # a stick without the EC library
+        assert await x.certificate(1) == (E.SUCCESS, creds(1, IEEE_A).certificate)
+        assert await x.call("generateCbkeKeys") == [E.LIBRARY_NOT_PRESENT]
+        assert await x.call("dsaSign", messageContents=b"ab\x00") == [E.LIBRARY_NOT_PRESENT]
+
+
+async def test_one_ecc_operation_at_a_time_and_a_reset_drops_the_running_one(tmp_path):
+    engine = GatedEngine()
+    async with sticks(tmp_path, ("a", IEEE_A, both(IEEE_A)), engine=lambda name: engine) as (a,):
+        assert await a.call("generateCbkeKeys283k1") == [E.OPERATION_IN_PROGRESS]
+        # busy: every other ECC operation is refused, as is clearing the temporary data
+        assert await a.call("generateCbkeKeys") == [E.INVALID_CALL]
+        assert await a.call("dsaSign", messageContents=b"ab\x00") == [E.INVALID_CALL]
+        assert await a.call("clearTemporaryDataMaybeStoreLinkKey283k1",
+                            storeLinkKey=True) == [E.INVALID_CALL]
+        assert await a.call("echo", data=b"still serving") == [b"still serving"]
+        engine.gate.set()
+        status, key = await a.callback("generateCbkeKeysHandler283k1")
+        assert status == E.SUCCESS and len(bytes(key)) == 37
+        assert await a.generate(1)  # free again
+        engine.gate.clear()
+        assert await a.call("generateCbkeKeys283k1") == [E.OPERATION_IN_PROGRESS]
+    # the host went away mid-operation: a power-on, RAM lost; the late result is dropped
+    emu = a.emu
+    await emu.start()
+    try:
+        async with Host(emu) as again:
+            engine.gate.set()
+            await asyncio.sleep(0.3)
+            assert again.callbacks.empty()
+            assert await again.generate(2)  # not busy: the reset freed the engine
+    finally:
+        await emu.stop()
+
+
+async def test_a_certificate_from_another_ca_gives_smacs_the_partner_cannot_match(tmp_path):
+    """The stick cannot tell a foreign CA's certificate from ours (ECQV reconstructs some
+    point either way): its SMACs differ from the partner's, the host sees the mismatch and
+    discards the key (ERR_FATAL, nothing stored)."""
+    stranger = creds(2, IEEE_B, issuer=b"OTHERCA1", other_ca=True)
+    async with sticks(tmp_path, ("a", IEEE_A, {2: creds(2, IEEE_A)}),
+                      ("b", IEEE_B, {2: stranger})) as (a, b):
+        qe_a, qe_b = await a.generate(2), await b.generate(2)
+        st_a, u_a, v_a = await a.smacs(2, True, stranger.certificate, qe_b)
+        st_b, u_b, v_b = await b.smacs(2, False, creds(2, IEEE_A).certificate, qe_a)
+        assert st_a == st_b == E.SUCCESS
+        assert u_a != u_b and v_a != v_b
+        for host in (a, b):
+            assert await host.call("clearTemporaryDataMaybeStoreLinkKey283k1",
+                                   storeLinkKey=False) == [E.ERR_FATAL]
+            assert await host.key_table() == {}
+
+
+async def test_truncated_cbke_frames_are_invalid_commands_and_the_stick_serves_on(tmp_path):
+    from test_ncp_ezsp import RawHost, cmd
+
+    from radios.ncp.ezsp import COMMANDS, decode_frame
+
+    async with contextlib.AsyncExitStack() as stack:
+        air = VirtualAir()
+        emu = await start_emulator(air, ieee=eui64(IEEE_A), cbke_engine=SepCbkeEngine(),
+                                   cbke_data={2: token(creds(2, IEEE_A))})
+        stack.push_async_callback(emu.stop)
+        reader, writer = await asyncio.open_connection(emu.host, emu.port)
+        host = RawHost(reader, writer)
+        await host.frame()  # RSTACK
+        host.send(cmd(1, "version", desiredProtocolVersion=13))
+        await host.data()
+        whole = cmd(2, "calculateSmacs283k1", amInitiator=True,
+                    partnerCertificate=bt.EmberCertificate283k1Data(bytes(74)),
+                    partnerEphemeralPublicKey=bt.EmberPublicKey283k1Data(bytes(37)))
+        for seq, frame in enumerate((whole[:-1], whole[:20], cmd(0, "setPreinstalledCbkeData",
+                                     caPublic=bt.EmberPublicKeyData(bytes(22)),
+                                     myCert=bt.EmberCertificateData(bytes(48)),
+                                     myKey=bt.EmberPrivateKeyData(bytes(21)))[:-3]), 3):
+            host.send(bytes([seq]) + frame[1:])
+            rsp = decode_frame(await host.data())
+            assert rsp.frame_id == COMMANDS["invalidCommand"][0]
+            assert rsp.params == bytes([bt.EzspStatus.ERROR_INVALID_VALUE])
+        writer.close()
+        await asyncio.sleep(0.05)
+        async with Host(emu) as a:
+            assert await a.generate(2)
+            assert await a.certificate(2) == (E.SUCCESS, creds(2, IEEE_A).certificate)
+        assert emu.errors == 0 and emu.ncp.counters.invalid == 3
+
+
+def test_preinstalling_for_another_eui64_follows_the_api_reference():
+    """setPreinstalledCbkeData for another EUI-64: INVALID_CALL while the network is up,
+    BAD_ARGUMENT once a custom EUI-64 is written; a second write is inhibited."""
+    from test_ncp_ezsp import Radio, answer, cmd
+
+    from radios.ncp.ezsp import EzspNcp
+    from radios.ncp.state import NcpState
+
+    def preinstall(ncp: EzspNcp, seq: int, cred: Credentials) -> Any:
+        ncp.handle(cmd(seq, "setPreinstalledCbkeData",
+                       caPublic=bt.EmberPublicKeyData(cred.ca_public_key),
+                       myCert=bt.EmberCertificateData(cred.certificate),
+                       myKey=bt.EmberPrivateKeyData(cred.private_key.to_bytes(21, "big"))))
+        return answer(ncp)[2]["status"]
+
+    ncp = EzspNcp(NcpState(eui64=eui64(IEEE_A)), Radio(), on_persist=lambda: None)
+    ncp.handle(cmd(1, "version", desiredProtocolVersion=13))
+    ncp.take()
+    ncp.network_up = True
+    assert preinstall(ncp, 2, creds(1, IEEE_B)) == E.INVALID_CALL
+    assert preinstall(ncp, 3, creds(1, IEEE_A)) == E.SUCCESS  # our own EUI-64: any time
+    assert preinstall(ncp, 4, creds(1, IEEE_A)) == E.ERR_FLASH_WRITE_INHIBITED
+    ncp.network_up = False
+    ncp.state.restored_eui64 = eui64(0x000D6F0000000C03)
+    ncp.handle(cmd(5, "setValue", valueId=bt.EzspValueId.VALUE_CERTIFICATE_283K1,
+                   value=creds(2, IEEE_B).certificate))
+    assert answer(ncp)[2]["status"] == bt.sl_Status.OK
+    ncp.handle(cmd(6, "savePreinstalledCbkeData283k1"))
+    assert answer(ncp)[2]["status"] == E.ERR_FATAL  # the CA key and private key are missing
+    for seq, (vid, value) in enumerate(((bt.EzspValueId.VALUE_PUBLIC_KEY_283K1,
+                                         creds(2, IEEE_B).ca_public_key),
+                                        (bt.EzspValueId.VALUE_PRIVATE_KEY_283K1, bytes(35))), 7):
+        ncp.handle(cmd(seq, "setValue", valueId=vid, value=value))
+        answer(ncp)
+    ncp.handle(cmd(9, "savePreinstalledCbkeData283k1"))
+    assert answer(ncp)[2]["status"] == E.BAD_ARGUMENT  # a 35-byte private key
+    ncp.handle(cmd(10, "setValue", valueId=bt.EzspValueId.VALUE_PRIVATE_KEY_283K1,
+                   value=bytes(36)))
+    answer(ncp)
+    ncp.handle(cmd(11, "savePreinstalledCbkeData283k1"))
+    assert answer(ncp)[2]["status"] == E.BAD_ARGUMENT  # a custom EUI-64 is already written
+    assert "mfg_cbke_283k1_data" not in ncp.state.tokens
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+async def test_preinstalled_data_survives_a_restart_and_a_factory_reset(tmp_path):
+    one, two = creds(1, IEEE_A), creds(2, IEEE_A)
+    state = tmp_path / "a.json"
+    air = VirtualAir()
+    emu = await start_emulator(air, state_path=state, cbke_engine=SepCbkeEngine())
+    try:
+        async with Host(emu) as a:
+            assert await a.call(
+                "setPreinstalledCbkeData", caPublic=bt.EmberPublicKeyData(one.ca_public_key),
+                myCert=bt.EmberCertificateData(one.certificate),
+                myKey=bt.EmberPrivateKeyData(one.private_key.to_bytes(21, "big"))) == [
+                    E.SUCCESS]
+            vid = bt.EzspValueId
+            for value_id, value in ((vid.VALUE_CERTIFICATE_283K1, two.certificate),
+                                    (vid.VALUE_PUBLIC_KEY_283K1, two.ca_public_key),
+                                    (vid.VALUE_PRIVATE_KEY_283K1,
+                                     two.private_key.to_bytes(36, "big"))):
+                assert await a.call("setValue", valueId=value_id, value=value) == [
+                    bt.sl_Status.OK]
+            assert await a.call("savePreinstalledCbkeData283k1") == [E.SUCCESS]
+    finally:
+        await emu.stop()
+
+    # another emulator process: only the state file carries the stick's tokens over
+    emu = await start_emulator(air, state_path=state, cbke_engine=SepCbkeEngine())
+    try:
+        async with Host(emu) as a:
+            (eui,) = await a.call("getEui64")
+            assert str(eui) == eui64(IEEE_A)  # the certificates' subject
+            assert await a.certificate(1) == (E.SUCCESS, one.certificate)
+            assert await a.certificate(2) == (E.SUCCESS, two.certificate)
+            assert await a.call("savePreinstalledCbkeData283k1") == [E.ERR_FATAL]  # RAM gone
+            await a.call("tokenFactoryReset", excludeOutgoingFC=False, excludeBootCounter=False)
+            assert await a.certificate(2) == (E.SUCCESS, two.certificate)
+            # and the restored private key works: the host-side KE core accepts the stick
+            core = KeyEstablishment([creds(2, IEEE_B)], endpoint=1)
+            core.handle(ke_request(0x00, (2).to_bytes(2, "little") + bytes([5, 5])
+                                   + two.certificate, 1, IEEE_A), 0.0)
+            qe_u = await a.generate(2)
+            (reply,) = core.handle(ke_request(0x01, qe_u, 2, IEEE_A), 0.0)
+            _st, mac_u, _mac_v = await a.smacs(2, True, creds(2, IEEE_B).certificate,
+                                               reply.data[3:])
+            effects = core.handle(ke_request(0x02, mac_u, 3, IEEE_A), 0.0)
+            assert any(isinstance(e, KeyEstablished) for e in effects), effects
+    finally:
+        await emu.stop()
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+async def test_sep_ncp_emulator_cert_provisions_both_suites(tmp_path):
+    dirs = []
+    for suite in (1, 2):
+        files = credential_files(creds(suite, IEEE_A), the_ca(suite, b"SEPTEST1"))
+        directory = tmp_path / f"suite{suite}"
+        directory.mkdir()
+        for name, (content, _mode) in files.items():
+            (directory / name).write_bytes(content)
+        dirs += ["--cert", str(directory)]
+    bad = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sep.cli", "ncp-emulator", "--listen", "127.0.0.1:0", *dirs,
+        "--ieee", eui64(IEEE_B), "--duration", "5", stderr=asyncio.subprocess.PIPE)
+    _out, err = await bad.communicate()
+    assert bad.returncode == 2 and b"the certificate is for" in err, err
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sep.cli", "ncp-emulator", "--listen", "127.0.0.1:0", *dirs,
+        "--state", str(tmp_path / "ncp.json"), "--duration", "30",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(10):
+            first = (await proc.stdout.readline()).decode()
+        match = re.search(r"NCP emulator (\S+) .* on (socket://127\.0\.0\.1:\d+)", first)
+        assert match and match[1] == eui64(IEEE_A), first
+        ezsp = EZSP(zigpy.config.SCHEMA_DEVICE({zigpy.config.CONF_DEVICE_PATH: match[2]}))
+        await ezsp.connect(use_thread=False)
+        try:
+            assert await ezsp.getCertificate() == [E.SUCCESS, bt.EmberCertificateData(
+                creds(1, IEEE_A).certificate)]
+            assert await ezsp.getCertificate283k1() == [E.SUCCESS,
+                                                        bt.EmberCertificate283k1Data(
+                                                            creds(2, IEEE_A).certificate)]
+            assert await ezsp.generateCbkeKeys283k1() == [E.OPERATION_IN_PROGRESS]
+        finally:
+            await ezsp.disconnect()
+        proc.terminate()
+        async with asyncio.timeout(15):
+            await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
