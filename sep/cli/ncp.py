@@ -142,11 +142,13 @@ def _run(args: argparse.Namespace) -> int:
         emu = await start_emulator(air, host=host, port=port, state_path=args.state,
                                    ieee=ieee, pty=args.pty, tcp=not args.no_tcp,
                                    cbke_engine=SepCbkeEngine(), cbke_data=cbke_data)
+        cbke = ", ".join(str(n) for n in (1, 2) if emu.ncp.cbke_data(n) is not None)
         where = [emu.url] if not args.no_tcp else []
         if emu.pty_path:
             where.append(emu.pty_path)
         print(f"NCP emulator {emu.state.ieee} (EZSP v{emu.version}) on {' and '.join(where)}"
               f"; network {'formed' if emu.state.formed else 'not formed'}"
+              f"; CBKE suites {cbke or 'none'}"
               f"{' on ' + args.air if args.air else ''}; Ctrl-C stops", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
