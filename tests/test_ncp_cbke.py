@@ -49,6 +49,7 @@ from ke_support import (
 from radios.air import VirtualAir
 from radios.ncp import start_emulator
 from radios.ncp.cmd_cbke import CbkeData
+from radios.ncp.cmd_common import COMMANDS
 from radios.ncp.server import NcpEmulator
 from sep.clusters.key_establishment import KeyEstablished, KeyEstablishment
 from sep.security.aes_mmo import aes_mmo
@@ -455,7 +456,7 @@ async def test_a_certificate_from_another_ca_gives_smacs_the_partner_cannot_matc
 async def test_truncated_cbke_frames_are_invalid_commands_and_the_stick_serves_on(tmp_path):
     from test_ncp_ezsp import RawHost, cmd
 
-    from radios.ncp.ezsp import COMMANDS, decode_frame
+    from radios.ncp.ezsp import decode_frame
 
     async with contextlib.AsyncExitStack() as stack:
         air = VirtualAir()
@@ -627,3 +628,60 @@ async def test_sep_ncp_emulator_cert_provisions_both_suites(tmp_path):
             proc.kill()
             await proc.wait()
     assert proc.returncode == 0
+
+
+def test_sans_io_exchange_tells_the_radio_of_the_stored_key():
+    """The EZSP layer alone (no loop: the maths runs inline): the handler follows the
+    response, and storing the key calls the radio's ``link_key_imported(ieee, key)`` hook,
+    by which the node secures its APS frames with that partner."""
+    from test_ncp_ezsp import Radio, cmd
+
+    from radios.ncp.ezsp import EzspNcp, decode_frame
+    from radios.ncp.state import NcpState
+
+    class KeyedRadio(Radio):
+        def __init__(self) -> None:
+            super().__init__()
+            self.imported: list[tuple[str, bytes]] = []
+
+        def link_key_imported(self, ieee: str, key: bytes) -> None:
+            self.imported.append((ieee, key))
+
+    def stick(ieee: int) -> EzspNcp:
+        ncp = EzspNcp(NcpState(eui64=eui64(ieee)), KeyedRadio(), on_persist=lambda: None)
+        ncp.cbke_attach(SepCbkeEngine())
+        ncp.cbke_provision(1, token(creds(1, ieee)))
+        ncp.handle(cmd(1, "version", desiredProtocolVersion=13))
+        ncp.take()
+        return ncp
+
+    def run(ncp: EzspNcp, seq: int, name: str, **kwargs: Any) -> dict[str, Any]:
+        """The command's response (OPERATION_IN_PROGRESS), then its callback's fields."""
+        ncp.handle(cmd(seq, name, **kwargs))
+        response, callback = (decode_frame(f) for f in ncp.take())
+        assert response.frame_id == COMMANDS[name][0] and response.params == bytes(
+            [E.OPERATION_IN_PROGRESS])
+        assert callback.control & 0x10 and callback.seq == seq  # an asynchronous callback
+        handler = {"generateCbkeKeys": "generateCbkeKeysHandler",
+                   "calculateSmacs": "calculateSmacsHandler"}[name]
+        assert callback.frame_id == COMMANDS[handler][0]
+        fields, _ = bt.deserialize_dict(callback.params, COMMANDS[handler][2])
+        assert fields["status"] == E.SUCCESS
+        return fields
+
+    a, b = stick(IEEE_A), stick(IEEE_B)
+    qe_a = run(a, 2, "generateCbkeKeys")["ephemeralPublicKey"]
+    qe_b = run(b, 2, "generateCbkeKeys")["ephemeralPublicKey"]
+    got_a = run(a, 3, "calculateSmacs", amInitiator=True,
+                partnerCertificate=bt.EmberCertificateData(creds(1, IEEE_B).certificate),
+                partnerEphemeralPublicKey=qe_b)
+    got_b = run(b, 3, "calculateSmacs", amInitiator=False,
+                partnerCertificate=bt.EmberCertificateData(creds(1, IEEE_A).certificate),
+                partnerEphemeralPublicKey=qe_a)
+    assert got_a["initiatorSmac"] == got_b["initiatorSmac"]
+    for ncp in (a, b):
+        ncp.handle(cmd(4, "clearTemporaryDataMaybeStoreLinkKey", storeLinkKey=True))
+        assert decode_frame(ncp.take()[0]).params == bytes([E.SUCCESS])
+    ((ieee_b, key_ab),), ((ieee_a, key_ba),) = a.radio.imported, b.radio.imported
+    assert (ieee_b, ieee_a) == (eui64(IEEE_B), eui64(IEEE_A)) and key_ab == key_ba
+    assert a.state.link_keys[0].ieee == eui64(IEEE_B) and a.state.link_keys[0].key == key_ab.hex()
