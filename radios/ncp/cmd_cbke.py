@@ -217,6 +217,9 @@ class CbkeCommands:
     def cbke_provision(self, suite: int, data: CbkeData) -> None:
         """Write the token as the factory does (``--cert``): no one-time check."""
         CbkeData.from_bytes(suite, data.to_bytes())  # sizes
+        if eui64_text(data.subject) != str(self.state.ieee):
+            LOGGER.warning("NCP: the suite %d certificate is for %s, the stick is %s", suite,
+                           eui64_text(data.subject), self.state.ieee)
         self.state.tokens[TOKENS[suite]] = data.to_bytes().hex()
         self.on_persist()
 
@@ -361,9 +364,9 @@ class CbkeCommands:
                           initiatorSmac=bt.EmberSmacData(result.initiator_smac),
                           responderSmac=bt.EmberSmacData(result.responder_smac))
 
+        private, public = temp.ephemeral_private, temp.ephemeral_public
         self._cbke_run(f"calculateSmacs (suite {suite})", lambda: engine.calculate_smacs(
-            suite, own, temp.ephemeral_private, temp.ephemeral_public, initiator, certificate,
-            ephemeral), finish)
+            suite, own, private, public, initiator, certificate, ephemeral), finish)
         return {"status": E.OPERATION_IN_PROGRESS}
 
     def cmd_clearTemporaryDataMaybeStoreLinkKey(self, storeLinkKey: Any) -> dict:
