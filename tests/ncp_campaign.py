@@ -207,7 +207,9 @@ class Host:
         elif r < 0.12:
             meta["kind"] = "noise"
             self.dirty = True
-            return gen.raw(1, 40), meta
+            # a frame cut short before it ("no flag") must not be ended by a Flag the noise
+            # happens to start with: that would deliver it, unknown to this model
+            return (bytes([CANCEL]) if clear else b"") + gen.raw(1, 40), meta
         else:
             ezsp, name = self.ezsp()
             in_sequence = rng.random() < 0.92

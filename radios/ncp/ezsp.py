@@ -37,7 +37,8 @@ The command handlers (``cmd_<name>``, found by name when a frame arrives) are mi
 subject, each module holding one: :mod:`radios.ncp.cmd_config` (configuration, values,
 policies, endpoints, counters, manufacturing and NV3 tokens), :mod:`radios.ncp.cmd_network`
 (forming, scans, tables, permit joining), :mod:`radios.ncp.cmd_security` (security state,
-keys) and :mod:`radios.ncp.cmd_messaging` (sends, Green Power); what they share with this
+keys), :mod:`radios.ncp.cmd_messaging` (sends, Green Power) and :mod:`radios.ncp.cmd_cbke`
+(Certificate-Based Key Establishment, ECDSA); what they share with this
 module (bellows' command table, the status conversions) is in :mod:`radios.ncp.cmd_common`.
 This module keeps the frame layer and the core: RAM state, dispatch, callbacks, the
 radio's events and the network up/down helpers.
@@ -53,6 +54,7 @@ from typing import Any, Protocol
 import bellows.types as bt
 import zigpy.zdo.types as zdo_t
 
+from radios.ncp.cmd_cbke import CbkeCommands
 from radios.ncp.cmd_common import COMMANDS, STACK_TYPE, STACK_VERSION, Ezsp, EzspAsSl, S, sl_to
 from radios.ncp.cmd_config import ConfigCommands
 from radios.ncp.cmd_messaging import MessagingCommands
@@ -214,7 +216,8 @@ class NcpCounters:
     unknown_ids: list[int] = dataclasses.field(default_factory=list)
 
 
-class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingCommands):
+class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingCommands,
+              CbkeCommands):
     """The command dispatcher and RAM state of one emulated NCP.
 
     ``handle`` takes one EZSP frame from the host; replies and callbacks accumulate in
@@ -257,6 +260,7 @@ class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingComman
         self.manufacturer_code = 0x1002
         self.radio_power = self.state.tx_power
         self.mac_counters = [0] * len(bt.EmberCounterType)
+        self.cbke_reset()
 
     def take(self) -> list[bytes]:
         out, self.outbox = self.outbox, []

@@ -28,6 +28,7 @@ import bellows.types as bt
 
 from radios.air import VirtualAir
 from radios.ncp.ash import AshDevice, HostReset, Received
+from radios.ncp.cmd_cbke import CbkeData, CbkeEngine
 from radios.ncp.ezsp import PROTOCOL_VERSION, EzspNcp
 from radios.ncp.node import NcpNode
 from radios.ncp.state import NcpState
@@ -56,7 +57,11 @@ class NcpEmulator:
                  state_path: Path | None = None, ieee: str | None = None, pty: bool = False,
                  tcp: bool = True, version: int = PROTOCOL_VERSION,
                  ash_options: dict[str, Any] | None = None, boot_delay: float = BOOT_DELAY,
-                 ) -> None:
+                 cbke_engine: CbkeEngine | None = None,
+                 cbke_data: dict[int, CbkeData] | None = None) -> None:
+        """``cbke_engine``: the EC library of the CBKE commands (None: a stick without it);
+        ``cbke_data``: suite -> CBKE data written to the stick's token at start, as the
+        factory programs it (replacing what the state file holds for that suite)."""
         self.air = air
         self.boot_delay = boot_delay
         self.host = host
@@ -68,10 +73,10 @@ class NcpEmulator:
         self.ash_options = dict(ash_options or {})
         self.state = NcpState.load(state_path, ieee=ieee)
         self.state.save(state_path)
-        self.node = NcpNode(air, self.state, on_output=self._flush)
-        self.ncp = EzspNcp(self.state, self.node, version=version, on_persist=self._persist)
-        self.node.bind(self.ncp)
-        self.ash = AshDevice(**self.ash_options)
+        self.cbke_engine = cbke_engine
+        self._make_ncp()
+        for suite, data in (cbke_data or {}).items():
+            self.ncp.cbke_provision(suite, data)
         self._server: asyncio.AbstractServer | None = None
         self._session: _Session | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -140,12 +145,33 @@ class NcpEmulator:
             self.state = NcpState.load(self.state_path)
         else:
             self.state.boot()
+        self._make_ncp()
+        await self.start()
+
+    def _make_ncp(self) -> None:
+        """The stack on a fresh boot: node, EZSP layer (with its CBKE library), ASH."""
         self.node = NcpNode(self.air, self.state, on_output=self._flush)
         self.ncp = EzspNcp(self.state, self.node, version=self.version,
                            on_persist=self._persist)
+        self.ncp.cbke_attach(self.cbke_engine, runner=self._run_ecc, output=self._flush)
         self.node.bind(self.ncp)
         self.ash = AshDevice(**self.ash_options)
-        await self.start()
+
+    def _run_ecc(self, job: Any, done: Any) -> None:
+        """The CBKE maths in a worker thread: the loop keeps serving the host meanwhile."""
+        future = self.loop.run_in_executor(None, job)
+
+        def finished(fut: asyncio.Future[Any]) -> None:
+            if fut.cancelled():
+                return
+            error = fut.exception()
+            try:
+                done(None if error is not None else fut.result(), error)
+            except Exception:  # noqa: BLE001 - the emulator must outlive its own bugs
+                self.errors += 1
+                LOGGER.exception("NCP: delivering an ECC result failed")
+
+        future.add_done_callback(finished)
 
     async def __aenter__(self) -> NcpEmulator:
         return await self.start()
@@ -341,8 +367,11 @@ async def start_emulator(air: VirtualAir, *, host: str = "127.0.0.1", port: int 
                          state_path: Path | None = None, ieee: str | None = None,
                          pty: bool = False, tcp: bool = True,
                          version: int = PROTOCOL_VERSION,
-                         ash_options: dict[str, Any] | None = None) -> NcpEmulator:
+                         ash_options: dict[str, Any] | None = None,
+                         cbke_engine: CbkeEngine | None = None,
+                         cbke_data: dict[int, CbkeData] | None = None) -> NcpEmulator:
     """Start an emulated EZSP NCP attached to ``air``; bellows reaches it at ``.url``."""
     emu = NcpEmulator(air, host=host, port=port, state_path=state_path, ieee=ieee, pty=pty,
-                      tcp=tcp, version=version, ash_options=ash_options)
+                      tcp=tcp, version=version, ash_options=ash_options,
+                      cbke_engine=cbke_engine, cbke_data=cbke_data)
     return await emu.start()

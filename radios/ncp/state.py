@@ -64,7 +64,8 @@ class NcpState:
     tc_eui64: str = UNSET_EUI64
     aps_frame_counter: int = 0
     link_keys: list[LinkKey] = dataclasses.field(default_factory=list)
-    tokens: dict[str, str] = dataclasses.field(default_factory=dict)  # NV3 key -> hex value
+    # NV3 key (8 hex digits) or manufacturing token (mfg_...) -> hex value
+    tokens: dict[str, str] = dataclasses.field(default_factory=dict)
     boot_counter: int = 0
     # the stack's own tables below EZSP (radios.state.NodeState as JSON): incoming frame
     # counters, address map, devices, bindings
@@ -83,9 +84,11 @@ class NcpState:
             self.aps_frame_counter += FRAME_COUNTER_BOOT_JUMP
 
     def factory_reset(self, *, keep_frame_counter: bool = False) -> None:
-        """``tokenFactoryReset``: forget the network; the EUI-64 stays."""
+        """``tokenFactoryReset``: forget the network; the EUI-64 and the manufacturing
+        tokens (``mfg_*``, e.g. the CBKE certificates) stay."""
         fresh = NcpState(eui64=self.eui64, restored_eui64=self.restored_eui64,
-                         boot_counter=self.boot_counter)
+                         boot_counter=self.boot_counter,
+                         tokens={k: v for k, v in self.tokens.items() if k.startswith("mfg_")})
         if keep_frame_counter:
             fresh.nwk_frame_counter = self.nwk_frame_counter
             fresh.aps_frame_counter = self.aps_frame_counter

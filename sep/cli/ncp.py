@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from sep.cli.common import host_port, ieee_address
 
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  sep ncp-emulator --listen 127.0.0.1:9999 --state ncp.json\n"
         "  sep meter --radio ezsp --device socket://127.0.0.1:9999\n"
         "  sep ncp-emulator --pty --air udp://127.0.0.1:47000\n"
+        "  sep ncp-emulator --cert creds/suite1 --cert creds/suite2 --state ncp.json\n"
         "  bellows -d socket://127.0.0.1:9999 info     # bellows' own CLI, if installed",
     )
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9999",
@@ -45,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--air", metavar="URL",
                    help="udp://HOST:PORT of a virtual air served by `hubsim demo "
                    "--air-port` (default: an air of its own in this process)")
+    p.add_argument("--cert", type=Path, metavar="DIR", action="append", default=[],
+                   help="CBKE credentials to program into the stick's manufacturing token "
+                   "(sep cert issue --out DIR: the certificate, its private key, the CA's "
+                   "public key); repeatable, one per suite. The certificate's subject is the "
+                   "stick's EUI-64. Without it the stick has no CBKE data until the host "
+                   "sends setPreinstalledCbkeData (kept in --state)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.set_defaults(func=_run)
 
@@ -56,9 +64,34 @@ def _host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def _credentials(dirs: list[Path], ieee: str | None) -> tuple[dict[int, Any], str | None]:
+    """(suite -> the token's CBKE data, the stick's EUI-64) from ``--cert`` directories
+    (ValueError saying what is wrong: a file, two for one suite, subjects that differ)."""
+    from radios.ncp.cmd_cbke import CbkeData, eui64_text
+    from sep.security.keyfiles import KeyFileError, load_credentials
+
+    data: dict[int, Any] = {}
+    for directory in dirs:
+        try:
+            creds = load_credentials(directory)
+        except KeyFileError as exc:
+            raise ValueError(str(exc)) from None
+        if creds.suite in data:
+            raise ValueError(f"two directories for suite {creds.suite}: give one per suite")
+        size = creds.curve.scalar_len
+        data[creds.suite] = CbkeData(creds.ca_public_key, creds.certificate,
+                                     creds.private_key.to_bytes(size, "big"))
+        subject = eui64_text(data[creds.suite].subject)
+        if ieee is not None and subject != ieee:
+            raise ValueError(f"{directory}: the certificate is for {subject}, not {ieee}")
+        ieee = subject
+    return data, ieee
+
+
 def _run(args: argparse.Namespace) -> int:
     from radios.air import VirtualAir
     from radios.ncp import start_emulator
+    from sep.security.cbke_engine import SepCbkeEngine
 
     if args.no_tcp and not args.pty:
         print("sep ncp-emulator: --no-tcp needs --pty", file=sys.stderr)
@@ -77,14 +110,23 @@ def _run(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as exc:
         print(f"sep ncp-emulator: --air {exc}", file=sys.stderr)
         return 2
+    try:
+        cbke_data, ieee = _credentials(args.cert, args.ieee)
+    except ValueError as exc:
+        print(f"sep ncp-emulator: --cert: {exc}", file=sys.stderr)
+        return 2
     if args.state is not None and args.state.exists():
         from radios.ncp.state import NcpState
 
         try:  # a state file that is not one: say so now, not as a traceback later
-            NcpState.load(args.state)
+            stored = NcpState.load(args.state)
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             print(f"sep ncp-emulator: --state {args.state}: not an NCP state file "
                   f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            return 2
+        if cbke_data and str(stored.ieee) != ieee:
+            print(f"sep ncp-emulator: --cert: the certificate is for {ieee}, the stick in "
+                  f"--state {args.state} is {stored.ieee}", file=sys.stderr)
             return 2
     if args.verbose == 0:  # what the NCP does is the point of this command
         logging.getLogger("radios.ncp").setLevel(logging.INFO)
@@ -98,12 +140,15 @@ def _run(args: argparse.Namespace) -> int:
             assert air_at is not None
             link = await connect_udp(air, *air_at)
         emu = await start_emulator(air, host=host, port=port, state_path=args.state,
-                                   ieee=args.ieee, pty=args.pty, tcp=not args.no_tcp)
+                                   ieee=ieee, pty=args.pty, tcp=not args.no_tcp,
+                                   cbke_engine=SepCbkeEngine(), cbke_data=cbke_data)
+        cbke = ", ".join(str(n) for n in (1, 2) if emu.ncp.cbke_data(n) is not None)
         where = [emu.url] if not args.no_tcp else []
         if emu.pty_path:
             where.append(emu.pty_path)
         print(f"NCP emulator {emu.state.ieee} (EZSP v{emu.version}) on {' and '.join(where)}"
               f"; network {'formed' if emu.state.formed else 'not formed'}"
+              f"; CBKE suites {cbke or 'none'}"
               f"{' on ' + args.air if args.air else ''}; Ctrl-C stops", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
