@@ -335,3 +335,29 @@ def test_a_flood_of_refusals_is_counted_not_written_one_by_one():
     rig.send(STRANGER, 0x06, change_payment_mode(1), now=NOW + 61)
     last = [e for e in rig.events if e[0] == "PREPAY_REFUSED"][-1][1]
     assert last["not_stored_before"] == 80  # every refusal is accounted for
+
+
+# -- payment-based debt recovery ------------------------------------------------------------------
+def test_a_percentage_based_debt_takes_its_share_of_each_top_up():
+    """SE 1.4 D.7.2.3.3 Debt Recovery Method 1 (percentage based): the share of each top-up
+    set by Debt Recovery Balance Percentage (hundredths of a percent) goes to the debt until
+    it is paid; the rest is credit; TotalCreditAdded counts the whole top-up. Worked by hand:
+    £3.00 owed at 25 %: a £10 top-up pays £2.50 of it, the next £10 the last £0.50."""
+    rig = Rig(credit="10.00")
+    assert rig.status(SUPPLIER, 0x02, change_debt(1, kind=0, amount=30_000, method=1,
+                                                   percent=2500, per=0)) == SUCCESS
+    result, value, _source, credit = rig.top_up(PPMID, code(1, 1000))
+    assert (result, value, credit) == (0x10, 100_000, 100_000 + 100_000 - 25_000)
+    assert rig.account.accumulated_debt == 5_000
+    result, value, _source, credit = rig.top_up(PPMID, code(2, 1000))
+    assert (result, value, credit) == (0x10, 100_000, 175_000 + 100_000 - 5_000)
+    assert rig.account.accumulated_debt == 0 and rig.account.total_added == 200_000
+    # a third top-up owes nothing: all of it is credit
+    assert rig.top_up(PPMID, code(3, 500))[3] == 270_000 + 50_000
+    # the debt log read over the cluster: PublishDebtLog (SE 1.4 D.7.2.4.6), newest first:
+    # collection time, amount collected, debt type, outstanding debt
+    [log] = rig.send(SUPPLIER, 0x0A, struct.pack("<IBB", 0, 0, 0xFF))
+    assert log[2] == 0x06 and log[3:5] == b"\x00\x01"  # command 0 of 1
+    entries = [struct.unpack_from("<IIBI", log, 5 + 13 * i) for i in range((len(log) - 5) // 13)]
+    assert [(collected, kind, left) for _t, collected, kind, left in entries] == [
+        (5_000, 0, 0), (25_000, 0, 5_000)]
