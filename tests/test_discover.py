@@ -15,6 +15,7 @@ The answers to the Discover commands are parsed with zigpy's foundation schemas.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -128,7 +129,7 @@ def discover_commands(m: Meter, cluster: int, generated: bool) -> list[int]:
         start = got[-1] + 1
 
 
-CLUSTERS = (0x0000, 0x0003, 0x000A, 0x0702, 0x0700, 0x0703)
+CLUSTERS = (0x0000, 0x0003, 0x000A, 0x0702, 0x0700, 0x0703, 0x0705)
 
 
 @pytest.mark.parametrize("cluster", CLUSTERS)
@@ -246,8 +247,48 @@ def _identify(m: Meter) -> dict[int, Callable[[], list[bytes]]]:
                            m.request(0x0003, 0x01))[1]}
 
 
+def _luhn(payload: str) -> bytes:
+    """A top-up code in the default layout: the payload and its Luhn digit (ISO/IEC 7812)."""
+    total = 0
+    for i, ch in enumerate(reversed(payload)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return (payload + str((10 - total % 10) % 10)).encode()
+
+
+def _prepayment(m: Meter) -> dict[int, Callable[[], list[bytes]]]:
+    """Requests packed from the SE 1.4 D.7 payload tables (the supplier is the hub)."""
+    def top_up(serial: int) -> list[bytes]:
+        code = _luhn(f"{serial:08d}{1000:06d}")  # £10.00
+        return m.request(0x0705, 0x04, bytes([0, len(code)]) + code)
+
+    def debt_log() -> list[bytes]:
+        label = b"Arrears"
+        m.request(0x0705, 0x02, u32(2) + bytes([len(label)]) + label + struct.pack(
+            "<iBBIHBiH", 5_000, 1, 0, 0, 0, 0, 0, 5_000))  # 50 % of each top-up
+        top_up(12)
+        return m.request(0x0705, 0x0A, u32(0) + bytes([5, 0xFF]))
+
+    def snapshot() -> list[bytes]:
+        top_up(11)
+        return m.request(0x0705, 0x07, u32(0) + u32(0) + bytes([0]) + u32(0xFFFFFFFF))
+
+    def top_up_log() -> list[bytes]:
+        top_up(13)
+        return m.request(0x0705, 0x08, u32(0) + bytes([5]))
+
+    return {
+        0x01: snapshot,  # GetPrepaySnapshot → PublishPrepaySnapshot
+        0x02: lambda: m.request(0x0705, 0x06, struct.pack(  # ChangePaymentMode → its response
+            "<IIIHi", 0xABCD, 1, 0, 0x0093, 0)),
+        0x03: lambda: top_up(10),  # ConsumerTopUp → ConsumerTopUpResponse
+        0x05: top_up_log,  # GetTopUpLog → PublishTopUpLog
+        0x06: debt_log,  # GetDebtRepaymentLog → PublishDebtLog
+    }
+
+
 SCENARIOS = {0x0702: _metering, 0x0700: _price, 0x0703: _messaging, 0x0003: _identify,
-             0x0000: lambda m: {}, 0x000A: lambda m: {}}
+             0x0000: lambda m: {}, 0x000A: lambda m: {}, 0x0705: _prepayment}
 
 
 @pytest.mark.parametrize("cluster", CLUSTERS)

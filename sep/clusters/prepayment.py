@@ -72,6 +72,9 @@ def _unix(zcl: int, now: float) -> int:
 
 class PrepaymentServer(ClusterServer):
     cluster = Prepayment
+    #: PublishPrepaySnapshot, ChangePaymentModeResponse, ConsumerTopUpResponse,
+    #: PublishTopUpLog, PublishDebtLog (what Discover Commands Generated lists)
+    generated = frozenset({0x01, 0x02, 0x03, 0x05, 0x06})
     reportable = frozenset({0x0000, 0x0001, 0x0002, 0x0003, 0x0005, 0x0400})
 
     def __init__(self, account: PrepaymentAccount, *, supply: SupplyControl,
