@@ -8,8 +8,6 @@ secured HAN when the demo writes them beside the capture (``FILE.keys``).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -19,18 +17,14 @@ from tshark_tools import fields, malformed, need_tshark
 from hubsim import demo_se
 from hubsim.demo import DEMO_TARIFF
 
-BIN = Path(sys.executable).parent
 HUB = 0x0000
 MET, PRI, MSG = "zbee_zcl_se.met", "zbee_zcl_se.price", "zbee_zcl_se.msg"
 
 
 @pytest.fixture(scope="module")
-def capture(tmp_path_factory) -> tuple[Path, int, int]:
+def capture(default_demo) -> tuple[Path, int, int]:
     need_tshark()
-    pcap = tmp_path_factory.mktemp("demo") / "air.pcap"
-    proc = subprocess.run([str(BIN / "hubsim"), "demo", "--duration", "60", "--no-live",
-                           "--pcap", str(pcap)], capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr
+    pcap, _stdout = default_demo  # tests/conftest.py: one run shared with test_demo_han.py
     # the meter answers GetProfile, the IHD asked it
     (row,) = fields(pcap, f"{MET}.cmd.srv_tx.id == 0x00", ["zbee_nwk.src", "zbee_nwk.dst"])
     return pcap, int(row[0], 16), int(row[1], 16)
