@@ -338,3 +338,37 @@ def test_discover_attributes_lists_exactly_what_reads(meter, cluster):
                 readable.add(int(rec.attrid))
                 assert int(rec.value.type) == found.get(int(rec.attrid)), hex(int(rec.attrid))
     assert set(found) == readable
+
+
+def test_a_reportable_price_attribute_is_reported_when_it_changes(meter):
+    """Price attributes are reportable where they change while the meter runs (15.6): a
+    display configures reporting of StandingCharge (0x0301, uint32) and gets a report with
+    the new tariff's value — the file's £0.75 a day with 4 price trailing digits — while
+    CommodityType (0x0300), fixed, is UNREPORTABLE_ATTRIBUTE (ZCL r8 2.5.7.3)."""
+    def configure(attr: int, type_id: int) -> int:
+        record = struct.pack("<BHBHH", 0, attr, type_id, 0, 3600) + (
+            struct.pack("<I", 1) if type_id == 0x23 else b"")
+        rsp = general_answer(meter.request(0x0700, GC.Configure_Reporting, record,
+                                           general=True, src=IHD), GC.Configure_Reporting_rsp)
+        return int(rsp.status_records[0].status)
+
+    assert configure(0x0300, 0x30) == S.UNREPORTABLE_ATTRIBUTE
+    assert configure(0x0301, 0x23) == S.SUCCESS
+
+    def reported(t: float) -> list[tuple[int, int]]:
+        out = []
+        for reply in meter.app.endpoint.reports(t):
+            hdr, rest = foundation.ZCLHeader.deserialize(reply.data)
+            if reply.cluster_id == 0x0700 and reply.dst_nwk == IHD and \
+                    hdr.command_id == GC.Report_Attributes:
+                value, _ = foundation.GENERAL_COMMANDS[GC.Report_Attributes].schema.deserialize(
+                    rest)
+                out += [(int(r.attrid), r.value.value) for r in value.attribute_reports]
+        return out
+
+    reported(meter.now + 1)  # the first report, of the value configured against
+    assert reported(meter.now + 2) == []  # nothing changed: nothing said
+    changed = parse_tariff(TARIFF.replace('standing_charge = "0.5"', 'standing_charge = "0.75"')
+                           .replace("issuer_tariff_id = 31", "issuer_tariff_id = 33"))
+    meter.app.price.set_tariff(changed, meter.now + 3)
+    assert reported(meter.now + 4) == [(0x0301, 7500)]
