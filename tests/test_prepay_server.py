@@ -361,3 +361,37 @@ def test_a_percentage_based_debt_takes_its_share_of_each_top_up():
     entries = [struct.unpack_from("<IIBI", log, 5 + 13 * i) for i in range((len(log) - 5) // 13)]
     assert [(collected, kind, left) for _t, collected, kind, left in entries] == [
         (5_000, 0, 0), (25_000, 0, 5_000)]
+
+
+def read_attrs(rig: Rig, *ids: int) -> dict[int, int]:
+    """Read Attributes (ZCL r8 2.5.1), the answer parsed with zigpy's foundation schema."""
+    from zigpy.zcl import foundation
+
+    [data] = rig.send(SUPPLIER, 0x00, b"".join(struct.pack("<H", i) for i in ids), fc=0x00)
+    hdr, rest = foundation.ZCLHeader.deserialize(data)
+    assert hdr.command_id == foundation.GeneralCommand.Read_Attributes_rsp
+    rsp, _ = foundation.GENERAL_COMMANDS[hdr.command_id].schema.deserialize(rest)
+    return {int(r.attrid): int(r.value.value) for r in rsp.status_records}
+
+
+def test_the_low_credit_level_and_the_credit_limits_the_supplier_sets_are_kept_to():
+    """SetLowCreditWarningLevel (D.7.2.3.10): Credit Status bit 1 "Low Credit" once the
+    credit is below it; SetMaximumCreditLimit (D.7.2.3.12): a top-up above the maximum per
+    top-up is Rejected – Too Large (0x06), one that would take the credit above the
+    maximum credit is Rejected – Max Credit Reached (0x04)."""
+    rig = Rig(credit="10.00")
+    assert rig.status(SUPPLIER, 0x09, struct.pack("<I", 80_000)) == SUCCESS  # £8.00
+    assert read_attrs(rig, 0x0031)[0x0031] == 80_000
+    rig.server.book(NOW, 0, 0, 0)
+    rig.server.book(NOW + 60, 7_000, 2_500, 0)  # 7 kWh at 25p: £1.75 drawn, £8.25 left
+    assert not read_attrs(rig, 0x0003)[0x0003] & 0x02
+    rig.server.book(NOW + 120, 8_200, 2_500, 0)  # 1.2 kWh more: £7.95 left
+    assert read_attrs(rig, 0x0003)[0x0003] & 0x02
+    assert rig.status(SUPPLIER, 0x0B, struct.pack("<IIIII", PROVIDER, 101, 0, 200_000,
+                                                  50_000)) == SUCCESS  # £20, £5 a time
+    assert read_attrs(rig, 0x0021, 0x0022) == {0x0021: 200_000, 0x0022: 50_000}
+    assert rig.top_up(PPMID, code(1, 501))[0] == 0x06  # £5.01: too large
+    assert rig.top_up(PPMID, code(1, 500))[0] == 0x10  # £5.00: £12.95
+    assert rig.top_up(PPMID, code(2, 500))[0] == 0x10  # £17.95
+    assert rig.top_up(PPMID, code(3, 500))[0] == 0x04  # £22.95 > £20: max credit reached
+    assert rig.account.total_added == 100_000
