@@ -134,7 +134,15 @@ async def test_prepayment_scenario_as_tshark_decodes_it(tmp_path):
                    to_server=True)
     assert int(cap[0]) == 0x7FFFFFFF
 
-    # the logs the supplier read back
+    # the logs the supplier read back: what it asked (hubsim/prepay_supplier.py) ...
+    [ask_top_ups] = pp_cmd(pcap, 8, [f"{PP}.get_top_up_log.number_of_records"], to_server=True)
+    [ask_debts] = pp_cmd(pcap, 10, [f"{PP}.get_debt_repayment_log.number_of_records",
+                                    f"{PP}.get_debt_repayment_log.debt_type"], to_server=True)
+    [ask_snap] = pp_cmd(pcap, 7, [f"{PP}.get_prepay_snapshot.snapshot_offset",
+                                  f"{PP}.get_prepay_snapshot.snapshot_cause"], to_server=True)
+    assert int(ask_top_ups[0]) == 5 and [int(x, 0) for x in ask_debts] == [5, 0xFF]
+    assert int(ask_snap[0]) == 0 and int(ask_snap[1], 16) == 0xFFFFFFFF
+    # ... and what it got
     [log] = pp_cmd(pcap, 5, [f"{PP}.publish_top_up_log.top_up_code",
                              f"{PP}.publish_top_up_log.top_up_amount"], to_server=False)
     assert ts.octets(log[0]).decode() == code and int(log[1]) == 50_000
