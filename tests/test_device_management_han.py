@@ -101,7 +101,7 @@ async def test_change_of_tenancy_at_its_time_does_what_table_d164_says(tmp_path)
         new = m.snapshots[snapshots:]
         assert [(s.cause, s.time) for s in new] == [(COT_CAUSE, at), (COT_CAUSE, at)]
         assert new[0].summation_delivered >= summation  # the registers are kept
-        assert [a >= b for a, b in zip(m.registers.tiers_delivered, tiers, strict=True)]
+        assert all(a >= b for a, b in zip(m.registers.tiers_delivered, tiers, strict=True))
         after = meter.price.tariff
         assert after.standing_charge == 0 and after.issuer_tariff_id != tariff.issuer_tariff_id
         assert after.tiers == tariff.tiers and after.schedule == tariff.schedule  # plan kept
