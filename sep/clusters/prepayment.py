@@ -261,6 +261,16 @@ class PrepaymentServer(ClusterServer):
         self._after_change(now)
         return Status.SUCCESS, result
 
+    def change_of_tenancy(self, now: float, **bits: bool) -> list[str]:
+        """A change of tenancy or supplier's prepayment bits (``PrepaymentAccount.
+        change_of_tenancy``), stored before it is adopted; raises when it cannot be stored."""
+        new = self.account.copy()
+        done = new.change_of_tenancy(now=now, **bits)
+        self.commit(new, [("PREPAY_TENANCY_RESET", {"done": done})])
+        self.account = new
+        self._after_change(now)
+        return done
+
     def _when(self, zcl: int, now: float) -> int:
         return _unix(zcl, now)
 
