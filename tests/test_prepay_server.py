@@ -395,3 +395,27 @@ def test_the_low_credit_level_and_the_credit_limits_the_supplier_sets_are_kept_t
     assert rig.top_up(PPMID, code(2, 500))[0] == 0x10  # £17.95
     assert rig.top_up(PPMID, code(3, 500))[0] == 0x04  # £22.95 > £20: max credit reached
     assert rig.account.total_added == 100_000
+
+
+def test_credit_mode_never_interrupts_and_changing_the_payment_mode_takes_effect():
+    """Credit and prepayment payment modes (SE 1.4 D.7.2.2.1.1 Payment Control
+    Configuration: bit 0 Disconnection Enabled, bit 1 Prepayment Enabled) and
+    ChangePaymentMode between them: in credit mode a meter never cuts the supply for want of
+    credit; switched to prepayment with nothing left it interrupts it (ARMED); switched back
+    to credit mode, the household may restore it."""
+    rig = Rig(mode="credit", credit="0.00")
+    rig.server.book(NOW, 0, 0, 0)
+    rig.server.book(NOW + 60, 10_000, 2_500, 0)  # 10 kWh at 25p drawn, nothing paid
+    assert rig.supply.status == SupplyStatus.ON
+    [rsp] = rig.send(SUPPLIER, 0x06, change_payment_mode(7, control=0x0003), now=NOW + 120)
+    assert rsp[2] == 0x02  # ChangePaymentModeResponse
+    assert rig.supply.status == SupplyStatus.ARMED
+    with pytest.raises(Exception, match="no credit"):
+        rig.supply.local_change(2)
+    [rsp] = rig.send(SUPPLIER, 0x06, change_payment_mode(8, control=0x0000), now=NOW + 150)
+    assert rsp[2] == 0x02
+    assert read_attrs(rig, 0x0000)[0x0000] == 0x0000
+    rig.supply.local_change(2)  # credit mode: nothing holds the supply off
+    assert rig.supply.status == SupplyStatus.ON
+    rig.server.book(NOW + 180, 20_000, 2_500, 0)
+    assert rig.supply.status == SupplyStatus.ON
