@@ -186,6 +186,16 @@ class InHomeDisplay:
         self.not_meters: set[tuple[int, int]] = set()  # mirrors answer Match_Desc too
         # Key Establishment (with credentials): with the trust centre, then the meter
         self.ke = ke_node.attach(self.app, credentials, endpoint=1, ieee=ieee)
+        self.han.on_trust_centre_lost = self._trust_centre_lost
+
+    def _trust_centre_lost(self, failures: int) -> None:
+        """Search for the trust centre, rejoin and key with it again (once at a time)."""
+        if any(task.get_name() == "ihd-tc-search" for task in self._tasks):
+            return
+        task = asyncio.get_running_loop().create_task(
+            ke_node.find_trust_centre(self.ke, self.app, self._note), name="ihd-tc-search")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _note(self, text: str) -> None:
         LOGGER.info("IHD: %s", text)
@@ -213,6 +223,8 @@ class InHomeDisplay:
 
     async def stop(self) -> None:
         await self.han.stop()
+        for task in [x for x in self._tasks if x.get_name() == "ihd-tc-search"]:
+            task.cancel()
         if self.ke is not None:
             await self.ke.stop()
         await self.app.shutdown()

@@ -9,6 +9,7 @@ network: the keys of joining and Request Key are its link keys.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -65,6 +66,34 @@ async def start_keyed(ke: KeService | None, app: Any, note: Callable[[str], Any]
     if ke is not None:
         ke.start()
         await key_with(ke, trust_centre(app), 0x0000, note, "trust centre")
+
+
+async def find_trust_centre(ke: KeService | None, app: Any, note: Callable[[str], Any], *,
+                            attempts: int = 5, delay: float = 2.0) -> bool:
+    """After the missed keep-alives (SE 1.x 5.4.2.2.3.4): search for the trust centre and
+    rejoin (secured) through any router of the PAN, then key with it again — the key made
+    with the trust centre that went away is of no use with the one found. True when both
+    were done."""
+    from radios.shell import JoinFailed
+
+    shell = getattr(app, "shell", None)
+    if shell is None:
+        return False  # (a stick's firmware rejoins by itself)
+    for n in range(attempts):
+        try:
+            await shell.rejoin()
+            break
+        except JoinFailed as exc:
+            note(f"trust centre search: {exc}")
+            if n == attempts - 1:
+                return False
+            await asyncio.sleep(delay)
+    note(f"rejoined (secured) as 0x{int(app.state.node_info.nwk):04X}")
+    if ke is None:
+        return True
+    tc = trust_centre(app)
+    app.forget_link_key(tc)
+    return await key_with(ke, tc, 0x0000, note, "trust centre")
 
 
 class DemoCa:

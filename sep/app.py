@@ -189,6 +189,7 @@ class MeterApp:
         self._wire_billing()
         # Calendar, Events, Device Management, Keep-Alive (sep/han.py)
         self.han = HanServices(self, authorised=self._is_supplier, seed=settings.seed)
+        self.han.on_trust_centre_lost = self._trust_centre_lost
         self.supplier = SupplierLink([self.price, self.messaging, self.han.calendar],
                                      authorised=self._is_supplier)
         tariff = self.price.tariff
@@ -272,6 +273,7 @@ class MeterApp:
         self._supplier_task: asyncio.Task[None] | None = None
         self._time_task: asyncio.Task[None] | None = None
         self._han_task: asyncio.Task[None] | None = None
+        self._tc_search_task: asyncio.Task[None] | None = None
         self._match_purposes: dict[int, Callable[[int, list[int]], Any]] = {}
         self._send_tasks: set[asyncio.Task[Any]] = set()
         self.last_reading: Reading | None = None
@@ -378,6 +380,40 @@ class MeterApp:
         self._keyed_with(ours)
         self.tc_keyed.set()
 
+    def _trust_centre_lost(self, failures: int) -> None:
+        """Keep-Alive's verdict (SE 1.x 5.4.2.2.3.4): search for the trust centre, rejoin
+        (secured) and establish the key with it again (``_find_trust_centre``)."""
+        if self._tc_search_task is None or self._tc_search_task.done():
+            self._tc_search_task = asyncio.create_task(self._find_trust_centre(),
+                                                       name="meter-tc-search")
+
+    async def _find_trust_centre(self) -> None:
+        from radios.shell import JoinFailed
+
+        shell = getattr(self.controller, "shell", None)  # the virtual radio's node
+        delay = HAN_SEARCH_FIRST
+        while shell is not None:  # (a stick's firmware rejoins by itself)
+            try:
+                await shell.rejoin()
+            except JoinFailed as exc:
+                LOGGER.warning("trust centre search: %s; again in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, HAN_SEARCH_MAX)
+                continue
+            self.audit("JOIN", nwk=f"0x{self.nwk:04X}", method="secured rejoin",
+                       why="trust centre lost")
+            break
+        if self.ke is None or shell is None or self.nwk == 0x0000:
+            return
+        if self._ke_task is not None and not self._ke_task.done():
+            await self._ke_task  # the first key is still being made
+        # the key made with the trust centre that went away is of no use with the one found:
+        # key again (the same path as after a change of certificates)
+        self.controller.forget_link_key(  # type: ignore[attr-defined]
+            self.controller.state.network_info.tc_link_key.partner_ieee)
+        self.tc_keyed.clear()
+        self._ke_task = asyncio.create_task(self._key_with_trust_centre(), name="meter-ke")
+
     def _certificates_fingerprint(self) -> str:
         certs = b"".join(c.certificate for c in sorted(self.credentials, key=lambda c: c.suite))
         return hashlib.sha256(certs).hexdigest()
@@ -419,7 +455,7 @@ class MeterApp:
         self.audit("STOP", reason=reason)
         await self.watchdog.stop()
         for task in (self._loop_task, self._bridge_task, self._supplier_task, self._time_task,
-                     self._han_task, self._ke_task):
+                     self._han_task, self._ke_task, self._tc_search_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -68,7 +68,8 @@ class HanServices:
         self.changes = MeterChanges(metering=app.metering, price=app.price,
                                     messaging=app.messaging,
                                     clear_stored_profile=self._clear_stored_profile,
-                                    profile_blocked=self._profile_blocked)
+                                    profile_blocked=self._profile_blocked,
+                                    prepayment=lambda: getattr(app, "prepayment", None))
         self.device_management = DeviceManagementClient(
             provider_id=lambda: app.price.tariff.provider_id, config=self.config,
             changes=self.changes, authorised=authorised, record=self.record,

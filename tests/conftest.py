@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from required_tools import require_tool
@@ -38,6 +41,22 @@ def _own_state_dir(tmp_path_factory, monkeypatch):
     for name in list(os.environ):
         if name.startswith("SEP_") or name in ("STATE_DIRECTORY", "CREDENTIALS_DIRECTORY"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def default_demo(tmp_path_factory) -> tuple[Path, str]:
+    """One default `hubsim demo` (60 s, as a user runs it, capture written): its capture and
+    what it printed, shared by every test that judges that run (a run costs a minute)."""
+    require_tool("tshark")
+    where = tmp_path_factory.mktemp("default-demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEP_")}
+    env["XDG_STATE_HOME"] = str(where / "state")
+    pcap = where / "air.pcap"
+    proc = subprocess.run([str(Path(sys.executable).parent / "hubsim"), "demo", "--duration",
+                           "60", "--no-live", "--pcap", str(pcap)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return pcap, proc.stdout
 
 
 @pytest.fixture(autouse=True)

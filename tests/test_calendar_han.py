@@ -51,10 +51,18 @@ def busy_tariff() -> str:
 
 
 def calendar_from_capture(pcap: Path, client: int, tsns: list[int]) -> dict:
-    """The calendar as tshark reads the meter's answers to the client's requests."""
+    """The calendar as tshark reads the meter's answers to the client's requests: the
+    frames with a request's TSN between it and the client's next frame (the meter also
+    pushes calendars to the client, with TSNs of its own that may equal a request's)."""
+    sent = [(int(r["frame.number"][0]), int(r["zbee_zcl.cmd.tsn"][0])) for r in decode(
+        pcap, ["frame.number", "zbee_zcl.cmd.tsn"], f"zbee_nwk.src == 0x{client:04x} && zbee_zcl")]
+    windows = {}
+    for (frame, tsn), (after, _) in zip(sent, [*sent[1:], (1 << 62, 0)], strict=True):
+        if tsn in tsns:
+            windows[tsn] = (frame, after)
     where = (f"zbee_aps.cluster == 0x0707 && zbee_nwk.dst == 0x{client:04x} && "
              f"zbee_zcl.cmd.tsn in {{{','.join(str(n) for n in tsns)}}}")
-    rows = decode(pcap, [C + "cmd.srv_tx.id", C + "issuer_calendar_id", C + "name",
+    rows = decode(pcap, ["frame.number", "zbee_zcl.cmd.tsn", C + "cmd.srv_tx.id", C + "issuer_calendar_id", C + "name",
                          C + "time_reference", C + "number_of_seasons",
                          C + "number_of_week_profiles", C + "number_of_day_profiles",
                          C + "day_id", C + "schedule_entry.start_time",
@@ -68,6 +76,9 @@ def calendar_from_capture(pcap: Path, client: int, tsns: list[int]) -> dict:
                          C + "total_number_of_special_days"], where)
     cal: dict = {"days": {}, "weeks": {}, "seasons": [], "special": [], "frames": {}}
     for r in rows:
+        first, last = windows[int(r["zbee_zcl.cmd.tsn"][0])]
+        if not first < int(r["frame.number"][0]) < last:
+            continue  # a push, not the answer
         cmd = int(r[C + "cmd.srv_tx.id"][0], 16)
         cal["frames"].setdefault(cmd, []).append(r)
         if cmd == 0x00:

@@ -8,27 +8,21 @@ keys are given to tshark.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from tshark_se import decode, malformed, needs_tshark, nwk_of
 
-BIN = Path(sys.executable).parent
 HUB = "0x0000"
 IHD_IEEE = "00:0d:6f:00:00:00:1d:01"
 CAL, DM, EV = "zbee_zcl_se.calendar.", "zbee_zcl_se.device_management.", "zbee_zcl_se.events."
 
 
 @needs_tshark
-def test_the_default_demo_carries_every_command_both_ways(tmp_path):
-    pcap = tmp_path / "air.pcap"
-    proc = subprocess.run([str(BIN / "hubsim"), "demo", "--duration", "60", "--no-live",
-                           "--pcap", str(pcap)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+def test_the_default_demo_carries_every_command_both_ways(default_demo):
+    pcap, stdout = default_demo  # tests/conftest.py: one run shared with its other judges
     options: list[str] = []  # the helpers read air.pcap.keys themselves
     assert malformed(pcap, options=options) == ""
-    check_capture(pcap, proc.stdout, options)
+    check_capture(pcap, stdout, options)
 
 
 def check_capture(pcap: Path, stdout: str, options: list[str]) -> None:

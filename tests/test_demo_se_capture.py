@@ -8,27 +8,23 @@ secured HAN when the demo writes them beside the capture (``FILE.keys``).
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from tshark_tools import fields, malformed, need_tshark
 
 from hubsim import demo_se
+from hubsim.demo import DEMO_TARIFF
 
-BIN = Path(sys.executable).parent
 HUB = 0x0000
 MET, PRI, MSG = "zbee_zcl_se.met", "zbee_zcl_se.price", "zbee_zcl_se.msg"
 
 
 @pytest.fixture(scope="module")
-def capture(tmp_path_factory) -> tuple[Path, int, int]:
+def capture(default_demo) -> tuple[Path, int, int]:
     need_tshark()
-    pcap = tmp_path_factory.mktemp("demo") / "air.pcap"
-    proc = subprocess.run([str(BIN / "hubsim"), "demo", "--duration", "60", "--no-live",
-                           "--pcap", str(pcap)], capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr
+    pcap, _stdout = default_demo  # tests/conftest.py: one run shared with test_demo_han.py
     # the meter answers GetProfile, the IHD asked it
     (row,) = fields(pcap, f"{MET}.cmd.srv_tx.id == 0x00", ["zbee_nwk.src", "zbee_nwk.dst"])
     return pcap, int(row[0], 16), int(row[1], 16)
@@ -164,3 +160,23 @@ def test_messaging_cancel_both_hops(capture):
     shown = frames(pcap, MSG, 0x0703, 0x00, False, [f"{MSG}.message.id", f"{MSG}.message"])
     assert (meter, ihd, demo_se.MESSAGE_ID, demo_se.MESSAGE) in {
         (s, d, int(f[0], 0), f[1]) for s, d, f in shown}
+
+
+def test_publish_block_period_answers_the_display(capture):
+    """GetBlockPeriods → PublishBlockPeriod (a wave-1 command 15 asked to see on the air):
+    the meter answers the display with the tariff file's block period — daily from a UTC
+    midnight (SE 1.4 D.4.2.4.2: duration 1, timebase 1 = days)."""
+    pcap, meter, ihd = capture
+    asked = frames(pcap, PRI, 0x0700, 0x03, True, [])
+    assert {(s, d) for s, d, _ in asked} == {(ihd, meter)}
+    rows = fields(pcap, f"{PRI}.cmd.srv_tx.id == 0x01", [
+        "zbee_nwk.src", "zbee_nwk.dst", f"{PRI}.block_period.start_time",
+        f"{PRI}.block_period.duration", f"{PRI}.block_period.duration.timebase",
+        f"{PRI}.tariff_type"])
+    period = tomllib.loads(DEMO_TARIFF.read_text())["blocks"]["period"]
+    timebase = {"minutes": 0, "days": 1, "weeks": 2, "months": 3}[period["timebase"]]
+    assert rows and {(int(r[0], 16), int(r[1], 16)) for r in rows} == {(meter, ihd)}
+    for _src, _dst, start, duration, base, tariff_type in rows:
+        assert start.endswith(" 00:00:00.000000000 UTC"), start
+        assert (int(duration), int(base, 0), int(tariff_type, 0)) == (
+            period["duration"], timebase, 0)

@@ -101,7 +101,7 @@ async def test_change_of_tenancy_at_its_time_does_what_table_d164_says(tmp_path)
         new = m.snapshots[snapshots:]
         assert [(s.cause, s.time) for s in new] == [(COT_CAUSE, at), (COT_CAUSE, at)]
         assert new[0].summation_delivered >= summation  # the registers are kept
-        assert [a >= b for a, b in zip(m.registers.tiers_delivered, tiers, strict=True)]
+        assert all(a >= b for a, b in zip(m.registers.tiers_delivered, tiers, strict=True))
         after = meter.price.tariff
         assert after.standing_charge == 0 and after.issuer_tariff_id != tariff.issuer_tariff_id
         assert after.tiers == tariff.tiers and after.schedule == tariff.schedule  # plan kept
@@ -353,3 +353,84 @@ def test_a_password_for_another_type_or_none_at_all(kind):
                 + bytes([kind]) + t.LVBytes(b"" if kind == 0 else b"12").serialize())
     assert status(c.handle(req(0x02, password), T0)) == INVALID_FIELD
     assert "PASSWORD_CHANGE" not in log
+
+
+
+def luhn(payload: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(payload)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return payload + str((10 - total % 10) % 10)
+
+
+async def test_change_of_tenancy_resets_the_prepayment_side_as_table_d164_says(tmp_path):
+    """Bits 2, 3, 13 and 14 of Table D-164 on a prepayment meter: "All Credit Registers
+    shall be reset", "All Debt Registers shall be reset", the transaction (top-up and debt)
+    logs and the prepayment data (snapshots) cleared — read back over the air by the hub's
+    zigpy; the used top-up serials kept (the same code is still a duplicate); a change
+    without those bits leaves the account as it was; the reset is stored, with its event."""
+    from hubsim.prepay_supplier import status_of
+
+    air = VirtualAir()
+    clock = ManualClock(1_780_300_800)  # a Monday 08:00 UTC
+    hub = CommsHub(air=air, clock=clock.now)
+    await hub.start()
+    ieee = "00:0d:6f:00:00:00:d2:01"
+    meter = MeterApp(MeterSettings(ieee=ieee, tick_seconds=0.05, supplier_search_interval=0.2,
+                                   data_dir=tmp_path / "meter"), clock=clock, air=air)
+    await meter.start()
+    gbp = 10_000
+    try:
+        await hub.wait_interviewed(ieee)
+        await until(lambda: meter.supplier.esi is not None, timeout=10)
+        out = await hub.prepay.start_prepayment(ieee, credit=5 * gbp, ec_limit=0,
+                                                ec_threshold=0, low_level=gbp)
+        assert all(getattr(v, "name", "SUCCESS") == "SUCCESS" for v in out.values()), out
+        debt = await hub.prepay.add_debt(ieee, debt_type=1, amount=3 * gbp, label="Arrears",
+                                         per_period=0, percentage=2000)  # 20 % of top-ups
+        assert status_of(debt).name == "SUCCESS"
+        cluster = hub.prepay.cluster(ieee)
+        code = luhn("00000042" + "001000")  # £10.00: £2.00 of it to the arrears
+
+        async def top_up() -> int:
+            rsp = await cluster.consumer_top_up(originating_device=0,
+                                                top_up_code=t.LVBytes(code.encode()))
+            return int(rsp.result_type)
+
+        async def read() -> tuple[int, int]:  # CreditRemaining, AccumulatedDebt
+            ok, failed = await cluster.read_attributes([0x0001, 0x0005], allow_cache=False)
+            assert not failed
+            return int(ok[0x0001]), int(ok[0x0005])
+
+        async def logs() -> list[str]:  # what each Get* answers
+            answers = [await hub.prepay.top_up_log(ieee), await hub.prepay.debt_log(ieee),
+                       await hub.prepay.snapshot(ieee)]
+            return [getattr(status_of(a), "name", "published") for a in answers]
+
+        assert await top_up() == 0x10
+        assert await read() == (13 * gbp, 1 * gbp)
+        assert await logs() == ["published"] * 3
+        # a change of tenancy without the prepayment bits: the account stays as it was
+        kept = meter.prepayment.account.state()
+        hub.services.change_of_tenancy(at=None, control=dm.PRE_SNAPSHOTS
+                                       | dm.CONTACTOR_UNCHANGED << dm.CONTACTOR_SHIFT)
+        await until(lambda: [e.kind for e in meter.store.events()].count(
+            "CHANGE_OF_TENANCY") == 1)
+        assert meter.prepayment.account.state() == kept
+        # with them: credit and debt registers reset, logs and snapshots cleared
+        hub.services.change_of_tenancy(at=None, control=dm.RESET_CREDIT_REGISTER
+                                       | dm.RESET_DEBIT_REGISTER | dm.CLEAR_TRANSACTION_LOG
+                                       | dm.CLEAR_PREPAYMENT_DATA
+                                       | dm.CONTACTOR_UNCHANGED << dm.CONTACTOR_SHIFT)
+        await until(lambda: [e.kind for e in meter.store.events()].count(
+            "CHANGE_OF_TENANCY") == 2)
+        assert await read() == (0, 0)
+        assert await logs() == ["NOT_FOUND"] * 3
+        assert await top_up() == 0x02  # the old tenant's code: still a duplicate
+        stored = meter.store.get_record("prepay", "account")
+        assert (stored["credit"], stored["top_ups"], stored["debt_log"]) == (0, [], [])
+        assert "PREPAY_TENANCY_RESET" in [e.kind for e in meter.store.events()]
+    finally:
+        await meter.stop()
+        await hub.stop()

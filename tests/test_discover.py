@@ -15,6 +15,7 @@ The answers to the Discover commands are parsed with zigpy's foundation schemas.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -128,7 +129,7 @@ def discover_commands(m: Meter, cluster: int, generated: bool) -> list[int]:
         start = got[-1] + 1
 
 
-CLUSTERS = (0x0000, 0x0003, 0x000A, 0x0702, 0x0700, 0x0703)
+CLUSTERS = (0x0000, 0x0003, 0x000A, 0x0702, 0x0700, 0x0703, 0x0705)
 
 
 @pytest.mark.parametrize("cluster", CLUSTERS)
@@ -246,8 +247,48 @@ def _identify(m: Meter) -> dict[int, Callable[[], list[bytes]]]:
                            m.request(0x0003, 0x01))[1]}
 
 
+def _luhn(payload: str) -> bytes:
+    """A top-up code in the default layout: the payload and its Luhn digit (ISO/IEC 7812)."""
+    total = 0
+    for i, ch in enumerate(reversed(payload)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return (payload + str((10 - total % 10) % 10)).encode()
+
+
+def _prepayment(m: Meter) -> dict[int, Callable[[], list[bytes]]]:
+    """Requests packed from the SE 1.4 D.7 payload tables (the supplier is the hub)."""
+    def top_up(serial: int) -> list[bytes]:
+        code = _luhn(f"{serial:08d}{1000:06d}")  # £10.00
+        return m.request(0x0705, 0x04, bytes([0, len(code)]) + code)
+
+    def debt_log() -> list[bytes]:
+        label = b"Arrears"
+        m.request(0x0705, 0x02, u32(2) + bytes([len(label)]) + label + struct.pack(
+            "<iBBIHBiH", 5_000, 1, 0, 0, 0, 0, 0, 5_000))  # 50 % of each top-up
+        top_up(12)
+        return m.request(0x0705, 0x0A, u32(0) + bytes([5, 0xFF]))
+
+    def snapshot() -> list[bytes]:
+        top_up(11)
+        return m.request(0x0705, 0x07, u32(0) + u32(0) + bytes([0]) + u32(0xFFFFFFFF))
+
+    def top_up_log() -> list[bytes]:
+        top_up(13)
+        return m.request(0x0705, 0x08, u32(0) + bytes([5]))
+
+    return {
+        0x01: snapshot,  # GetPrepaySnapshot → PublishPrepaySnapshot
+        0x02: lambda: m.request(0x0705, 0x06, struct.pack(  # ChangePaymentMode → its response
+            "<IIIHi", 0xABCD, 1, 0, 0x0093, 0)),
+        0x03: lambda: top_up(10),  # ConsumerTopUp → ConsumerTopUpResponse
+        0x05: top_up_log,  # GetTopUpLog → PublishTopUpLog
+        0x06: debt_log,  # GetDebtRepaymentLog → PublishDebtLog
+    }
+
+
 SCENARIOS = {0x0702: _metering, 0x0700: _price, 0x0703: _messaging, 0x0003: _identify,
-             0x0000: lambda m: {}, 0x000A: lambda m: {}}
+             0x0000: lambda m: {}, 0x000A: lambda m: {}, 0x0705: _prepayment}
 
 
 @pytest.mark.parametrize("cluster", CLUSTERS)
@@ -297,3 +338,37 @@ def test_discover_attributes_lists_exactly_what_reads(meter, cluster):
                 readable.add(int(rec.attrid))
                 assert int(rec.value.type) == found.get(int(rec.attrid)), hex(int(rec.attrid))
     assert set(found) == readable
+
+
+def test_a_reportable_price_attribute_is_reported_when_it_changes(meter):
+    """Price attributes are reportable where they change while the meter runs (15.6): a
+    display configures reporting of StandingCharge (0x0301, uint32) and gets a report with
+    the new tariff's value — the file's £0.75 a day with 4 price trailing digits — while
+    CommodityType (0x0300), fixed, is UNREPORTABLE_ATTRIBUTE (ZCL r8 2.5.7.3)."""
+    def configure(attr: int, type_id: int) -> int:
+        record = struct.pack("<BHBHH", 0, attr, type_id, 0, 3600) + (
+            struct.pack("<I", 1) if type_id == 0x23 else b"")
+        rsp = general_answer(meter.request(0x0700, GC.Configure_Reporting, record,
+                                           general=True, src=IHD), GC.Configure_Reporting_rsp)
+        return int(rsp.status_records[0].status)
+
+    assert configure(0x0300, 0x30) == S.UNREPORTABLE_ATTRIBUTE
+    assert configure(0x0301, 0x23) == S.SUCCESS
+
+    def reported(t: float) -> list[tuple[int, int]]:
+        out = []
+        for reply in meter.app.endpoint.reports(t):
+            hdr, rest = foundation.ZCLHeader.deserialize(reply.data)
+            if reply.cluster_id == 0x0700 and reply.dst_nwk == IHD and \
+                    hdr.command_id == GC.Report_Attributes:
+                value, _ = foundation.GENERAL_COMMANDS[GC.Report_Attributes].schema.deserialize(
+                    rest)
+                out += [(int(r.attrid), r.value.value) for r in value.attribute_reports]
+        return out
+
+    reported(meter.now + 1)  # the first report, of the value configured against
+    assert reported(meter.now + 2) == []  # nothing changed: nothing said
+    changed = parse_tariff(TARIFF.replace('standing_charge = "0.5"', 'standing_charge = "0.75"')
+                           .replace("issuer_tariff_id = 31", "issuer_tariff_id = 33"))
+    meter.app.price.set_tariff(changed, meter.now + 3)
+    assert reported(meter.now + 4) == [(0x0301, 7500)]

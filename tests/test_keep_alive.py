@@ -178,3 +178,97 @@ async def test_meter_and_display_keep_the_trust_centre_alive_then_miss_it(tmp_pa
     assert rows and all(r["zbee_nwk.src"] == ["0x0000"] for r in rows)
     assert {(r["zbee_zcl_se.keep_alive.attr.base"][0], r["zbee_zcl_se.keep_alive.attr.jitter"][0])
             for r in rows} == {("1", "5")}
+
+
+@needs_tshark
+async def test_after_the_trust_centre_is_lost_they_rejoin_and_key_with_it_again(tmp_path):
+    """Not a callback in a test: the meter and the display themselves search for the trust
+    centre, rejoin (a secured NWK Rejoin, as tshark reads it) and run Key Establishment with
+    it again; the new keys open the keep-alives that follow (tshark, with the key file)."""
+    from hubsim.ke_node import DemoCa
+    from radios.crypto import make_install_code
+
+    hub_ieee, meter_ieee = "00:0d:6f:00:00:00:00:01", "00:0d:6f:00:00:00:ab:02"
+    ihd_ieee = "00:0d:6f:00:00:00:1d:02"
+    air = VirtualAir()
+    pcap = tmp_path / "ka-rejoin.pcap"
+    writer = PcapWriter(pcap).capture(air)  # and its keys, the new ones too
+    clock = ManualClock()
+    ca = DemoCa()
+    codes = {ieee: make_install_code() for ieee in (meter_ieee, ihd_ieee)}
+    hub = CommsHub(air=air, clock=clock.now, ieee=hub_ieee, install_codes=codes,
+                   credentials=[ca.credentials(hub_ieee)], keep_alive_base=1,
+                   keep_alive_jitter=5)
+    await hub.start()
+    meter = MeterApp(MeterSettings(ieee=meter_ieee, tick_seconds=0.02,
+                                   install_code=codes[meter_ieee].hex(),
+                                   credentials=(ca.credentials(meter_ieee),)),
+                     clock=clock, air=air)
+    await meter.start()
+    ihd = InHomeDisplay(air=air, clock=clock.now, ieee=ihd_ieee, install_code=codes[ihd_ieee],
+                        credentials=[ca.credentials(ihd_ieee)])
+    await ihd.start()
+    hub_eui = t.EUI64.convert(hub_ieee)
+
+    def key_of(app) -> bytes:
+        return app.node.state.link_keys[int.from_bytes(bytes(hub_eui), "little")].key
+
+    try:
+        await until(meter.tc_keyed.is_set, timeout=60)
+        await until(lambda: ihd.ke.keyed(hub_eui), timeout=60)
+        old = key_of(meter.controller), key_of(ihd.app)
+        for _ in range(60):  # keep-alives answered under the first keys
+            clock.advance(10)
+            await asyncio.sleep(0.02)
+        await until(lambda: meter.han.keep_alive.answered >= 2
+                    and ihd.han.keep_alive.answered >= 2, timeout=10)
+        hub.services.keep_alive.answering = False
+        while not (meter.han.keep_alive.lost and ihd.han.keep_alive.lost):
+            clock.advance(2)
+            await asyncio.sleep(0.01)
+        lost_at = air.frames_sent
+        # both rejoin and key again by themselves; the hub holds the same new keys
+        await until(lambda: meter.tc_keyed.is_set() and ihd.ke.keyed(hub_eui)
+                    and key_of(meter.controller) != old[0] and key_of(ihd.app) != old[1],
+                    timeout=60)
+        meter_node = int.from_bytes(bytes(t.EUI64.convert(meter_ieee)), "little")
+        ihd_node = int.from_bytes(bytes(t.EUI64.convert(ihd_ieee)), "little")
+        hub_keys = hub.app.node.state.link_keys
+        assert hub_keys[meter_node].key == key_of(meter.controller)
+        assert hub_keys[ihd_node].key == key_of(ihd.app)
+        hub.services.keep_alive.answering = True  # the trust centre answers again
+        answered = meter.han.keep_alive.answered, ihd.han.keep_alive.answered
+        for _ in range(200):
+            clock.advance(2)
+            await asyncio.sleep(0.01)
+            if not meter.han.keep_alive.lost and not ihd.han.keep_alive.lost:
+                break
+        await until(lambda: meter.han.keep_alive.answered > answered[0]
+                    and ihd.han.keep_alive.answered > answered[1], timeout=10)
+        assert not meter.han.keep_alive.lost and not ihd.han.keep_alive.lost
+    finally:
+        await ihd.stop()
+        await meter.stop()
+        await hub.stop()
+        writer.close()
+    assert lost_at > 0
+    assert malformed(pcap) == ""
+    # tshark: a secured NWK Rejoin Request from each (command 0x06) and the answers (0x07)
+    rejoins = decode(pcap, ["zbee_nwk.src64", "zbee_nwk.security"], "zbee_nwk.cmd.id == 0x06")
+    assert {r["zbee_nwk.src64"][0] for r in rejoins} >= {meter_ieee, ihd_ieee}
+    assert all(r["zbee_nwk.security"] == ["1"] for r in rejoins)
+    assert decode(pcap, ["zbee_nwk.dst"], "zbee_nwk.cmd.id == 0x07")
+    # two Key Establishment exchanges each with the trust centre: before and after
+    for ieee in (meter_ieee, ihd_ieee):
+        starts = decode(pcap, ["frame.number"], f"zbee_zcl_se.ke.cmd.srv_rx.id == 0 && "
+                        f"zbee_nwk.src64 == {ieee} && zbee_nwk.dst == 0x0000")
+        assert len(starts) == 2, (ieee, starts)
+    last_ke = max(int(r["frame.number"][0]) for r in decode(
+        pcap, ["frame.number"], "zbee_zcl_se.ke.macv"))
+    # the keep-alives after the second exchange: opened with the new keys, with their values
+    after = decode(pcap, ["zbee_nwk.dst", "zbee_zcl_se.keep_alive.attr.base"],
+                   f"frame.number > {last_ke} && zbee_aps.cluster == 0x0025 && "
+                   "zbee_zcl.cmd.id == 0x01")
+    ihd_nwk = int(ihd.app.state.node_info.nwk)
+    assert {r["zbee_nwk.dst"][0] for r in after} == {f"0x{meter.nwk:04x}", f"0x{ihd_nwk:04x}"}
+    assert {r["zbee_zcl_se.keep_alive.attr.base"][0] for r in after} == {"1"}

@@ -10,17 +10,27 @@ kWh (converted here from the gas tariff's conversion factor and calorific value)
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import io
+import re
 import struct
 import subprocess
 import sys
+import time
 import tomllib
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from hubsim.demo import DEMO_GAS_TARIFF, DEMO_TARIFF, DemoOptions, run_demo
+from rich.console import Console
+
+from hubsim.demo import DEMO_GAS_TARIFF, DEMO_TARIFF, IHD_IEEE, DemoOptions, render, run_demo
+from radios.air import VirtualAir
+from sep.clock import ScaledClock
 from tests import tshark_util as ts
+from tests.tou_oracle import Schedule
 
 BIN = Path(sys.executable).parent
 PP = "zbee_zcl_se.pp"
@@ -54,8 +64,25 @@ async def test_prepayment_scenario_as_tshark_decodes_it(tmp_path):
         duration=20, pcap=pcap, speed=1800, scenario="prepayment", live=False,
         top_up_codes=[code], script=False))
     lines = "\n".join(result.scenario)
-    assert "PPMID restores the supply: SUCCESS" in lines, lines
+    # the story 16.4 tells, in its order: low credit, emergency credit selected, the supply
+    # interrupted and not restorable before a top-up, a top-up, the restore, a refused replay
+    story = ["low credit:", "PPMID selects emergency credit: SUCCESS",
+             "credit exhausted: supply interrupted (armed)",
+             "PPMID restore before topping up: ACTION_DENIED", "PPMID top-up ",
+             "PPMID restores the supply: SUCCESS", "the same code again: code already used"]
+    at = [next((i for i, line in enumerate(result.scenario) if step in line), -1)
+          for step in story]
+    assert -1 not in at and at == sorted(at), lines
     assert ts.malformed(pcap) == ""
+    # the low-credit warning reached the displays as a message from the meter (Messaging)
+    ihd_nwk = {int(r[0], 0) for r in rows(pcap, f"zbee_nwk.src64 == {IHD_IEEE}",
+                                          ["zbee_nwk.src"])}
+    shown = rows(pcap, "zbee_zcl_se.msg.cmd.srv_tx.id == 0x00",
+                 ["zbee_nwk.dst", "zbee_zcl_se.msg.message.id", "zbee_zcl_se.msg.message"])
+    low = [r for r in shown if int(r[1], 0) == 0x07050001]
+    assert low and {int(r[0], 0) for r in low} & ihd_nwk
+    assert all(r[2].startswith("Low credit: ") for r in low)
+    check_live_view(result, pcap, ihd_nwk)
 
     # the consumer's commands: the test's code twice (accepted, then a duplicate)
     tops = pp_cmd(pcap, 4, [f"{PP}.consumer_top_up.originating_device",
@@ -107,7 +134,15 @@ async def test_prepayment_scenario_as_tshark_decodes_it(tmp_path):
                    to_server=True)
     assert int(cap[0]) == 0x7FFFFFFF
 
-    # the logs the supplier read back
+    # the logs the supplier read back: what it asked (hubsim/prepay_supplier.py) ...
+    [ask_top_ups] = pp_cmd(pcap, 8, [f"{PP}.get_top_up_log.number_of_records"], to_server=True)
+    [ask_debts] = pp_cmd(pcap, 10, [f"{PP}.get_debt_repayment_log.number_of_records",
+                                    f"{PP}.get_debt_repayment_log.debt_type"], to_server=True)
+    [ask_snap] = pp_cmd(pcap, 7, [f"{PP}.get_prepay_snapshot.snapshot_offset",
+                                  f"{PP}.get_prepay_snapshot.snapshot_cause"], to_server=True)
+    assert int(ask_top_ups[0]) == 5 and [int(x, 0) for x in ask_debts] == [5, 0xFF]
+    assert int(ask_snap[0]) == 0 and int(ask_snap[1], 16) == 0xFFFFFFFF
+    # ... and what it got
     [log] = pp_cmd(pcap, 5, [f"{PP}.publish_top_up_log.top_up_code",
                              f"{PP}.publish_top_up_log.top_up_amount"], to_server=False)
     assert ts.octets(log[0]).decode() == code and int(log[1]) == 50_000
@@ -147,6 +182,58 @@ async def test_prepayment_scenario_as_tshark_decodes_it(tmp_path):
     assert int(configure[0]) == 1800 and configure[1] in ("0", "False")
     assert int(configure[2]) == 0x40
     assert result.gas is not None and result.gas.summation is not None
+
+
+def check_live_view(result, pcap: Path, ihd: set[int]) -> None:
+    """The live view (what `hubsim demo` draws on a terminal) shows today's schedule, the
+    meter's events and the tenancy news as the display received them over the air (tshark);
+    the schedule is one of the calendars in play — the tariff file's or those
+    hubsim/demo_han.py publishes — with the file's tier labels."""
+    console = Console(record=True, width=200, file=io.StringIO(), color_system=None)
+    console.print(render(result.view, VirtualAir(), ScaledClock(start=result.now),
+                         time.monotonic(), ppmid=result.ppmid, gas=result.gas))
+    shown = {m.group(1): m.group(2).strip() for m in re.finditer(
+        r"^\W*(Schedule today|Meter events|Tenancy|Keep-alive)\s+(.*?)\s*[│|]?$",
+        console.export_text(), re.M)}
+    to_ihd = "zbee_nwk.dst in {" + ",".join(f"0x{n:04x}" for n in ihd) + "}"
+    doc = tomllib.loads(DEMO_TARIFF.read_text())
+    label = {tier["tier"]: tier["label"] for tier in doc["tiers"]}
+    today = dt.datetime.fromtimestamp(result.now, ZoneInfo(doc["timezone"])).date()
+    weekday = today.weekday() < 5
+    known = [Schedule.from_text(DEMO_TARIFF.read_text()).profile(today),
+             [(0, 1), (420, 2), (960, 3), (1200, 2)],  # "Winter peak"
+             [(0, 1), (420, 2), (960, 3), (1140, 2)] if weekday else  # "Weekend saver"
+             [(0, 1), (600, 2), (1320, 1)]]
+    texts = [" · ".join(f"{m // 60:02d}:{m % 60:02d} {label[tier]}" for m, tier in day)
+             for day in known]
+    names = [r[0] for r in rows(pcap, f"zbee_zcl_se.calendar.cmd.srv_tx.id == 0x00 && {to_ihd}",
+                                ["zbee_zcl_se.calendar.name"])]
+    schedule, _, name = shown["Schedule today"].rpartition("  (")
+    assert schedule in texts and names and name == f"{names[-1]})", (shown, names)
+    # the events: as many in the log as the last PublishEventLog to the display said
+    logs = rows(pcap, f"zbee_zcl_se.events.cmd.srv_tx.id == 0x01 && {to_ihd}",
+                ["zbee_zcl_se.events.publish_event_log.event_id",
+                 "zbee_zcl_se.events.publish_event_log.event_time"])
+    assert logs and re.fullmatch(rf"{int(logs[-1][0].split(ts.AGG)[0])} in log, \d+ pushed; "
+                                 r"last: .+ \d\d:\d\d", shown["Meter events"]), shown
+    # tenancy: the newest Device Management event the display got (SE 1.4 event ids)
+    news = {0x06C0: "tenancy change announced", 0x06C1: "tenancy changed",
+            0x06C2: "tenancy change cancelled", 0x06C4: "supplier change announced",
+            0x06C5: "supplier changed"}
+    got = [(ids.split(ts.AGG)[1:], times.split(ts.AGG)) for ids, times in logs]
+    got += [([i], [w]) for i, w in rows(pcap, f"zbee_zcl_se.events.cmd.srv_tx.id == 0x00 && "
+                                             f"{to_ihd}",
+                                        ["zbee_zcl_se.events.publish_event.event_id",
+                                         "zbee_zcl_se.events.publish_event.event_time"])]
+
+    def when(text: str) -> dt.datetime:  # tshark's "Dec  8, 2026 16:22:00.000000000 UTC"
+        month, day, year, hms = text.split()[:4]
+        return dt.datetime.strptime(f"{month} {day} {year} {hms[:8]}", "%b %d, %Y %H:%M:%S")
+
+    newest = max((when(w), int(i, 16)) for ids, times in got
+                 for i, w in zip(ids, times, strict=True) if int(i, 16) in news)
+    assert shown["Tenancy"] == f"{news[newest[1]]} {newest[0]:%H:%M}", shown
+    assert shown["Keep-alive"].startswith("trust centre OK"), shown
 
 
 def test_default_demo_shows_credit_a_top_up_and_gas(tmp_path):

@@ -335,3 +335,87 @@ def test_a_flood_of_refusals_is_counted_not_written_one_by_one():
     rig.send(STRANGER, 0x06, change_payment_mode(1), now=NOW + 61)
     last = [e for e in rig.events if e[0] == "PREPAY_REFUSED"][-1][1]
     assert last["not_stored_before"] == 80  # every refusal is accounted for
+
+
+# -- payment-based debt recovery ------------------------------------------------------------------
+def test_a_percentage_based_debt_takes_its_share_of_each_top_up():
+    """SE 1.4 D.7.2.3.3 Debt Recovery Method 1 (percentage based): the share of each top-up
+    set by Debt Recovery Balance Percentage (hundredths of a percent) goes to the debt until
+    it is paid; the rest is credit; TotalCreditAdded counts the whole top-up. Worked by hand:
+    £3.00 owed at 25 %: a £10 top-up pays £2.50 of it, the next £10 the last £0.50."""
+    rig = Rig(credit="10.00")
+    assert rig.status(SUPPLIER, 0x02, change_debt(1, kind=0, amount=30_000, method=1,
+                                                   percent=2500, per=0)) == SUCCESS
+    result, value, _source, credit = rig.top_up(PPMID, code(1, 1000))
+    assert (result, value, credit) == (0x10, 100_000, 100_000 + 100_000 - 25_000)
+    assert rig.account.accumulated_debt == 5_000
+    result, value, _source, credit = rig.top_up(PPMID, code(2, 1000))
+    assert (result, value, credit) == (0x10, 100_000, 175_000 + 100_000 - 5_000)
+    assert rig.account.accumulated_debt == 0 and rig.account.total_added == 200_000
+    # a third top-up owes nothing: all of it is credit
+    assert rig.top_up(PPMID, code(3, 500))[3] == 270_000 + 50_000
+    # the debt log read over the cluster: PublishDebtLog (SE 1.4 D.7.2.4.6), newest first:
+    # collection time, amount collected, debt type, outstanding debt
+    [log] = rig.send(SUPPLIER, 0x0A, struct.pack("<IBB", 0, 0, 0xFF))
+    assert log[2] == 0x06 and log[3:5] == b"\x00\x01"  # command 0 of 1
+    entries = [struct.unpack_from("<IIBI", log, 5 + 13 * i) for i in range((len(log) - 5) // 13)]
+    assert [(collected, kind, left) for _t, collected, kind, left in entries] == [
+        (5_000, 0, 0), (25_000, 0, 5_000)]
+
+
+def read_attrs(rig: Rig, *ids: int) -> dict[int, int]:
+    """Read Attributes (ZCL r8 2.5.1), the answer parsed with zigpy's foundation schema."""
+    from zigpy.zcl import foundation
+
+    [data] = rig.send(SUPPLIER, 0x00, b"".join(struct.pack("<H", i) for i in ids), fc=0x00)
+    hdr, rest = foundation.ZCLHeader.deserialize(data)
+    assert hdr.command_id == foundation.GeneralCommand.Read_Attributes_rsp
+    rsp, _ = foundation.GENERAL_COMMANDS[hdr.command_id].schema.deserialize(rest)
+    return {int(r.attrid): int(r.value.value) for r in rsp.status_records}
+
+
+def test_the_low_credit_level_and_the_credit_limits_the_supplier_sets_are_kept_to():
+    """SetLowCreditWarningLevel (D.7.2.3.10): Credit Status bit 1 "Low Credit" once the
+    credit is below it; SetMaximumCreditLimit (D.7.2.3.12): a top-up above the maximum per
+    top-up is Rejected – Too Large (0x06), one that would take the credit above the
+    maximum credit is Rejected – Max Credit Reached (0x04)."""
+    rig = Rig(credit="10.00")
+    assert rig.status(SUPPLIER, 0x09, struct.pack("<I", 80_000)) == SUCCESS  # £8.00
+    assert read_attrs(rig, 0x0031)[0x0031] == 80_000
+    rig.server.book(NOW, 0, 0, 0)
+    rig.server.book(NOW + 60, 7_000, 2_500, 0)  # 7 kWh at 25p: £1.75 drawn, £8.25 left
+    assert not read_attrs(rig, 0x0003)[0x0003] & 0x02
+    rig.server.book(NOW + 120, 8_200, 2_500, 0)  # 1.2 kWh more: £7.95 left
+    assert read_attrs(rig, 0x0003)[0x0003] & 0x02
+    assert rig.status(SUPPLIER, 0x0B, struct.pack("<IIIII", PROVIDER, 101, 0, 200_000,
+                                                  50_000)) == SUCCESS  # £20, £5 a time
+    assert read_attrs(rig, 0x0021, 0x0022) == {0x0021: 200_000, 0x0022: 50_000}
+    assert rig.top_up(PPMID, code(1, 501))[0] == 0x06  # £5.01: too large
+    assert rig.top_up(PPMID, code(1, 500))[0] == 0x10  # £5.00: £12.95
+    assert rig.top_up(PPMID, code(2, 500))[0] == 0x10  # £17.95
+    assert rig.top_up(PPMID, code(3, 500))[0] == 0x04  # £22.95 > £20: max credit reached
+    assert rig.account.total_added == 100_000
+
+
+def test_credit_mode_never_interrupts_and_changing_the_payment_mode_takes_effect():
+    """Credit and prepayment payment modes (SE 1.4 D.7.2.2.1.1 Payment Control
+    Configuration: bit 0 Disconnection Enabled, bit 1 Prepayment Enabled) and
+    ChangePaymentMode between them: in credit mode a meter never cuts the supply for want of
+    credit; switched to prepayment with nothing left it interrupts it (ARMED); switched back
+    to credit mode, the household may restore it."""
+    rig = Rig(mode="credit", credit="0.00")
+    rig.server.book(NOW, 0, 0, 0)
+    rig.server.book(NOW + 60, 10_000, 2_500, 0)  # 10 kWh at 25p drawn, nothing paid
+    assert rig.supply.status == SupplyStatus.ON
+    [rsp] = rig.send(SUPPLIER, 0x06, change_payment_mode(7, control=0x0003), now=NOW + 120)
+    assert rsp[2] == 0x02  # ChangePaymentModeResponse
+    assert rig.supply.status == SupplyStatus.ARMED
+    with pytest.raises(Exception, match="no credit"):
+        rig.supply.local_change(2)
+    [rsp] = rig.send(SUPPLIER, 0x06, change_payment_mode(8, control=0x0000), now=NOW + 150)
+    assert rsp[2] == 0x02
+    assert read_attrs(rig, 0x0000)[0x0000] == 0x0000
+    rig.supply.local_change(2)  # credit mode: nothing holds the supply off
+    assert rig.supply.status == SupplyStatus.ON
+    rig.server.book(NOW + 180, 20_000, 2_500, 0)
+    assert rig.supply.status == SupplyStatus.ON

@@ -72,6 +72,9 @@ def _unix(zcl: int, now: float) -> int:
 
 class PrepaymentServer(ClusterServer):
     cluster = Prepayment
+    #: PublishPrepaySnapshot, ChangePaymentModeResponse, ConsumerTopUpResponse,
+    #: PublishTopUpLog, PublishDebtLog (what Discover Commands Generated lists)
+    generated = frozenset({0x01, 0x02, 0x03, 0x05, 0x06})
     reportable = frozenset({0x0000, 0x0001, 0x0002, 0x0003, 0x0005, 0x0400})
 
     def __init__(self, account: PrepaymentAccount, *, supply: SupplyControl,
@@ -257,6 +260,16 @@ class PrepaymentServer(ClusterServer):
         self.account = new
         self._after_change(now)
         return Status.SUCCESS, result
+
+    def change_of_tenancy(self, now: float, **bits: bool) -> list[str]:
+        """A change of tenancy or supplier's prepayment bits (``PrepaymentAccount.
+        change_of_tenancy``), stored before it is adopted; raises when it cannot be stored."""
+        new = self.account.copy()
+        done = new.change_of_tenancy(now=now, **bits)
+        self.commit(new, [("PREPAY_TENANCY_RESET", {"done": done})])
+        self.account = new
+        self._after_change(now)
+        return done
 
     def _when(self, zcl: int, now: float) -> int:
         return _unix(zcl, now)

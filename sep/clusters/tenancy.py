@@ -8,8 +8,9 @@ ask. SE 1.4 Table D-164 (Proposed Change Control), bit by bit, and what this met
   anything changes (cause Change of Tenancy 0x00001000 / Change of Supplier 0x00002000).
 - bit 1 Post Snapshots, "A snapshot shall be triggered": another one when all is done.
 - bit 2 Reset Credit Register, "All Credit Registers shall be reset to their default
-  value", and bit 3 Reset Debit Register, "All Debt Registers shall be reset to their
-  default value": this credit meter has neither (not applicable).
+  value": the prepayment account's credit and emergency credit used go to 0 (emergency
+  credit no longer selected); bit 3 Reset Debit Register, "All Debt Registers shall be
+  reset to their default value": the three debts are removed (AccumulatedDebt 0).
 - bit 4 Reset Billing Period, "All Billing periods shall be reset to their default value":
   the billing period starts again at the change (PublishBillingPeriod to the HAN).
 - bit 5 Clear Tariff Plan, "The tariff shall be reset to its default value": the default
@@ -30,8 +31,10 @@ ask. SE 1.4 Table D-164 (Proposed Change Control), bit by bit, and what this met
   that "in certain markets, this value cannot trigger automatic reconnection of the
   supply, only maintain the current status of, disconnect or ARM the supply" — GB is such
   a market, so "on" keeps a supply that is on and arms one that is not.
-- bit 13 Clear Transaction Log and bit 14 Clear Prepayment Data: prepayment only (not
-  applicable).
+- bit 13 Clear Transaction Log: the prepayment top-up and debt repayment logs are cleared;
+  bit 14 Clear Prepayment Data: the prepayment snapshots are cleared. The used top-up
+  serials are kept: a code is never credited twice. The prepayment changes are stored (two
+  copies, with their event) like every change of money.
 
 What is kept: the cumulative registers (total and tier summations — a meter never winds
 them back), snapshots and the event log (both are the evidence of the change).
@@ -60,8 +63,10 @@ class MeterChanges:
 
     def __init__(self, *, metering: Any, price: Any, messaging: Any,
                  clear_stored_profile: Callable[[], None] = lambda: None,
-                 profile_blocked: Callable[[int], None] = lambda until: None) -> None:
+                 profile_blocked: Callable[[int], None] = lambda until: None,
+                 prepayment: Callable[[], Any] = lambda: None) -> None:
         self.metering = metering
+        self.prepayment = prepayment  # the Prepayment server (built after this object)
         self.price = price
         self.messaging = messaging
         self.clear_stored_profile = clear_stored_profile
@@ -72,6 +77,19 @@ class MeterChanges:
         done: list[str] = []
         if control & dm.PRE_SNAPSHOTS:
             done.append(f"pre snapshot {self._snapshot(now, cause)}")
+        prepay = control & (dm.RESET_CREDIT_REGISTER | dm.RESET_DEBIT_REGISTER
+                            | dm.CLEAR_TRANSACTION_LOG | dm.CLEAR_PREPAYMENT_DATA)
+        server = self.prepayment() if prepay else None
+        if server is not None:
+            try:
+                done += server.change_of_tenancy(
+                    now, credit=bool(control & dm.RESET_CREDIT_REGISTER),
+                    debts=bool(control & dm.RESET_DEBIT_REGISTER),
+                    logs=bool(control & dm.CLEAR_TRANSACTION_LOG),
+                    data=bool(control & dm.CLEAR_PREPAYMENT_DATA))
+            except Exception as exc:  # noqa: BLE001 - not stored: not done, the rest goes on
+                LOGGER.error("prepayment reset not stored: %r", exc)
+                done.append("prepayment reset NOT done (not stored)")
         if control & dm.RESET_BILLING_PERIOD:
             done.append(self._reset_billing_period(now))
         if control & (dm.CLEAR_TARIFF_PLAN | dm.CLEAR_STANDING_CHARGE):

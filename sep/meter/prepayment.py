@@ -556,6 +556,27 @@ class PrepaymentAccount:
         self.invalid_codes = [int(x) for x in s.get("invalid_codes", [])]
         self.keypad_locked_until = int(s.get("keypad_locked_until", 0))
 
+    def change_of_tenancy(self, *, credit: bool, debts: bool, logs: bool, data: bool,
+                          now: float) -> list[str]:
+        """What SE 1.4 Table D-164 asks of the prepayment side at a change of tenancy or
+        supplier (bits 2, 3, 13, 14); returns what was done. The used top-up serials are
+        kept whatever is cleared: a code is never credited twice, to any tenant."""
+        done = []
+        if credit:  # "All Credit Registers shall be reset to their default value"
+            self.credit, self.ec_used, self.ec_selected = 0, 0, False
+            done.append("credit registers reset")
+        if debts:  # "All Debt Registers shall be reset to their default value"
+            self.debts = [Debt() for _ in range(pp.DEBT_TYPES)]
+            done.append("debt registers reset")
+        if logs:  # Clear Transaction Log: the top-up and debt repayment logs
+            self.top_ups, self.debt_log = [], []
+            done.append("top-up and debt logs cleared")
+        if data:  # Clear Prepayment Data: the prepayment snapshots
+            self.snapshots = []
+            done.append("prepayment snapshots cleared")
+        self.updated = int(now)
+        return done
+
     def copy(self) -> PrepaymentAccount:
         """An independent copy (a change is made on it and adopted once stored)."""
         other = PrepaymentAccount(self.config, digits=self.digits, timezone=self.timezone)
