@@ -55,6 +55,7 @@ import zigpy.zdo.types as zdo_t
 
 from radios.ncp.cmd_common import COMMANDS, STACK_TYPE, STACK_VERSION, Ezsp, EzspAsSl, S, sl_to
 from radios.ncp.cmd_config import ConfigCommands
+from radios.ncp.cmd_host import HostCommands
 from radios.ncp.cmd_messaging import MessagingCommands
 from radios.ncp.cmd_network import NetworkCommands
 from radios.ncp.cmd_security import SecurityCommands
@@ -196,7 +197,8 @@ class NcpCounters:
     unknown_ids: list[int] = dataclasses.field(default_factory=list)
 
 
-class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingCommands):
+class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingCommands,
+              HostCommands):
     """The command dispatcher and RAM state of one emulated NCP.
 
     ``handle`` takes one EZSP frame from the host; replies and callbacks accumulate in
