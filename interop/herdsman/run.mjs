@@ -5,7 +5,11 @@
 // stdout for the caller (tests/test_herdsman.py) to parse. Herdsman's log goes to stderr.
 //
 //   node run.mjs --port 9999 --dir /tmp/h [--channel 15] [--pan-id 0x1A62] [--timeout 60]
-//                [--permit 120] [--reads 2] [--read-gap 1]
+//                [--network-key HEX] [--permit 120] [--reads 2] [--read-gap 1]
+//
+// Run again with the same --dir and --network-key (as zigbee2mqtt keeps both) and herdsman
+// resumes the network on the stick ("started" says "resumed") and reads the device its
+// database already holds, without opening the network.
 //
 // Lines: {"event": "started", ...}, {"event": "network", ...}, {"event": "permitJoin", ...},
 // {"event": "deviceJoined", ...}, {"event": "deviceInterview", ...}, {"event": "read", ...}
@@ -24,6 +28,7 @@ const { values: opts } = parseArgs({
         dir: { type: "string" },
         channel: { type: "string", default: "15" },
         "pan-id": { type: "string", default: "0x1A62" },
+        "network-key": { type: "string" },
         timeout: { type: "string", default: "60" },
         permit: { type: "string", default: "120" },
         reads: { type: "string", default: "2" },
@@ -63,8 +68,10 @@ const controller = new Controller({
         panID: Number(opts["pan-id"]),
         extendedPanID: [0xdd, 0xdd, 0xdd, 0xdd, 0xdd, 0xdd, 0xdd, 0xdd],
         channelList: [Number(opts.channel)],
-        // herdsman's own random key, as zigbee2mqtt's `network_key: GENERATE` gives
-        networkKey: Array.from({ length: 16 }, () => Math.floor(Math.random() * 256)),
+        // the caller's, else a random one as zigbee2mqtt's `network_key: GENERATE` gives
+        networkKey: opts["network-key"]
+            ? Array.from(Buffer.from(opts["network-key"], "hex"))
+            : Array.from({ length: 16 }, () => Math.floor(Math.random() * 256)),
     },
     serialPort: { path: `tcp://${opts.host}:${opts.port}`, adapter: "ember" },
     databasePath: join(opts.dir, "database.db"),
@@ -116,9 +123,17 @@ try {
         coordinator: coordinator,
         ieee: controller.getDevicesByType("Coordinator")[0]?.ieeeAddr ?? null,
     });
-    await controller.permitJoin(Number(opts.permit));
-    emit("permitJoin", { seconds: Number(opts.permit), permitted: controller.getPermitJoin() });
-    const device = await interviewed;
+    const known = [...controller.getDevicesIterator((d) => d.type !== "Coordinator" && d.interviewState === "SUCCESSFUL")];
+    let device;
+    if (known.length > 0) {
+        device = known[0];
+        emit("known", { ieee: device.ieeeAddr, nwk: device.networkAddress });
+    } else {
+        await controller.permitJoin(Number(opts.permit));
+        emit("permitJoin", { seconds: Number(opts.permit), permitted: controller.getPermitJoin() });
+        device = await interviewed;
+        await controller.permitJoin(0);
+    }
     // the SE endpoint: the one with Metering (0x0702) among its server clusters
     const endpoint = device.endpoints.find((ep) => ep.inputClusters.includes(0x0702));
     if (!endpoint) throw new Error(`no endpoint of ${device.ieeeAddr} has Metering`);
