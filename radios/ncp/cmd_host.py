@@ -4,9 +4,10 @@ zigbee-herdsman (the zigbee2mqtt host, ``src/adapter/ember/``) drives a v13+ sti
 commands bellows never sends: it asks ``getExtendedValue(ENDPOINT_FLAGS)`` before adding
 each endpoint (a stick that kept its endpoints since the last reset needs no second
 ``addEndpoint``), sets the 802.15.4 CCA mode from its stack configuration, and moves the
-radio with ``setLogicalAndRadioChannel``. Each answer is what EmberZNet 7.4's NCP answers
-(UG100 and the SDK's ``ezsp`` NCP code): an unknown value or an endpoint that was never
-added is an error status, never a made-up value.
+radio with ``setLogicalAndRadioChannel`` for touchlink (not emulated: the virtual air has no
+InterPAN). Each answer follows UG100 (EZSP reference) and what herdsman, written against
+real EmberZNet 7.x sticks, parses: an unknown value or an endpoint that was never added is an
+error status, never a made-up value.
 
 A mixin of :class:`radios.ncp.ezsp.EzspNcp`.
 """
@@ -18,13 +19,16 @@ from typing import TYPE_CHECKING, Any
 import bellows.types as bt
 import zigpy.zdo.types as zdo_t
 
-from radios.ncp.cmd_common import Ezsp, sl_or_ezsp
+from radios.ncp.cmd_common import Ezsp, S, sl_or_ezsp
 
 if TYPE_CHECKING:
     from radios.ncp.ezsp import Radio
     from radios.ncp.state import NcpState
 
 XV = bt.EzspExtendedValueId
+# RAIL_IEEE802154_CcaMode_t: RSSI (the default), SIGNAL, SIGNAL_OR_RSSI, SIGNAL_AND_RSSI,
+# ALWAYS_TRANSMIT
+CCA_MODES = range(5)
 
 
 class HostCommands:
@@ -35,6 +39,7 @@ class HostCommands:
         radio: Radio
         network_up: bool
         endpoints: dict[int, zdo_t.SimpleDescriptor]
+        cca_mode: int
 
         def _event(self, text: str) -> None: ...
 
@@ -62,3 +67,15 @@ class HostCommands:
             # virtual air is one hop: no source route, no overhead
             return {"status": sl_or_ezsp(Ezsp.SUCCESS), "value": b"\x00"}
         return {"status": sl_or_ezsp(Ezsp.ERROR_INVALID_ID), "value": b""}
+
+    def cmd_setRadioIeee802154CcaMode(self, cca_mode: int) -> dict:
+        """The 802.15.4 clear-channel assessment mode (RAM: a reset brings back RSSI).
+
+        Herdsman sends it at start-up when its stack_config.json sets CCA_MODE. The virtual
+        air has no energy to assess, so the mode is only kept, not acted on.
+        """
+        if int(cca_mode) not in CCA_MODES:
+            return {"status": S.INVALID_PARAMETER}
+        self.cca_mode = int(cca_mode)
+        self._event(f"802.15.4 CCA mode {self.cca_mode}")
+        return {"status": S.OK}

@@ -240,6 +240,7 @@ class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingComman
         self.permit_until = 0.0
         self.manufacturer_code = 0x1002
         self.radio_power = self.state.tx_power
+        self.cca_mode = 0  # RAIL_IEEE802154_CCA_MODE_RSSI
         self.mac_counters = [0] * len(bt.EmberCounterType)
 
     def take(self) -> list[bytes]:
