@@ -29,6 +29,7 @@ from pathlib import Path
 
 import aiomqtt
 from broker import Broker
+from ncp_command_table import HERDSMAN_PATH
 from required_tools import missing, require_tool
 
 from radios.node import DUPLICATE_LIFETIME
@@ -131,7 +132,7 @@ async def test_herdsman_forms_admits_interviews_and_reads_a_sep_meter(tmp_path):
     try:
         emu = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sep.cli", "ncp-emulator", "--listen", "127.0.0.1:0",
-            "--air-port", "0", "--state", str(tmp_path / "ncp.json"), "--duration", "120",
+            "--air-port", "0", "-vv", "--state", str(tmp_path / "ncp.json"), "--duration", "120",
             stdout=asyncio.subprocess.PIPE, stderr=(tmp_path / "ncp.log").open("wb"))
         procs.append(emu)
         assert emu.stdout is not None
@@ -240,4 +241,7 @@ async def test_herdsman_forms_admits_interviews_and_reads_a_sep_meter(tmp_path):
     ncp_log = (tmp_path / "ncp.log").read_text()
     assert "not implemented" not in ncp_log, ncp_log  # no command herdsman sent was unknown
     assert "invalid command" not in ncp_log, ncp_log
+    # what herdsman sent and took is what the README's table says it does on this path
+    seen = set(re.findall(r"NCP (?:<-|=>) (\w+)", ncp_log)) | {"version"}
+    assert seen == HERDSMAN_PATH, (seen - HERDSMAN_PATH, HERDSMAN_PATH - seen)
     assert time.monotonic() - t0 < 120
