@@ -37,7 +37,8 @@ The command handlers (``cmd_<name>``, found by name when a frame arrives) are mi
 subject, each module holding one: :mod:`radios.ncp.cmd_config` (configuration, values,
 policies, endpoints, counters, manufacturing and NV3 tokens), :mod:`radios.ncp.cmd_network`
 (forming, scans, tables, permit joining), :mod:`radios.ncp.cmd_security` (security state,
-keys) and :mod:`radios.ncp.cmd_messaging` (sends, Green Power); what they share with this
+keys), :mod:`radios.ncp.cmd_messaging` (sends, Green Power) and :mod:`radios.ncp.cmd_host`
+(what zigbee-herdsman's ember adapter sends beyond bellows); what they share with this
 module (bellows' command table, the status conversions) is in :mod:`radios.ncp.cmd_common`.
 This module keeps the frame layer and the core: RAM state, dispatch, callbacks, the
 radio's events and the network up/down helpers.
