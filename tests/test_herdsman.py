@@ -241,6 +241,9 @@ async def test_herdsman_forms_admits_interviews_and_reads_a_sep_meter(tmp_path):
     ncp_log = (tmp_path / "ncp.log").read_text()
     assert "not implemented" not in ncp_log, ncp_log  # no command herdsman sent was unknown
     assert "invalid command" not in ncp_log, ncp_log
+    # herdsman read Metering with the Home Assistant profile (0x0104), as zigbee2mqtt does
+    metering_reads = re.findall(r"NCP <- sendUnicast .*?profileId=(\d+), clusterId=1794,", ncp_log)
+    assert metering_reads and set(metering_reads) == {"260"}, metering_reads
     # what herdsman sent and took is what the README's table says it does on this path
     seen = set(re.findall(r"NCP (?:<-|=>) (\w+)", ncp_log)) | {"version"}
     assert seen == HERDSMAN_PATH, (seen - HERDSMAN_PATH, HERDSMAN_PATH - seen)
