@@ -6,7 +6,8 @@ callback (the NCP's frames to the host) that some module of radios/ncp raises it
 
 The herdsman column: zigbee-herdsman's ember adapter (the version pinned in
 interop/herdsman/package.json). ``HERDSMAN_PATH`` is what it sent in tests/test_herdsman.py
-(start-up, forming, permit joining, a join, the interview, reads, a restart that resumes),
+(start-up, forming, permit joining, a join, the interview, reads, a restart that resumes
+with a stack config setting CCA_MODE),
 which that test checks; ``HERDSMAN_SENDS`` is every command its adapter
 (``dist/adapter/ember/adapter/emberAdapter.js`` through ``ezsp/ezsp.js``) can send, which
 :func:`herdsman_sends` reads from the installed package (tests/test_ncp_command_table.py
@@ -40,7 +41,7 @@ HERDSMAN_PATH = frozenset({
     "setInitialSecurityState", "clearKeyTable", "formNetwork", "getNetworkParameters",
     "exportKey", "setConcentrator", "setSourceRouteDiscoveryMode", "getEui64", "getValue",
     "getNetworkKeyInfo", "importTransientKey", "clearTransientLinkKeys", "permitJoining",
-    "sendUnicast", "sendBroadcast",
+    "sendUnicast", "sendBroadcast", "setRadioIeee802154CcaMode",
     # callbacks herdsman took on the way
     "stackStatusHandler", "trustCenterJoinHandler", "incomingMessageHandler",
     "messageSentHandler",

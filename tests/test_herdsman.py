@@ -221,6 +221,8 @@ async def test_herdsman_forms_admits_interviews_and_reads_a_sep_meter(tmp_path):
         # starts its APS counter afresh (random, as EmberZNet's), and for DUPLICATE_LIFETIME
         # the meter takes a counter it saw from 0x0000 for a duplicate and drops the frame
         await asyncio.sleep(max(0.0, first_done + DUPLICATE_LIFETIME + 0.5 - time.monotonic()))
+        # and with a stack config (beside its backup) that sets the radio's CCA mode
+        (tmp_path / "h" / "stack_config.json").write_text(json.dumps({"CCA_MODE": "SIGNAL_OR_RSSI"}))
         herdsman, events, seen, reader = await run_herdsman(run_mjs, ncp_port, tmp_path / "h")
         procs.append(herdsman)
         tasks.append(reader)
@@ -241,6 +243,7 @@ async def test_herdsman_forms_admits_interviews_and_reads_a_sep_meter(tmp_path):
     ncp_log = (tmp_path / "ncp.log").read_text()
     assert "not implemented" not in ncp_log, ncp_log  # no command herdsman sent was unknown
     assert "invalid command" not in ncp_log, ncp_log
+    assert "802.15.4 CCA mode 2" in ncp_log  # RAIL's SIGNAL_OR_RSSI
     # herdsman read Metering with the Home Assistant profile (0x0104), as zigbee2mqtt does
     metering_reads = re.findall(r"NCP <- sendUnicast .*?profileId=(\d+), clusterId=1794,", ncp_log)
     assert metering_reads and set(metering_reads) == {"260"}, metering_reads

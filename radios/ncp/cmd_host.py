@@ -47,10 +47,9 @@ class HostCommands:
         """A value that needs a parameter (``characteristics``) to name it (UG100 3.3)."""
         if valueId == XV.EXTENDED_VALUE_ENDPOINT_FLAGS:
             # characteristics = the endpoint; EZSP_ENDPOINT_ENABLED (uint16) for one the
-            # host added since the last reset. For any other the NCP's handler has already
-            # sized the value (2 bytes) when the lookup fails: an error status with the flags
-            # of no endpoint (DISABLED), still 2 bytes long (herdsman refuses a shorter value,
-            # then adds the endpoint because the status is not SUCCESS)
+            # host added since the last reset. For any other: an error status, and still the
+            # 2 bytes of flags (DISABLED) - herdsman, written against real sticks, refuses a
+            # shorter value whatever the status, and adds the endpoint when it is not SUCCESS
             endpoint = int(characteristics)
             if endpoint > 0xFF or endpoint not in self.endpoints:
                 flags = bt.EzspEndpointFlags.ENDPOINT_DISABLED
