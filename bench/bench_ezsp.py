@@ -8,7 +8,11 @@ Flag, DATA frames both ways and their ACKs:
   with bellows' serial thread (its default) and without;
 - ZCL Read Attributes of the meter, by the hubsim IHD on the virtual air, answered by the
   meter running on bellows on the emulator (air -> NCP -> host -> NCP -> air, plus the
-  APS ACK and ``messageSentHandler``).
+  APS ACK and ``messageSentHandler``): the meter as coordinator (it formed its network),
+  and the meter as a router that joined the hub's network with its install code and keyed
+  with the hub and the IHD (SMETS2, ``radios.ezsp_join``), side by side; for the router
+  also its join, its Key Establishment with the hub through the stick, and the time from a
+  stick reset to serving again (a secured rejoin).
 
 The emulator runs in the same process and event loop as bellows' host side (2 cores
 shared), so the figures are the software's, not a UART's. Fewer than 256 reads are timed:
@@ -34,6 +38,8 @@ from bellows.ezsp import EZSP
 
 from hubsim.ihd import InHomeDisplay
 from radios.air import VirtualAir
+from radios.crypto import make_install_code
+from radios.ezsp import NetworkSettings, permit_with_install_code
 from radios.ncp import start_emulator
 from sep.app import MeterApp, MeterSettings
 from sep.clock import ManualClock
@@ -89,12 +95,17 @@ async def bench_reads(n: int) -> None:
         emu = await start_emulator(air, state_path=Path(tmp) / "ncp.json",
                                    ieee="00:0d:6f:00:00:00:be:02")
         meter = MeterApp(MeterSettings(radio="ezsp", device=emu.url, endpoint=9,
-                                       ieee="00:0d:6f:00:00:00:be:02", tick_seconds=3600),
+                                       ieee="00:0d:6f:00:00:00:be:02", tick_seconds=3600,
+                                       network=NetworkSettings(channel=air.channel,
+                                                               pan_id=air.pan_id,
+                                                               tc_policy="install_code")),
                          clock=ManualClock(), air=air)
-        ihd = InHomeDisplay(air=air)
+        code = make_install_code()
+        ihd = InHomeDisplay(air=air, install_code=code)
         t_start = time.perf_counter()
         await meter.start()
         startup = time.perf_counter() - t_start
+        await permit_with_install_code(meter.controller, "00:0d:6f:00:00:00:1d:01", code)
         await ihd.start()
         await ihd.connect()
         try:
@@ -123,6 +134,70 @@ async def bench_reads(n: int) -> None:
             await emu.stop()
 
 
+async def bench_reads_joiner(n: int) -> None:
+    from hubsim.hub import CommsHub
+    from hubsim.ke_node import DemoCa
+    from radios.ezsp_join import JoinSettings
+
+    n = min(n, 240)
+    meter_ieee, ihd_ieee = "00:0d:6f:00:00:00:be:12", "00:0d:6f:00:00:00:1d:12"
+    air, clock, ca = VirtualAir(), ManualClock(), DemoCa()
+    codes = {meter_ieee: make_install_code(), ihd_ieee: make_install_code()}
+    hub = CommsHub(air=air, clock=clock.now, install_codes=codes,
+                   credentials=[ca.credentials("00:0d:6f:00:00:00:00:01")])
+    await hub.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        emu = await start_emulator(air, state_path=Path(tmp) / "ncp.json", ieee=meter_ieee)
+        meter = MeterApp(MeterSettings(
+            radio="ezsp", device=emu.url, endpoint=9, ieee=meter_ieee, tick_seconds=3600,
+            join=JoinSettings.from_install_code(codes[meter_ieee], channel=air.channel),
+            credentials=(ca.credentials(meter_ieee),)), clock=clock, air=air)
+        ihd = InHomeDisplay(air=air, ieee=ihd_ieee, install_code=codes[ihd_ieee],
+                            credentials=(ca.credentials(ihd_ieee),))
+        t_start = time.perf_counter()
+        await meter.start()
+        joined = time.perf_counter() - t_start
+        await meter.tc_keyed.wait()
+        keyed = time.perf_counter() - t_start - joined
+        await ihd.start()
+        await ihd.connect()
+        try:
+            for _ in range(10):
+                await ihd.metering.read_attributes(["current_summ_delivered"], allow_cache=False)
+            await asyncio.sleep(0.2)
+            b0 = emu.bytes_in + emu.bytes_out
+            lat = []
+            start = time.perf_counter()
+            for _ in range(n):
+                t0 = time.perf_counter()
+                ok, failed = await ihd.metering.read_attributes(["current_summ_delivered"],
+                                                                allow_cache=False)
+                lat.append(time.perf_counter() - t0)
+                assert ok and not failed
+            seconds = time.perf_counter() - start
+            await asyncio.sleep(0.2)
+            report("ZCL read via router meter (joined)", n, seconds,
+                   emu.bytes_in + emu.bytes_out - b0, lat)
+            t0 = time.perf_counter()
+            await emu.restart()
+            while meter.controller.reconnects < 1:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.01)
+            await meter.controller.wait_reconnected()  # type: ignore[attr-defined]
+            ok, failed = await ihd.metering.read_attributes(["current_summ_delivered"],
+                                                            allow_cache=False)
+            assert ok and not failed
+            back = time.perf_counter() - t0
+            print(f"  router: joined the hub in {joined:.1f} s (bellows start-up included), "
+                  f"Key Establishment with the hub through the stick {keyed:.2f} s; stick "
+                  f"reset -> secured rejoin -> a read answered again {back:.1f} s; "
+                  f"{emu.node.rejoins_or_joins}")  # type: ignore[union-attr]
+        finally:
+            await ihd.stop()
+            await meter.stop()
+            await emu.stop()
+            await hub.stop()
+
+
 async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR)
     print(f"request/response exchanges through bellows + the NCP emulator "
@@ -131,6 +206,7 @@ async def main(args: argparse.Namespace) -> None:
         for use_thread in (True, False):
             await bench_echo(args.echo, size, use_thread)
     await bench_reads(args.reads)
+    await bench_reads_joiner(args.reads)
 
 
 if __name__ == "__main__":

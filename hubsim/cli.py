@@ -62,8 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "automatically (kept in DIR/install_codes.json with --data)")
     demo.add_argument("--meter-radio", choices=("virtual", "ezsp"), default="virtual",
                       help="how the demo meter reaches the air: virtual (default), or ezsp: "
-                      "unmodified bellows on the EZSP NCP emulator (the meter is then the "
-                      "coordinator and the hub joins as a router)")
+                      "unmodified bellows on an EZSP NCP emulator, whose stick joins the "
+                      "hub's network as a router with the meter's install code (SMETS2)")
+    demo.add_argument("--hub-radio", choices=("virtual", "ezsp"), default="virtual",
+                      help="how the comms hub reaches the air: virtual (default), or ezsp: "
+                      "unmodified bellows on its own EZSP NCP emulator, coordinator and trust "
+                      "centre (with --meter-radio ezsp: the SMETS2 topology on the real host "
+                      "path at both ends)")
     demo.add_argument("--tariff", type=tariff_file, metavar="FILE",
                       help="the supplier's tariff (TOML, see examples/tariff.toml; default a "
                       "three-tier time-of-use tariff with a daily block)")
@@ -141,10 +146,6 @@ def _demo(args: argparse.Namespace) -> int:
     if args.external_meter and args.air_port is None:
         print("hubsim demo: --external-meter needs --air-port", file=sys.stderr)
         return 2
-    if args.cad and args.meter_radio == "ezsp":
-        print("hubsim demo: --cad needs the hub as trust centre (--meter-radio virtual)",
-              file=sys.stderr)
-        return 2
     if args.meters < 1:
         print("hubsim demo: --meters must be at least 1", file=sys.stderr)
         return 2
@@ -166,6 +167,7 @@ def _demo(args: argparse.Namespace) -> int:
                        speed=args.speed, seed=args.seed, air_port=args.air_port,
                        external_meter=args.external_meter, mqtt=mqtt, meters=args.meters,
                        live=False if args.no_live else None, meter_radio=args.meter_radio,
+                       hub_radio=args.hub_radio,
                        tariff=args.tariff, script=not args.no_script, scenario=args.scenario,
                        ppmid=not args.no_ppmid, gas=not args.no_gas,
                        key_establishment=not args.no_key_establishment, certs=args.certs,

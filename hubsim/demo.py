@@ -70,7 +70,10 @@ class DemoOptions:
     mqtt: Any = None  # a sep.bridge.config.BridgeConfig: every meter publishes there
     meters: int = 1  # how many simulated meters share the air (the IHD shows the first)
     tariff: Path | None = None  # the supplier's tariff (default hubsim/data/demo_tariff.toml)
-    meter_radio: str = "virtual"  # "ezsp": the meter runs on bellows on the NCP emulator
+    meter_radio: str = "virtual"  # "ezsp": the meter runs on bellows on an NCP emulator and
+    # joins the hub's network as a router (SMETS2)
+    hub_radio: str = "virtual"  # "ezsp": the hub runs on bellows on its own NCP emulator,
+    # coordinator and trust centre
     script: bool = True  # the supplier's messages and peak price event
     scenario: str = "default"  # hubsim/scenarios.py: what the prepayment side plays
     ppmid: bool = True  # a PPMID on the air (prepayment)
@@ -117,11 +120,11 @@ def provision(data_dir: Path | None, ieees: list[str]) -> dict[str, bytes]:
     return {ieee: bytes.fromhex(codes[ieee]) for ieee in ieees}
 
 
-def demo_ca(opts: DemoOptions, ezsp: bool) -> DemoCa | None:
+def demo_ca(opts: DemoOptions) -> DemoCa | None:
     """The CA that issues every simulated device's CBKE credentials, or None when the demo
-    runs without Key Establishment (asked so; the meter on bellows; a meter in another
-    process without a CA it can share)."""
-    if not opts.key_establishment or ezsp:
+    runs without Key Establishment (asked so; a meter in another process without a CA it
+    can share)."""
+    if not opts.key_establishment:
         return None
     if opts.certs is not None:
         try:
@@ -363,28 +366,35 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
     codes = provision(opts.data_dir, devices)
     codes.update(opts.install_codes)
     data = opts.data_dir
-    ca = demo_ca(opts, ezsp)
+    ca = demo_ca(opts)
 
     def creds(ieee: str) -> tuple[Credentials, ...]:
         return (ca.credentials(ieee),) if ca is not None else ()
 
     settings.credentials = creds(settings.ieee)
     # SMETS2: the hub is coordinator and trust centre and admits only devices whose
-    # install code it holds. With the meter on an EZSP stick the meter is coordinator and
-    # trust centre instead (bellows runs only so): the hub joins it with its own code.
-    if ezsp:
-        hub = CommsHub(air=air, clock=clock.now, tariff=tariff, role="router",
-                       install_code=codes[hub_ieee], ieee=hub_ieee,
-                       state=str(data / "hub-radio.json") if data else None,
-                       keep_alive_base=1, keep_alive_jitter=5)  # a keep-alive a simulated minute
-    else:
-        hub = CommsHub(air=air, clock=clock.now, tariff=tariff, ieee=hub_ieee,
-                       install_codes={k: v for k, v in codes.items() if k != hub_ieee},
-                       state=str(data / "hub-radio.json") if data else None,
-                       keep_alive_base=1, keep_alive_jitter=5,  # a keep-alive a simulated minute
-                       mirrors=opts.gas,
-                       gas_tariff=load_tariff(DEMO_GAS_TARIFF) if opts.gas else None,
-                       credentials=creds(hub_ieee))
+    # install code it holds; a meter on an EZSP stick joins it as a router.
+    hub_codes = {k: v for k, v in codes.items() if k != hub_ieee}
+    hub_emulator = None
+    hub_radio: dict[str, Any] = {}
+    if opts.hub_radio == "ezsp":
+        from radios.ezsp import NetworkSettings
+        from radios.ncp import start_emulator
+
+        hub_emulator = await start_emulator(
+            air, state_path=data / "hub-ncp.json" if data else None, ieee=hub_ieee)
+        hub_radio = {"radio": "ezsp", "device": hub_emulator.url,
+                     "network": NetworkSettings(channel=air.channel, pan_id=air.pan_id,
+                                                tc_policy="install_code")}
+        console.print(f"hub on bellows, EZSP NCP emulator at {hub_emulator.url}",
+                      soft_wrap=True)
+    hub = CommsHub(air=air, clock=clock.now, tariff=tariff, ieee=hub_ieee,
+                   install_codes=hub_codes,
+                   state=str(data / "hub-radio.json") if data else None,
+                   keep_alive_base=1, keep_alive_jitter=5,  # a keep-alive a simulated minute
+                   mirrors=opts.gas,
+                   gas_tariff=load_tariff(DEMO_GAS_TARIFF) if opts.gas else None,
+                   credentials=creds(hub_ieee), **hub_radio)
     emulator = None
     meter: MeterApp | None = None
     extra_meters: list[MeterApp] = []
@@ -398,8 +408,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                   credentials=creds(PPMID_IEEE)) if opts.ppmid else None
     gas = GasMeter(air=air, clock=clock.now, install_code=codes[GAS_IEEE],
                    state=str(data / "gas-radio.json") if data else None,
-                   credentials=creds(GAS_IEEE)) \
-        if opts.gas and not ezsp else None
+                   credentials=creds(GAS_IEEE)) if opts.gas else None
     cad = None
     if opts.cad:
         from sep.bridge.cad import CadService
@@ -415,38 +424,31 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        if not ezsp:
-            await hub.start()
+        await hub.start()
         if not opts.external_meter:
             if ezsp:
-                from radios.ezsp import EZSP_SE_ENDPOINT, NetworkSettings
+                from radios.ezsp import EZSP_SE_ENDPOINT
+                from radios.ezsp_join import JoinSettings
                 from radios.ncp import start_emulator
 
                 state = opts.data_dir / "ncp.json" if opts.data_dir else None
                 emulator = await start_emulator(air, state_path=state, ieee=settings.ieee)
                 settings.radio, settings.device = "ezsp", emulator.url
                 settings.endpoint = EZSP_SE_ENDPOINT
-                settings.supplier = hub_ieee
-                settings.network = NetworkSettings(channel=air.channel, pan_id=air.pan_id,
-                                                   tc_policy="install_code")
-                console.print(f"meter on bellows, EZSP NCP emulator at {emulator.url}",
-                              soft_wrap=True)
+                # the meter's stick joins the hub's network with the meter's install code
+                settings.join = JoinSettings.from_install_code(codes[settings.ieee],
+                                                               channel=air.channel)
+                console.print(f"meter on bellows, EZSP NCP emulator at {emulator.url}, "
+                              "joining the hub as a router", soft_wrap=True)
             else:
                 settings.install_code = codes[settings.ieee].hex()
             meter = MeterApp(settings, clock=clock, air=air)
             if tariff.prepayment is not None:  # the meter's top-up codes and friendly credit
                 meter.prepayment.account.reconfigure(tariff.prepayment)
             await meter.start()
-            if ezsp:
-                from radios.ezsp import permit_with_install_code
-
-                for ieee in (hub_ieee, IHD_IEEE, PPMID_IEEE):  # the meter's TC admits them
-                    await permit_with_install_code(meter.controller, ieee, codes[ieee],
-                                                   time_s=254)
-                await hub.start()  # joins the meter's network; the meter sees it join
-            else:
-                await hub.wait_interviewed(meter.ieee)
-                ihd._note(f"hub interviewed meter {meter.ieee}")
+            await hub.wait_interviewed(meter.ieee, timeout=30)
+            ihd._note(f"hub interviewed meter {meter.ieee}"
+                      + (f" (a router at 0x{meter.nwk:04X})" if ezsp else ""))
             for n in range(1, opts.meters):
                 # Fleet members: deterministic identities and seeds, data kept apart.
                 extra = MeterApp(
@@ -563,9 +565,10 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 await m.stop()
         with contextlib.suppress(Exception):
             await hub.stop()
-        if emulator is not None:
-            with contextlib.suppress(Exception):
-                await emulator.stop()
+        for emu in (emulator, hub_emulator):
+            if emu is not None:
+                with contextlib.suppress(Exception):
+                    await emu.stop()
         if server is not None:
             server.close()
         if writer is not None:

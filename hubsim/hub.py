@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import zigpy.application
 import zigpy.config as conf
@@ -20,7 +21,7 @@ import zigpy.zdo.types as zdo_t
 
 from hubsim import ke_node
 from hubsim.hub_services import HUB_SERVICE_CLUSTERS, HubServices
-from hubsim.mirror import MirrorHost
+from hubsim.mirror import MirrorHost, mirror_descriptors
 from hubsim.ota_server import HubOtaServer, OtaServerCore
 from hubsim.prepay_supplier import PrepaySupplier
 from hubsim.supplier import Supplier
@@ -46,7 +47,8 @@ class CommsHub:
                  permit_join: float = 254, keep_alive_base: int = 10,
                  keep_alive_jitter: int = 300, mirrors: bool = False,
                  gas_tariff: Tariff | None = None,
-                 credentials: Sequence[Credentials] = ()) -> None:
+                 credentials: Sequence[Credentials] = (), radio: str = "virtual",
+                 network: Any = None) -> None:
         # role "coordinator" (SMETS2): the hub is coordinator and trust centre; with
         # ``install_codes`` it admits only those devices (SE: install_code policy), and
         # permits joining for ``permit_join`` seconds once up. Without codes it runs the
@@ -56,6 +58,11 @@ class CommsHub:
         # interviews nothing by itself.
         # with CBKE credentials: Key Establishment on the SE endpoint, and SE frames taken
         # only under its link keys (hubsim/ke_node.py)
+        # radio "ezsp": the hub runs on unmodified bellows on a stick at ``device``
+        # (coordinator and trust centre, forming ``network``, a radios.ezsp.NetworkSettings);
+        # the install codes go to the stick as transient keys once it is up. The stick's
+        # firmware cannot tell which link key opened a frame, so SE frames are taken under
+        # any APS link key (install code or CBKE) there.
         security: dict = {"aps_policy": requires_aps_security, "state": state,
                           **ke_node.radio_security(credentials)}
         if role == "coordinator" and install_codes is not None:
@@ -63,19 +70,32 @@ class CommsHub:
                             install_codes={k: bytes(v).hex() for k, v in install_codes.items()})
         elif role != "coordinator":
             security.update(install_code=install_code, link_key=link_key)
-        cfg = virtual_config(ieee, role=role, air=air, path=device or "virtual://default",
-                             default_endpoints=True, **security)
         # Besides zigpy's own endpoints, the hub's Smart Energy endpoint: where the HAN
         # finds its OTA server and the supplier's prices and messages.
         # The supplier's ESI: Messaging, and Price when the supplier has a tariff to publish.
         in_clusters = [0x000A, 0x0019] + ([0x0703] if supplier else []) + (
             [0x0700] if supplier and tariff is not None else [])
         in_clusters += list(HUB_SERVICE_CLUSTERS)  # Calendar, Device Management, Keep-Alive
-        cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [zdo_t.SimpleDescriptor(
+        se_endpoint = zdo_t.SimpleDescriptor(
             endpoint=HUB_SE_ENDPOINT, profile=0x0109, device_type=0x0500, device_version=0,
             input_clusters=ke_node.with_ke(in_clusters, credentials),
-            output_clusters=ke_node.with_ke([0x0702, 0x0709], credentials)).as_dict()]
-        self.app: zigpy.application.ControllerApplication = VirtualControllerApplication(cfg)
+            output_clusters=ke_node.with_ke([0x0702, 0x0709], credentials))
+        self._install_codes = dict(install_codes or {}) if radio == "ezsp" else {}
+        self._permit_join = permit_join
+        if radio == "ezsp":
+            from radios.ezsp import make_ezsp_controller
+
+            if role != "coordinator" or not device:
+                raise ValueError("a hub on EZSP is the coordinator, on a stick at device")
+            mirror_eps = mirror_descriptors(price=gas_tariff is not None) if mirrors else []
+            self.app: zigpy.application.ControllerApplication = make_ezsp_controller(
+                device, endpoints=[se_endpoint, *mirror_eps], network=network)
+            self.app.aps_policy = requires_aps_security  # type: ignore[attr-defined]
+        else:
+            cfg = virtual_config(ieee, role=role, air=air, path=device or "virtual://default",
+                                 default_endpoints=True, **security)
+            cfg[conf.CONF_ADDITIONAL_ENDPOINTS] = [se_endpoint.as_dict()]
+            self.app = VirtualControllerApplication(cfg)
         install_se_profile_shim(self.app)
         self.supplier: Supplier | None = None
         if supplier:
@@ -94,7 +114,7 @@ class CommsHub:
         if mirrors:
             gas_price = PriceServer(tariff=gas_tariff) if gas_tariff is not None else None
             self.mirrors = MirrorHost(self.app, endpoint=HUB_SE_ENDPOINT, clock=clock,
-                                      price=gas_price)
+                                      price=gas_price, preregistered=radio == "ezsp")
         # The supplier's prepayment commands to meters, and its top-up code vending.
         code_format = tariff.prepayment.top_up_code if tariff and tariff.prepayment else None
         self.prepay = PrepaySupplier(self.app, clock=clock, code_format=code_format,
@@ -106,6 +126,12 @@ class CommsHub:
     async def start(self) -> None:
         await self.app.startup(auto_form=True)
         LOGGER.info("hub up: %s", self.app.state.node_info.ieee)
+        if self._install_codes:  # a stick: the installer's codes become transient keys
+            from radios.ezsp import permit_with_install_code
+
+            for dev_ieee, code in self._install_codes.items():
+                await permit_with_install_code(self.app, dev_ieee, code,
+                                               time_s=int(min(self._permit_join, 254)))
         if self.ke is not None:
             self.ke.start()
         if self.supplier is not None:

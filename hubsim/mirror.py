@@ -97,11 +97,24 @@ class Mirror:
     reports: int = 0
 
 
+def mirror_descriptors(max_mirrors: int = 4, *, price: bool = False
+                       ) -> list[zdo_t.SimpleDescriptor]:
+    """Every mirror endpoint a hub may serve, for a radio that takes endpoints only before
+    its network is up (an EZSP stick: ``addEndpoint``): registered at start, served once a
+    battery meter asks for its mirror."""
+    clusters = [METERING] + ([0x0700] if price else [])
+    return [zdo_t.SimpleDescriptor(endpoint=e, profile=0x0109, device_type=0x0501,
+                                   device_version=0, input_clusters=clusters, output_clusters=[])
+            for e in range(FIRST_MIRROR_ENDPOINT, FIRST_MIRROR_ENDPOINT + max_mirrors)]
+
+
 class MirrorHost:
     def __init__(self, app: zigpy.application.ControllerApplication, *, endpoint: int,
                  clock: Callable[[], float] = time.time, price: ClusterServer | None = None,
-                 max_mirrors: int = 4, tick_seconds: float = 0.5) -> None:
+                 max_mirrors: int = 4, tick_seconds: float = 0.5,
+                 preregistered: bool = False) -> None:
         self.app = app
+        self.preregistered = preregistered  # the radio has every mirror_descriptors() already
         self.endpoint = endpoint
         self.clock = clock
         self.price = price
@@ -216,6 +229,8 @@ class MirrorHost:
 
     def _add_endpoint(self, descriptor: zdo_t.SimpleDescriptor) -> None:
         # The hub's radio answers ZDO (Simple_Desc, Match_Desc) from its endpoint list.
+        if self.preregistered:
+            return
         task = asyncio.get_running_loop().create_task(self.app.add_endpoint(descriptor))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)

@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import bellows.types as bt
@@ -141,6 +142,11 @@ class EzspController(bellows.zigbee.application.ControllerApplication):
         self._reconnect_task: asyncio.Task[None] | None = None
         self.reconnects = 0
         self.reconnect_delays = RECONNECT_DELAYS
+        self._cbke_keys: dict[t.EUI64, bytes] = {}  # the stick's key table, as we set it
+        # which (profile, cluster) must travel APS-encrypted (the owner's policy, e.g. SE's):
+        # the NCP firmware knows no such rule, so the host marks each frame (as the virtual
+        # radio's node does with its own policy)
+        self.aps_policy: Callable[[int, int], bool] | None = None
 
     # -- bellows behaviours worked around here ----------------------------------------
     async def _reset(self) -> None:
@@ -166,7 +172,49 @@ class EzspController(bellows.zigbee.application.ControllerApplication):
         if self._ezsp is None or not self.is_controller_running:
             # bellows raises ControllerError; to a sender this is a failed delivery
             raise zigpy.exceptions.DeliveryError("the EZSP stick is not connected")
+        if (self.aps_policy is not None and packet.dst is not None
+                and packet.dst.addr_mode in (t.AddrMode.NWK, t.AddrMode.IEEE)
+                and self.aps_policy(int(packet.profile_id), int(packet.cluster_id))):
+            packet = packet.replace(
+                tx_options=packet.tx_options | t.TransmitOptions.APS_Encryption)
         await super().send_packet(packet)
+
+    # -- link keys from Key Establishment ------------------------------------------------
+    # A stick has no "kind" of key: those this controller put in the key table (and, on a
+    # router, those it found there) are Key Establishment's.
+    def has_link_key(self, partner: t.EUI64, kind: str | None = None) -> bool:
+        return t.EUI64(partner) in self._cbke_keys
+
+    async def install_link_key(self, partner: t.EUI64, key: bytes, kind: str = "cbke") -> None:
+        """Key Establishment's key into the stick's key table (``importLinkKey``): the NCP
+        APS-secures with it from now on, and keeps it across resets."""
+        ezsp = self._ezsp
+        if ezsp is None:
+            raise zigpy.exceptions.DeliveryError("the EZSP stick is not connected")
+        partner = t.EUI64(partner)
+        (index,) = await ezsp.findKeyTableEntry(address=partner, linkKey=True)
+        if index == 0xFF:
+            index = len(self._cbke_keys)
+        (status,) = await ezsp.importLinkKey(index=index, address=partner, key=t.KeyData(key))
+        if bt.sl_Status.from_ember_status(status) != bt.sl_Status.OK:
+            raise zigpy.exceptions.ControllerException(f"importLinkKey: {status!r}")
+        self._cbke_keys[partner] = bytes(key)
+
+    def forget_link_key(self, partner: t.EUI64) -> None:
+        partner = t.EUI64(partner)
+        self._cbke_keys.pop(partner, None)
+        ezsp = self._ezsp
+        if ezsp is None:
+            return
+
+        async def erase() -> None:
+            (index,) = await ezsp.findKeyTableEntry(address=partner, linkKey=True)
+            if index != 0xFF:
+                await ezsp.eraseKeyTableEntry(index=index)
+
+        task = asyncio.get_running_loop().create_task(erase())
+        task.add_done_callback(lambda f: f.cancelled() or f.exception())
+
 
     @property
     def reconnecting(self) -> bool:

@@ -28,11 +28,14 @@ def make_controller(
     database_path: str | None = None,
     network: Any = None,
     security: dict[str, Any] | None = None,
+    join: Any = None,
 ) -> zigpy.application.ControllerApplication:
     """A controller with ``endpoints`` registered before the network starts.
 
     ``network`` (EZSP only) is a :class:`radios.ezsp.NetworkSettings` for forming; with
     ``air`` and no ``network``, an EZSP stick forms on that air's channel and PAN id.
+    ``join`` (EZSP only) is a :class:`radios.ezsp_join.JoinSettings`: the stick joins a
+    network as a router instead of forming one.
     ``security`` (virtual only) goes to :func:`radios.virtual.virtual_config`: ``state``
     (the radio's NV file), ``install_code`` or ``link_key`` to join with, ``aps_policy``,
     ``on_key``, ``channels``.
@@ -49,6 +52,12 @@ def make_controller(
 
         if not device:
             raise ValueError("--radio ezsp needs --device (e.g. /dev/ttyUSB0 or socket://HOST:PORT)")
+        if join is not None:
+            from radios.ezsp_join import make_joiner_controller
+
+            return make_joiner_controller(device, endpoints=endpoints, join=join,
+                                          baudrate=baudrate, flow_control=flow_control,
+                                          database_path=database_path)
         if network is None and air is not None:
             # a stick whose radio is this virtual air (the NCP emulator): form its PAN
             network = NetworkSettings(channel=air.channel, pan_id=air.pan_id)

@@ -100,6 +100,7 @@ class MeterSettings:
     supplier: str | None = None  # IEEE of the supplier's ESI (default: the trust centre)
     tariff: Path | None = None  # a tariff TOML file (examples/tariff.toml); default one rate
     network: Any = None  # EZSP: a radios.ezsp.NetworkSettings for forming (None: zigpy picks)
+    join: Any = None  # EZSP: a radios.ezsp_join.JoinSettings: join the hub's network as a router
     supplier_search_interval: float = 5.0  # first wait between searches for the ESI
     supplier_refresh_interval: float = 1800.0  # then ask it again this often (seconds)
     # -- the secure HAN (virtual radio; an EZSP stick keeps its own) --
@@ -225,6 +226,7 @@ class MeterApp:
             manufacturer_code=MANUFACTURER_CODE,
             network=settings.network,
             security=self._radio_security(settings),
+            join=settings.join if settings.radio == "ezsp" else None,
         )
         self.ota: OtaService | None = None
         self._tmp_dirs: list[Path] = []
@@ -240,6 +242,8 @@ class MeterApp:
             self.persistence = MeterPersistence(self.store, self)
             self.persistence.restore()
             self.han.attach(self.store, self.persistence)
+        if hasattr(self.controller, "aps_policy"):  # a stick: the host marks SE frames
+            self.controller.aps_policy = requires_aps_security
         self._upstream_packet_received = self.controller.packet_received
         self.controller.packet_received = self._on_packet  # type: ignore[method-assign]
         self.ke: KeService | None = None

@@ -66,12 +66,28 @@ VERSION = 13
 class RecordingRadio:
     """The node below EZSP, reduced to a recorder (the sans-IO campaign needs no air)."""
 
+    nwk = 0x0000
+    joining = False
+
     def __init__(self) -> None:
         self.up = False
         self.sent = 0
 
     def network_up(self) -> None:
         self.up = True
+
+    def join(self, done: Any) -> None:
+        done(False, "no network heard")  # no air here: nobody answers the association
+
+    def resume(self, done: Any) -> None:
+        self.up = True
+        done(True, "resumed")
+
+    def scan(self, channels: list[int], found: Any, done: Any) -> None:
+        done()  # an empty air
+
+    def leave(self) -> None:
+        self.up = False
 
     def network_down(self) -> None:
         self.up = False

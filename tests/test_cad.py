@@ -190,13 +190,6 @@ def test_sep_cad_refuses_a_certificate_for_another_device(tmp_path):
     assert run.stderr.count("\n") == 1 and "000d6f0000000099" in run.stderr, run.stderr
 
 
-def test_demo_cad_refuses_a_meter_on_a_stick():
-    run = subprocess.run([sys.executable, "-m", "hubsim.cli", "demo", "--cad",
-                          "--meter-radio", "ezsp", "--duration", "1"],
-                         capture_output=True, text=True, timeout=30)
-    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--cad" in run.stderr
-
-
 @pytest.mark.slow
 def test_sep_cad_process_reads_a_demo_meter_over_udp(tmp_path):
     """`sep cad` in its own process, on a demo's air over UDP, with its install code and a

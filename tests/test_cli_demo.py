@@ -101,31 +101,53 @@ def test_sep_meter_ezsp_without_device_is_a_usage_error():
     assert "--device" in proc.stderr
 
 
-def test_demo_with_the_meter_on_bellows_and_the_ncp_emulator(tmp_path):
-    """`hubsim demo --meter-radio ezsp`: unmodified bellows drives the meter through the
-    EZSP NCP emulator; the IHD still reads it, and tshark finds nothing malformed."""
+def test_demo_with_the_hub_and_the_meter_on_bellows_and_ncp_emulators(tmp_path):
+    """`hubsim demo --hub-radio ezsp --meter-radio ezsp`: the SMETS2 topology on the real
+    host path at both ends — the hub's bellows forms on one emulator (coordinator, trust
+    centre), the meter's stick joins it from a second as a router with its install code and
+    keys with it. Judged by tshark with the capture's keys file: the meter's association and
+    the address the hub gave it, the Transport Key to it, KE frames, Metering answered from
+    that router address under APS security, nothing malformed."""
     import shutil
 
     pcap = tmp_path / "air.pcap"
     proc = subprocess.run(
-        [str(BIN / "hubsim"), "demo", "--duration", "12", "--no-live", "--meter-radio", "ezsp",
-         "--pcap", str(pcap)], capture_output=True, text=True, timeout=180)
+        [str(BIN / "hubsim"), "demo", "--duration", "15", "--no-live", "--meter-radio", "ezsp",
+         "--hub-radio", "ezsp", "--pcap", str(pcap), "--data", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
-    assert "EZSP NCP emulator at socket://127.0.0.1:" in proc.stdout
+    assert "hub on bellows, EZSP NCP emulator at socket://127.0.0.1:" in proc.stdout
+    assert "joining the hub as a router" in proc.stdout
     last = [line for line in proc.stdout.splitlines() if line.startswith("IHD saw")][-1]
     assert int(last.split(" reports")[0].rsplit(" ", 1)[-1]) > 0, proc.stdout
     tshark = shutil.which("tshark")
     assert tshark is not None, "tshark is needed (.ci/run installs it)"
     keys = tshark_key_options(pcap)
-    bad = subprocess.run([tshark, "-r", str(pcap), *keys, "-Y", "_ws.malformed"],
-                         capture_output=True, text=True, check=True).stdout
-    assert bad == ""
-    # the meter (coordinator 0x0000 here) answered the IHD's Metering reads, APS-secured
-    rsp = subprocess.run([tshark, "-r", str(pcap), *keys, "-Y", "zbee_nwk.src == 0x0000 && "
-                          "zbee_aps.cluster == 0x0702 && zbee_zcl.cmd.id == 0x01 && "
-                          "zbee_aps.security == 1"],
-                         capture_output=True, text=True, check=True).stdout
-    assert rsp.strip()
+
+    def fields(flt: str, *names: str) -> list[list[str]]:
+        out = subprocess.run([tshark, "-r", str(pcap), *keys, "-Y", flt, "-T", "fields",
+                              *sum((["-e", n] for n in names), [])],
+                             capture_output=True, text=True, check=True).stdout
+        return [line.split("\t") for line in out.splitlines() if line.strip()]
+
+    assert fields("_ws.malformed", "frame.number") == []
+    meter_ieee = json.loads((tmp_path / "data" / "identity.json").read_text())["ieee"]
+    # the hub's Association Response gave the meter's stick a router address
+    granted = {ieee: addr for ieee, addr in fields("wpan.cmd == 0x02 && wpan.assoc.status == 0",
+                                                    "wpan.dst64", "wpan.asoc.addr")}
+    assert meter_ieee in granted, granted
+    routers = [granted[meter_ieee]]
+    assert int(routers[0], 16) not in (0x0000, 0xFFFE)
+    # the network key went to the meter under its install-code link key
+    transported = [d for (d,) in fields("zbee_aps.cmd.id == 0x05 && zbee_aps.cmd.key_type == 1",
+                                        "zbee_aps.cmd.dst")]
+    assert meter_ieee in transported
+    # Metering answered from the router address, APS-secured, and Key Establishment there
+    served = {src for (src,) in fields("zbee_aps.cluster == 0x0702 && zbee_zcl.cmd.id == 0x01 "
+                                       "&& zbee_aps.security == 1", "zbee_nwk.src")}
+    assert any(int(s, 16) == int(r, 16) for s in served for r in routers), (served, routers)
+    ke = {src for (src,) in fields("zbee_aps.cluster == 0x0800", "zbee_nwk.src")}
+    assert any(int(s, 16) == int(r, 16) for s in ke for r in routers)
 
 
 def test_a_meter_process_with_its_certificate_keys_with_the_demo_han(tmp_path):

@@ -17,6 +17,7 @@ import zigpy.zdo.types as zdo_t
 from radios.ncp.cmd_common import COMMANDS, STACK_BUILD, STACK_VERSION, Ezsp, S, sl_or_ezsp, sl_to
 
 if TYPE_CHECKING:
+    from radios.ncp.ezsp import Radio
     from radios.ncp.state import NcpState
 
 MANUFACTURER_STRING = "sep NCP emulator"
@@ -28,6 +29,7 @@ class ConfigCommands:
 
     if TYPE_CHECKING:  # what these handlers use from the EzspNcp core
         state: NcpState
+        radio: Radio
         on_persist: Callable[[], None]
         network_up: bool
         config: dict[int, int]
@@ -81,7 +83,7 @@ class ConfigCommands:
         elif valueId == vid.VALUE_APS_FRAME_COUNTER:
             value = bt.uint32_t(self.state.aps_frame_counter).serialize()
         elif valueId == vid.VALUE_NODE_SHORT_ID:
-            value = bt.uint16_t(0x0000 if self.network_up else 0xFFFE).serialize()
+            value = bt.uint16_t(self.radio.nwk if self.network_up else 0xFFFE).serialize()
         elif int(valueId) in self.values:
             value = self.values[int(valueId)]
         else:

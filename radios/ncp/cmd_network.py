@@ -1,7 +1,10 @@
 """EZSP command handlers: the network — forming, joining it up, scanning and the tables.
 
 ``networkInit``/``formNetwork``/``leaveNetwork`` (bringing the network up and down through
-the core's helpers, with ``stackStatusHandler`` after the response), the network
+the core's helpers, with ``stackStatusHandler`` after the response); ``joinNetwork`` (the
+router role: the radio associates and takes the network key from the trust centre, then
+``stackStatusHandler`` NETWORK_UP or JOIN_FAILED; after a reset ``networkInit`` brings a
+joined router back with a secured rejoin, never a new join), the network
 parameters, node id and EUI-64, radio power and channel, permit joining, energy and
 active scans (the virtual air is equally quiet on every channel), source routes, the
 child, address, extended-timeout and multicast tables. A mixin of
@@ -47,6 +50,8 @@ class NetworkCommands:
 
         def _take_network_down(self) -> None: ...
 
+        def _joined(self, ok: bool, why: str) -> None: ...
+
     def cmd_networkState(self) -> dict:
         status = bt.EmberNetworkStatus
         return {"status": status.JOINED_NETWORK if self.network_up else status.NO_NETWORK}
@@ -56,7 +61,30 @@ class NetworkCommands:
             return {"status": S.INVALID_STATE}
         if not self.state.formed:
             return {"status": S.NOT_JOINED}
-        self.outbox_after(lambda: self._bring_network_up("resumed"))
+        if self.state.node_type == "router":  # back on our network by a secured rejoin
+            self.outbox_after(lambda: self.radio.resume(self._joined))
+        else:
+            self.outbox_after(lambda: self._bring_network_up("resumed"))
+        return {"status": S.OK}
+
+    def cmd_joinNetwork(self, nodeType: Any, parameters: bt.EmberNetworkParameters) -> dict:
+        if self.network_up or self.radio.joining:
+            return {"status": S.INVALID_STATE}
+        if nodeType != bt.EmberNodeType.ROUTER:  # end devices are not emulated
+            return {"status": S.INVALID_PARAMETER}
+        if not 11 <= int(parameters.radioChannel) <= 26:
+            return {"status": S.INVALID_PARAMETER}
+        st = self.state
+        st.formed, st.node_type = False, "router"
+        st.pan_id = int(parameters.panId)
+        st.extended_pan_id = str(parameters.extendedPanId)
+        st.channel = int(parameters.radioChannel)
+        st.tx_power = int(parameters.radioTxPower)
+        st.nwk_manager_id, st.nwk_update_id = 0, 0
+        self.radio_power = st.tx_power
+        self.on_persist()
+        self._event(f"joining PAN 0x{st.pan_id:04X} on channel {st.channel} as a router")
+        self.outbox_after(lambda: self.radio.join(self._joined))
         return {"status": S.OK}
 
     def cmd_formNetwork(self, parameters: bt.EmberNetworkParameters) -> dict:
@@ -84,6 +112,8 @@ class NetworkCommands:
             return {"status": S.INVALID_STATE}
         self.state.formed = False
         self.on_persist()
+        if self.state.node_type == "router":
+            self.radio.leave()  # a router says so on the air before it goes
         self.outbox_after(self._take_network_down)
         self._event("left the network")
         return {"status": S.OK}
@@ -92,11 +122,12 @@ class NetworkCommands:
         if not self.network_up:
             return {"status": S.NOT_JOINED, "nodeType": bt.EmberNodeType.UNKNOWN_DEVICE,
                     "parameters": self._network_params()}
-        return {"status": S.OK, "nodeType": bt.EmberNodeType.COORDINATOR,
-                "parameters": self._network_params()}
+        node_type = bt.EmberNodeType.ROUTER if self.state.node_type == "router" \
+            else bt.EmberNodeType.COORDINATOR
+        return {"status": S.OK, "nodeType": node_type, "parameters": self._network_params()}
 
     def cmd_getNodeId(self) -> dict:
-        return {"nodeId": 0x0000 if self.network_up else 0xFFFE}
+        return {"nodeId": self.radio.nwk if self.network_up else 0xFFFE}
 
     def cmd_getEui64(self) -> dict:
         return {"eui64": self.state.ieee}
@@ -129,14 +160,23 @@ class NetworkCommands:
         return {"remainingTime": 0}
 
     def cmd_startScan(self, scanType: Any, channelMask: Any, duration: int) -> dict:
-        if scanType != bt.EzspNetworkScanType.ENERGY_SCAN:
-            # an active scan for beacons: the virtual air has no other PAN to find
-            channels = [c for c in range(11, 27) if int(channelMask) & (1 << c)]
-            self.outbox_after(lambda: self.callback(
-                "scanCompleteHandler", channel=channels[-1] if channels else 0xFF,
-                status=S.OK))
-            return {"status": S.OK}
         channels = [c for c in range(11, 27) if int(channelMask) & (1 << c)]
+        if scanType != bt.EzspNetworkScanType.ENERGY_SCAN:
+            # an active scan: beacon requests on the air, a networkFoundHandler per network
+            if self.network_up or self.radio.joining:
+                return {"status": S.INVALID_STATE}
+            if not channels:
+                return {"status": S.INVALID_PARAMETER}
+
+            def found(network: bt.EmberZigbeeNetwork, lqi: int, rssi: int) -> None:
+                self.callback("networkFoundHandler", networkFound=network, lastHopLqi=lqi,
+                              lastHopRssi=rssi)
+
+            def done() -> None:
+                self.callback("scanCompleteHandler", channel=0xFF, status=S.OK)
+
+            self.outbox_after(lambda: self.radio.scan(channels, found, done))
+            return {"status": S.OK}
         if not channels:
             return {"status": S.INVALID_PARAMETER}
 

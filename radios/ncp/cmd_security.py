@@ -18,6 +18,7 @@ import bellows.types as bt
 from radios.ncp.cmd_common import S
 
 if TYPE_CHECKING:
+    from radios.ncp.ezsp import Radio
     from radios.ncp.state import NcpState
 
 LOGGER = logging.getLogger("radios.ncp.ezsp")  # the EZSP layer's logger, as before the split
@@ -28,6 +29,7 @@ class SecurityCommands:
 
     if TYPE_CHECKING:  # what these handlers use from the EzspNcp core
         state: NcpState
+        radio: Radio
         on_persist: Callable[[], None]
         network_up: bool
         config: dict[int, int]
@@ -94,6 +96,7 @@ class SecurityCommands:
     def cmd_clearKeyTable(self) -> dict:
         self.state.link_keys.clear()
         self.on_persist()
+        self._link_keys_changed()
         return {"status": S.OK}
 
     def cmd_importLinkKey(self, index: int, address: bt.EUI64, key: bt.KeyData) -> dict:
@@ -106,7 +109,14 @@ class SecurityCommands:
         keys.insert(min(index, len(keys)), LinkKey(ieee=str(address), key=bytes(key).hex()))
         self.state.link_keys = keys
         self.on_persist()
+        self._link_keys_changed()
         return {"status": S.OK}
+
+    def _link_keys_changed(self) -> None:
+        """The key table changed: the stack below uses it for APS security from now on."""
+        hook = getattr(self.radio, "link_keys_changed", None)
+        if hook is not None:
+            hook()
 
     def cmd_exportLinkKeyByIndex(self, index: int) -> dict:
         meta = bt.SecurityManagerAPSKeyMetadata(bitmask=0, outgoing_frame_counter=0,
@@ -129,6 +139,7 @@ class SecurityCommands:
         if index < len(self.state.link_keys):
             del self.state.link_keys[index]
             self.on_persist()
+            self._link_keys_changed()
             return {"status": S.OK}
         return {"status": S.INVALID_INDEX}
 

@@ -185,6 +185,24 @@ class Radio(Protocol):
 
     def permit_joining(self, seconds: int) -> None: ...
 
+    # the router role: joining, resuming, scanning (each reports back when done)
+    nwk: int
+    joining: bool
+
+    def join(self, done: Callable[[bool, str], None]) -> None:
+        """Join the network the state names (pan, channel) with the preconfigured key."""
+        ...
+
+    def resume(self, done: Callable[[bool, str], None]) -> None:
+        """A joined router back on its network after a reset (a secured rejoin)."""
+        ...
+
+    def scan(self, channels: list[int],
+             found: Callable[[bt.EmberZigbeeNetwork, int, int], None],
+             done: Callable[[], None]) -> None: ...
+
+    def leave(self) -> None: ...
+
     def lookup_eui64(self, nwk: int) -> bt.EUI64 | None: ...
 
     def lookup_node_id(self, eui64: bt.EUI64) -> int | None: ...
@@ -395,6 +413,20 @@ class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingComman
         self.radio.network_up()
         self._event(f"network {why}: PAN 0x{self.state.pan_id:04X}, extended PAN "
                     f"{self.state.extended_pan_id}, channel {self.state.channel}")
+        self.callback("stackStatusHandler", status=S.NETWORK_UP)
+
+    def _joined(self, ok: bool, why: str) -> None:
+        """The radio's answer to a join or a resume."""
+        if not ok:
+            self._event(f"join failed: {why}")
+            self.callback("stackStatusHandler", status=bt.EmberStatus.JOIN_FAILED)
+            return
+        self.state.formed = True
+        self.on_persist()
+        self.network_up = True
+        self._event(f"network {why}: PAN 0x{self.state.pan_id:04X}, extended PAN "
+                    f"{self.state.extended_pan_id}, channel {self.state.channel}, "
+                    f"NWK 0x{self.radio.nwk:04X}")
         self.callback("stackStatusHandler", status=S.NETWORK_UP)
 
     def _take_network_down(self) -> None:

@@ -34,7 +34,7 @@ from radios.air import VirtualAir
 from radios.ncp.ezsp import EzspNcp
 from radios.ncp.state import NcpState
 from radios.node import DataIndication, NodeEvent, SecurityError, ZigbeeNode
-from radios.shell import DeliveryFailed, NodeShell
+from radios.shell import DeliveryFailed, JoinFailed, NodeShell
 from radios.state import LinkKeyEntry, NodeState
 from radios.trust_center import ANY_DEVICE
 from radios.virtual import eui64_to_int, int_to_eui64, report_node_keys
@@ -122,6 +122,10 @@ class NcpNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.frames_sent = 0
         self.frames_received = 0
+        self.identity: NodeIdentity | None = None
+        self._joining: asyncio.Task[Any] | None = None
+        self._imported: set[int] = set()
+        self.rejoins_or_joins: list[str] = []  # "join" / "rejoin", in order (tests, logs)
 
     def bind(self, ncp: EzspNcp) -> None:
         self.ncp = ncp
@@ -131,14 +135,35 @@ class NcpNode:
         return self.shell.port if self.shell is not None else None
 
     # -- Radio: network up / down --------------------------------------------------------
-    def _node_state(self) -> NodeState:
+    @property
+    def is_router(self) -> bool:
+        return self.state.node_type == "router"
+
+    @property
+    def nwk(self) -> int:
+        if self.node is not None and self.is_router:
+            return self.node.state.nwk
+        return COORDINATOR_NWK
+
+    @property
+    def joining(self) -> bool:
+        return self._joining is not None and not self._joining.done()
+
+    def _stored_state(self) -> NodeState | None:
         st = self.state
-        ieee = eui64_to_int(zt.EUI64(st.ieee))
         node_state = None
         if st.radio:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 node_state = NodeState.from_json(st.radio)
-        if node_state is None or node_state.ieee != ieee or node_state.pan_id != st.pan_id:
+        if node_state is None or node_state.ieee != eui64_to_int(zt.EUI64(st.ieee)):
+            return None
+        return node_state
+
+    def _node_state(self) -> NodeState:
+        st = self.state
+        ieee = eui64_to_int(zt.EUI64(st.ieee))
+        node_state = self._stored_state()
+        if node_state is None or node_state.pan_id != st.pan_id:
             node_state = NodeState(ieee=ieee)
         node_state.logical_type = "coordinator"
         node_state.pan_id, node_state.channel = st.pan_id, st.channel
@@ -146,35 +171,191 @@ class NcpNode:
         node_state.nwk, node_state.tc_ieee, node_state.joined = COORDINATOR_NWK, ieee, True
         node_state.network_keys = {st.network_key_seq: st.network_key}
         node_state.active_key_seq = st.network_key_seq
-        # the boot jump of NcpState.load() applies to the node's counters too
-        node_state.nwk_tx_reserved = max(node_state.nwk_tx_reserved, st.nwk_frame_counter)
-        node_state.aps_tx_reserved = max(node_state.aps_tx_reserved, st.aps_frame_counter)
+        self._counters_ahead(node_state)
         return node_state
 
-    def network_up(self) -> None:
+    def _counters_ahead(self, node_state: NodeState) -> None:
+        # the boot jump of NcpState.load() applies to the node's counters too
+        st = self.state
+        node_state.nwk_tx_reserved = max(node_state.nwk_tx_reserved, st.nwk_frame_counter)
+        node_state.aps_tx_reserved = max(node_state.aps_tx_reserved, st.aps_frame_counter)
+
+    def _router_state(self, *, fresh: bool) -> NodeState:
+        """The router's stack state: a new one to join with (the preconfigured key the host
+        set with setInitialSecurityState), or the joined one kept in NV."""
+        st = self.state
+        node_state = None if fresh else self._stored_state()
+        if node_state is None:
+            node_state = NodeState(ieee=eui64_to_int(zt.EUI64(st.ieee)), logical_type="router",
+                                   channel=st.channel)
+        node_state.logical_type = "router"
+        node_state.join_key = st.tc_link_key
+        node_state.join_key_kind = "preconfigured"  # the key the host gave (install code's)
+        self._counters_ahead(node_state)
+        return node_state
+
+    def _start_node(self, node_state: NodeState, status: str = "down") -> None:
+        """The stack on the air with ``node_state``, in ``status``."""
         assert self.ncp is not None
         self.network_down()
-        node_state = self._node_state()
+        router = node_state.logical_type == "router"
         identity = NodeIdentity(
-            ieee=zt.EUI64(self.state.ieee), nwk=COORDINATOR_NWK,
-            logical_type=zdo_t.LogicalType.Coordinator,
+            ieee=zt.EUI64(self.state.ieee), nwk=node_state.nwk,
+            logical_type=zdo_t.LogicalType.Router if router else zdo_t.LogicalType.Coordinator,
             manufacturer_code=self.ncp.manufacturer_code, endpoints=self.ncp.endpoints)
+        self.identity = identity
         self.zdo = NcpZdoServer(identity, node_state.bindings)
         ncp = self.ncp
         self.zdo.zdo_flags = lambda: ncp.config.get(  # type: ignore[method-assign]
             int(bt.EzspConfigId.CONFIG_APPLICATION_ZDO_FLAGS), 0)
         self.node = ZigbeeNode(node_state, _NcpNv(self), zdo=self.zdo)  # type: ignore[arg-type]
-        self.node.status = "joined"
+        self.node.status = status
         self.zdo.on_change = self.node._mark_dirty
+        self._imported = set()
+        self.link_keys_changed()
         self._sync_policy()
         self.shell = NodeShell(self.air, self.node, on_data=self._on_data,
                                on_event=self._on_event)
         self.shell.start()
+
+    def network_up(self) -> None:
+        """The coordinator's network (formed, or resumed after a reset) on the air."""
+        self._start_node(self._node_state(), "joined")
         self._report_keys()
         if (self.state.pan_id, self.state.channel) != (self.air.pan_id, self.air.channel):
             LOGGER.info("NCP network is PAN 0x%04X on channel %d (the air's default is PAN "
                         "0x%04X, channel %d)", self.state.pan_id, self.state.channel,
                         self.air.pan_id, self.air.channel)
+
+    # -- the router role ----------------------------------------------------------------------
+    def join(self, done: Callable[[bool, str], None]) -> None:
+        """joinNetwork: associate on the state's channel with the PAN it names (an extended
+        PAN id of zeros: any that permits joining), take the network key from the trust
+        centre under the preconfigured key; ``done(ok, why)``."""
+        st = self.state
+        self._start_node(self._router_state(fresh=True))
+        xpan = eui64_to_int(zt.EUI64.convert(st.extended_pan_id))
+        self._joining = self._spawn(self._join(done, [st.channel], xpan or None, st.pan_id))
+
+    async def _join(self, done: Callable[[bool, str], None], channels: list[int],
+                    xpan: int | None, pan_id: int) -> None:
+        shell, node = self.shell, self.node
+        assert shell is not None and node is not None
+        try:
+            await shell.join(channels, extended_pan_id=xpan, attempts=2)
+        except JoinFailed as exc:
+            self.network_down()
+            done(False, str(exc))
+            self.on_output()
+            return
+        if pan_id not in (0xFFFF, node.state.pan_id):
+            LOGGER.info("NCP: joined PAN 0x%04X (the host named 0x%04X)", node.state.pan_id,
+                        pan_id)
+        self._took_network(node)
+        self.rejoins_or_joins.append("join")
+        done(True, "joined")
+        self.on_output()
+
+    def _took_network(self, node: ZigbeeNode) -> None:
+        """What the router learned by joining goes into the NCP's tokens."""
+        st, ns = self.state, node.state
+        st.pan_id, st.channel = ns.pan_id, ns.channel
+        st.extended_pan_id = str(int_to_eui64(ns.extended_pan_id))
+        st.network_key_seq = ns.active_key_seq
+        st.network_key = ns.network_keys.get(ns.active_key_seq, st.network_key)
+        if ns.tc_ieee is not None:
+            st.tc_eui64 = str(int_to_eui64(ns.tc_ieee))
+        if self.identity is not None:
+            self.identity.nwk = ns.nwk
+        node.persist()
+        self._report_keys()
+
+    def resume(self, done: Callable[[bool, str], None]) -> None:
+        """networkInit of a joined router: back with the stored keys and a secured rejoin
+        (NWK Rejoin under the network key), never a new join. A router whose parent does
+        not answer resumes on its stored network all the same, as EmberZNet's does."""
+        self._start_node(self._router_state(fresh=False))
+        self._joining = self._spawn(self._resume(done))
+
+    async def _resume(self, done: Callable[[bool, str], None]) -> None:
+        shell, node = self.shell, self.node
+        assert shell is not None and node is not None
+        if not node.state.joined:
+            self.network_down()
+            done(False, "no network in NV")
+            self.on_output()
+            return
+        try:
+            await shell.rejoin()
+            self.rejoins_or_joins.append("rejoin")
+            why = "resumed (secured rejoin)"
+        except JoinFailed as exc:
+            LOGGER.warning("NCP: secured rejoin failed (%s): resuming on the stored network",
+                           exc)
+            why = "resumed (no parent answered the rejoin)"
+        node.status = "joined"
+        shell.pump()
+        self._took_network(node)
+        done(True, why)
+        self.on_output()
+
+    def scan(self, channels: list[int],
+             found: Callable[[bt.EmberZigbeeNetwork, int, int], None],
+             done: Callable[[], None]) -> None:
+        """An active scan: a Beacon Request on each channel; each network heard once."""
+        node_state = NodeState(ieee=eui64_to_int(zt.EUI64(self.state.ieee)), logical_type="router")
+        self._start_node(node_state)
+        self._joining = self._spawn(self._scan(channels, found, done))
+
+    async def _scan(self, channels: list[int],
+                    found: Callable[[bt.EmberZigbeeNetwork, int, int], None],
+                    done: Callable[[], None]) -> None:
+        shell = self.shell
+        assert shell is not None
+        try:
+            beacons = await shell.scan(channels)
+        finally:
+            self.network_down()
+        seen: set[tuple[int, int, int]] = set()
+        for channel, beacon in beacons:
+            key = (channel, beacon.pan_id, beacon.extended_pan_id)
+            if key in seen:
+                continue
+            seen.add(key)
+            found(bt.EmberZigbeeNetwork(
+                channel=channel, panId=bt.EmberPanId(beacon.pan_id),
+                extendedPanId=bt.ExtendedPanId(int_to_eui64(beacon.extended_pan_id)),
+                allowingJoin=bt.Bool(bool(beacon.permit_joining)), stackProfile=2,
+                nwkUpdateId=0), 255, -40)
+        done()
+        self.on_output()
+
+    def leave(self) -> None:
+        if self.node is not None and self.node.joined:
+            self.node.leave()
+            if self.shell is not None:
+                self.shell.pump()
+
+    def link_keys_changed(self) -> None:
+        """The host's key table (importLinkKey, Key Establishment's result) is what the
+        stack uses for APS security with each partner; an erased entry is forgotten."""
+        node = self.node
+        if node is None:
+            return
+        table = {eui64_to_int(zt.EUI64.convert(k.ieee)): bytes.fromhex(k.key)
+                 for k in self.state.link_keys}
+        for partner in self._imported - set(table):
+            node.keys.forget_link_key(partner)
+        for partner, key in table.items():
+            entry = node.state.link_keys.get(partner)
+            if entry is None or entry.key != key.hex():
+                node.keys.set_link_key(partner, key, "cbke")
+        self._imported = set(table)
+        node.persist()
+        self._report_keys()
+
+    def link_key_imported(self, ieee: str, key: bytes) -> None:
+        self.link_keys_changed()
 
     def network_down(self) -> None:
         if self.shell is not None:
@@ -199,8 +380,8 @@ class NcpNode:
 
     def _sync_policy(self) -> None:
         node, ncp = self.node, self.ncp
-        if node is None or ncp is None:
-            return
+        if node is None or ncp is None or node.state.logical_type != "coordinator":
+            return  # a router admits nobody: the trust centre does
         decision = Decision(ncp.policies.get(int(bt.EzspPolicyId.TRUST_CENTER_POLICY),
                                              int(Decision.ALLOW_JOINS)))
         admitted: dict[int, LinkKeyEntry] = {}
@@ -224,8 +405,11 @@ class NcpNode:
 
     # -- Radio: lookups ---------------------------------------------------------------------
     def lookup_eui64(self, nwk: int) -> bt.EUI64 | None:
-        if nwk == COORDINATOR_NWK:
+        if nwk == self.nwk:
             return self.state.ieee
+        if nwk == COORDINATOR_NWK and self.is_router and self.node is not None \
+                and self.node.state.tc_ieee is not None:
+            return bt.EUI64(int_to_eui64(self.node.state.tc_ieee))
         ieee = self.node.ieee_of(nwk) if self.node is not None else None
         return None if ieee is None else bt.EUI64(int_to_eui64(ieee))
 
@@ -248,7 +432,7 @@ class NcpNode:
         if self.node is None:
             return 0
         want_ack = bt.EmberApsOption.APS_OPTION_RETRY in aps.options
-        if nwk == COORDINATOR_NWK:  # to ourselves: the stack loops it back
+        if nwk == self.nwk:  # to ourselves: the stack loops it back
             looped = self.node.loopback(profile=int(aps.profileId), cluster=int(aps.clusterId),
                                         src_ep=int(aps.sourceEndpoint),
                                         dst_ep=int(aps.destinationEndpoint), payload=payload)
@@ -397,11 +581,12 @@ class NcpNode:
             values = self.ncp.mac_counters
             values[int(counter)] = min(values[int(counter)] + 1, 0xFFFF)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
         try:
             task = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:
             coro.close()
-            return
+            return None
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task

@@ -47,7 +47,8 @@ class NcpState:
     eui64: str = dataclasses.field(default_factory=random_eui64)
     # A custom EUI-64 written by the host (NV3 RESTORED_EUI64): used from the next reset.
     restored_eui64: str | None = None
-    formed: bool = False
+    formed: bool = False  # on a network (formed it as coordinator, or joined it as router)
+    node_type: str = "coordinator"  # "coordinator" (formNetwork) or "router" (joinNetwork)
     pan_id: int = 0xFFFF
     extended_pan_id: str = UNSET_EUI64
     channel: int = 11
@@ -105,6 +106,8 @@ class NcpState:
         fresh = cls(eui64=UNSET_EUI64)
         for name, value in values.items():
             want = type(getattr(fresh, name))
+            if name == "node_type" and value not in ("coordinator", "router"):
+                raise ValueError(f"node_type must be coordinator or router, not {value!r}"[:200])
             if name in ("restored_eui64", "radio") and value is None:
                 continue
             if name == "restored_eui64":

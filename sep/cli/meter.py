@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the Smart Energy meter: Basic, Identify, Time and Metering on an "
         "SE endpoint. --radio virtual joins a virtual air (virtual://NAME in this process, "
         "or udp://127.0.0.1:PORT served by `hubsim demo --air-port PORT`); --radio ezsp "
-        "drives a Silicon Labs stick through bellows (the meter is then coordinator).",
+        "drives a Silicon Labs stick through bellows: the meter forms its own network as "
+        "coordinator, or with --join joins the comms hub's as a router (SMETS2).",
     )
     p.add_argument("--radio", choices=RADIO_KINDS, default="virtual")
     p.add_argument("--device", metavar="PATH", type=radio_path,
@@ -68,7 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "through the read-only socket protocol")
     n = p.add_argument_group(
         "EZSP network", "what the meter forms when its stick has no network yet (--radio ezsp; "
-        "a stick that has one keeps it), and who may join")
+        "a stick that has one keeps it), and who may join; with --join, which network it joins")
+    n.add_argument("--join", action="store_true",
+                   help="join the comms hub's network as a router instead of forming one "
+                   "(with --own-install-code or --join-link-key; --channel, --pan-id and "
+                   "--extended-pan-id pick the network, else the first one heard that "
+                   "permits joining). A stick that has joined keeps its network: after a "
+                   "restart it comes back with a secured rejoin, not a new join")
     n.add_argument("--channel", type=int, choices=range(11, 27), metavar="11..26",
                    help="802.15.4 channel (default: zigpy picks)")
     n.add_argument("--pan-id", type=lambda v: int(v, 0), metavar="0xPPPP")
@@ -87,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="open the network to joiners for this long after start (default: "
                    "closed, or 60 with --install-code)")
     h = p.add_argument_group(
-        "secure HAN (--radio virtual)", "how the meter joins its HAN: its own install code "
+        "secure HAN", "how the meter joins its HAN (--radio virtual, or ezsp --join): its own install code "
         "(SE; the hub must hold it) or a preconfigured trust-centre link key; without either "
         "it joins the development network (radios.virtual.DEVELOPMENT_KEY). Its keys and "
         "frame counters are kept in DIR/radio.json (mode 0600, checksummed) with --data")
@@ -346,9 +353,32 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"sep meter: {exc}", file=sys.stderr)
             return 2
-    elif args.install_code or args.tc_policy or args.network_key:
+    elif args.install_code or args.tc_policy or args.network_key or args.join:
         print("sep meter: the EZSP network options need --radio ezsp", file=sys.stderr)
         return 2
+    join = None
+    if args.join:
+        from radios.ezsp_join import JoinSettings
+
+        if args.install_code or args.tc_policy or args.network_key or args.tc_link_key \
+                or args.permit_join:
+            print("sep meter: --join joins the hub's network: --install-code, --tc-policy, "
+                  "--network-key, --tc-link-key and --permit-join are for forming one",
+                  file=sys.stderr)
+            return 2
+        if not (args.own_install_code or args.join_link_key):
+            print("sep meter: --join needs the key to join with: --own-install-code CODE (SE) "
+                  "or --join-link-key HEX", file=sys.stderr)
+            return 2
+        try:
+            where = dict(channel=args.channel, pan_id=args.pan_id,
+                         extended_pan_id=args.extended_pan_id)
+            join = JoinSettings.from_install_code(args.own_install_code, **where) \
+                if args.own_install_code else \
+                JoinSettings(link_key=bytes.fromhex(args.join_link_key), **where)
+        except ValueError as exc:
+            print(f"sep meter: --join: {exc}", file=sys.stderr)
+            return 2
     settings = MeterSettings(radio=args.radio, device=device, ieee=args.ieee,
                              tariff=args.tariff, network=network, supplier=args.supplier,
                              endpoint=endpoint, data_dir=args.data, seed=args.seed,
@@ -358,11 +388,15 @@ def _run(args: argparse.Namespace) -> int:
                              install_code=args.own_install_code, link_key=args.join_link_key,
                              ppmids=tuple(args.ppmid),
                              ha_profile={"on": True, "off": False}.get(args.ha_profile),
-                             ke_processes=max(0, args.ke_processes or 0))
-    if args.radio != "virtual" and (args.own_install_code or args.join_link_key or args.pcap
-                                    or args.cert):
-        print("sep meter: --own-install-code, --join-link-key, --cert and --pcap need --radio "
-              "virtual (a stick keeps its own keys)", file=sys.stderr)
+                             ke_processes=max(0, args.ke_processes or 0), join=join)
+    if args.radio != "virtual" and not args.join and (args.own_install_code or args.join_link_key
+                                                      or args.cert):
+        print("sep meter: --own-install-code, --join-link-key and --cert need --radio virtual "
+              "or --radio ezsp --join (a coordinator stick keeps its own keys)", file=sys.stderr)
+        return 2
+    if args.radio != "virtual" and args.pcap:
+        print("sep meter: --pcap needs --radio virtual (the air of an EZSP stick is not in this "
+              "process)", file=sys.stderr)
         return 2
     if args.cert:
         from sep.security.keyfiles import KeyFileError, load_credentials

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -219,7 +220,7 @@ class KeService:
         # as soon as it has that reply
         for effect in effects:
             if isinstance(effect, KeyEstablished):
-                self._installed(effect)
+                await self._installed(effect)
         for effect in effects:
             if isinstance(effect, Reply):
                 await self._send(effect)
@@ -227,10 +228,12 @@ class KeService:
                 self._failed(effect)
         self._wake.set()
 
-    def _installed(self, done: KeyEstablished) -> None:
+    async def _installed(self, done: KeyEstablished) -> None:
         install = getattr(self.app, "install_link_key", None)
-        if install is not None:
-            install(int_eui64(done.partner_ieee), done.link_key, LINK_KIND)
+        if install is not None:  # a stick's key table is set over EZSP: awaited
+            result = install(int_eui64(done.partner_ieee), done.link_key, LINK_KIND)
+            if inspect.isawaitable(result):
+                await result
         self.established[done.partner_ieee] = done
         LOGGER.info("key establishment with %016x (0x%04X) done: suite %d, link key installed",
                     done.partner_ieee, done.partner_nwk, done.suite)
