@@ -37,8 +37,9 @@ The command handlers (``cmd_<name>``, found by name when a frame arrives) are mi
 subject, each module holding one: :mod:`radios.ncp.cmd_config` (configuration, values,
 policies, endpoints, counters, manufacturing and NV3 tokens), :mod:`radios.ncp.cmd_network`
 (forming, scans, tables, permit joining), :mod:`radios.ncp.cmd_security` (security state,
-keys), :mod:`radios.ncp.cmd_messaging` (sends, Green Power) and :mod:`radios.ncp.cmd_cbke`
-(Certificate-Based Key Establishment, ECDSA); what they share with this
+keys), :mod:`radios.ncp.cmd_messaging` (sends, Green Power), :mod:`radios.ncp.cmd_cbke`
+(Certificate-Based Key Establishment, ECDSA) and :mod:`radios.ncp.cmd_host` (what
+zigbee-herdsman's ember adapter sends beyond bellows); what they share with this
 module (bellows' command table, the status conversions) is in :mod:`radios.ncp.cmd_common`.
 This module keeps the frame layer and the core: RAM state, dispatch, callbacks, the
 radio's events and the network up/down helpers.
@@ -57,6 +58,7 @@ import zigpy.zdo.types as zdo_t
 from radios.ncp.cmd_cbke import CbkeCommands
 from radios.ncp.cmd_common import COMMANDS, STACK_TYPE, STACK_VERSION, Ezsp, EzspAsSl, S, sl_to
 from radios.ncp.cmd_config import ConfigCommands
+from radios.ncp.cmd_host import HostCommands
 from radios.ncp.cmd_messaging import MessagingCommands
 from radios.ncp.cmd_network import NetworkCommands
 from radios.ncp.cmd_security import SecurityCommands
@@ -217,7 +219,7 @@ class NcpCounters:
 
 
 class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingCommands,
-              CbkeCommands):
+              CbkeCommands, HostCommands):
     """The command dispatcher and RAM state of one emulated NCP.
 
     ``handle`` takes one EZSP frame from the host; replies and callbacks accumulate in
@@ -259,6 +261,7 @@ class EzspNcp(ConfigCommands, NetworkCommands, SecurityCommands, MessagingComman
         self.permit_until = 0.0
         self.manufacturer_code = 0x1002
         self.radio_power = self.state.tx_power
+        self.cca_mode = 0  # RAIL_IEEE802154_CCA_MODE_RSSI
         self.mac_counters = [0] * len(bt.EmberCounterType)
         self.cbke_reset()
 

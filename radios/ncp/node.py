@@ -386,13 +386,17 @@ class NcpNode:
                                              int(Decision.ALLOW_JOINS)))
         admitted: dict[int, LinkKeyEntry] = {}
         for ieee, key in ncp.transient_keys.items():
-            admitted[eui64_to_int(zt.EUI64.convert(ieee))] = LinkKeyEntry(key.hex(),
-                                                                         "install_code")
+            who = eui64_to_int(zt.EUI64.convert(ieee))
+            admitted[who] = LinkKeyEntry(key.hex(), "preconfigured" if who == ANY_DEVICE
+                                         else "install_code")
         if Decision.JOINS_USE_INSTALL_CODE_KEY in decision:
             policy = "install_code"
         elif Decision.ALLOW_JOINS in decision:
             policy = "preconfigured"
-            admitted[ANY_DEVICE] = LinkKeyEntry(self.state.tc_link_key, "preconfigured")
+            # a transient key for every device (EUI-64 all 0xFF: herdsman's permitJoin imports
+            # ZigBeeAlliance09 so) comes before the stack's preconfigured key, as on a stick
+            admitted.setdefault(ANY_DEVICE, LinkKeyEntry(self.state.tc_link_key,
+                                                         "preconfigured"))
         else:
             policy = "closed"
         node.state.tc_policy = policy

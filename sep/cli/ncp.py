@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sep.cli.common import host_port, ieee_address
+from sep.cli.common import host_port, ieee_address, port_number
 
 LOGGER = logging.getLogger(__name__)
 
@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Emulate a Silicon Labs EmberZNet NCP (EZSP v13 over ASH) well enough "
         "for unmodified bellows/zigpy to start, form a network, send and receive. The "
         "NCP's radio is a virtual air: an in-process one, or the air of `hubsim demo "
-        "--air-port PORT` with --air udp://127.0.0.1:PORT. bellows reaches the emulator "
+        "--air-port PORT` with --air udp://127.0.0.1:PORT; with --air-port PORT it serves "
+        "its own air there, for `sep meter --device udp://127.0.0.1:PORT` to join the "
+        "network the host forms. bellows reaches the emulator "
         "as socket://HOST:PORT (or the printed pty path). Network state (keys, PAN, "
         "counters, tokens) is kept in --state, so a restarted emulator resumes the same "
         "network.",
@@ -32,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  sep meter --radio ezsp --device socket://127.0.0.1:9999\n"
         "  sep ncp-emulator --pty --air udp://127.0.0.1:47000\n"
         "  sep ncp-emulator --cert creds/suite1 --cert creds/suite2 --state ncp.json\n"
+        "  sep ncp-emulator --listen 127.0.0.1:9999 --air-port 47001   # zigbee2mqtt: "
+        "tcp://127.0.0.1:9999\n"
+        "  sep meter --device udp://127.0.0.1:47001 --join-link-key "
+        "5A6967426565416C6C69616E63653039\n"
         "  bellows -d socket://127.0.0.1:9999 info     # bellows' own CLI, if installed",
     )
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9999",
@@ -53,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "public key); repeatable, one per suite. The certificate's subject is the "
                    "stick's EUI-64. Without it the stick has no CBKE data until the host "
                    "sends setPreinstalledCbkeData (kept in --state)")
+    p.add_argument("--air-port", type=port_number, metavar="PORT",
+                   help="serve this emulator's own air on udp://127.0.0.1:PORT (0 picks one; "
+                   "the banner says which), so `sep meter --device udp://127.0.0.1:PORT` "
+                   "joins the network the host forms")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.set_defaults(func=_run)
 
@@ -93,6 +103,10 @@ def _run(args: argparse.Namespace) -> int:
     from radios.ncp import start_emulator
     from sep.security.cbke_engine import SepCbkeEngine
 
+    if args.air and args.air_port is not None:
+        print("sep ncp-emulator: --air joins another process's air, --air-port serves this "
+              "one's: give one of them", file=sys.stderr)
+        return 2
     if args.no_tcp and not args.pty:
         print("sep ncp-emulator: --no-tcp needs --pty", file=sys.stderr)
         return 2
@@ -139,6 +153,16 @@ def _run(args: argparse.Namespace) -> int:
 
             assert air_at is not None
             link = await connect_udp(air, *air_at)
+        served = None
+        if args.air_port is not None:
+            from radios.udp import serve_udp
+
+            try:
+                served = await serve_udp(air, "127.0.0.1", args.air_port)
+            except (OSError, OverflowError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                print(f"sep ncp-emulator: --air-port {args.air_port}: {why}", file=sys.stderr)
+                return 1
         emu = await start_emulator(air, host=host, port=port, state_path=args.state,
                                    ieee=ieee, pty=args.pty, tcp=not args.no_tcp,
                                    cbke_engine=SepCbkeEngine(), cbke_data=cbke_data)
@@ -149,7 +173,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"NCP emulator {emu.state.ieee} (EZSP v{emu.version}) on {' and '.join(where)}"
               f"; network {'formed' if emu.state.formed else 'not formed'}"
               f"; CBKE suites {cbke or 'none'}"
-              f"{' on ' + args.air if args.air else ''}; Ctrl-C stops", flush=True)
+              f"{' on ' + args.air if args.air else ''}"
+              f"{f'; air open at udp://127.0.0.1:{served.port}' if served else ''}"
+              "; Ctrl-C stops", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -163,6 +189,8 @@ def _run(args: argparse.Namespace) -> int:
             await emu.stop()
             if link is not None:
                 link.close()
+            if served is not None:
+                served.close()
         print(f"NCP emulator stopped: {emu.connections} connection(s), "
               f"{emu.ncp.counters.commands} command(s), {emu.ncp.counters.invalid} invalid",
               flush=True)
