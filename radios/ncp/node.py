@@ -46,6 +46,7 @@ ZDO_PROFILE = 0x0000
 APS_ACK_WAIT = 0.8  # seconds per attempt; bellows gives up on messageSentHandler after 3 s
 APS_ATTEMPTS = 3
 COORDINATOR_NWK = 0x0000
+GLOBAL_LINK_KEY = b"ZigBeeAlliance09"  # the well-known key joins use under a global TC policy
 
 S = bt.sl_Status
 Counter = bt.EmberCounterType
@@ -378,6 +379,16 @@ class NcpNode:
         if self.node is not None:
             report_node_keys(self.node, self.air)
 
+    def _join_key(self) -> str:
+        """The link key joiners hold under the preconfigured policy. A trust centre that
+        uses hashed link keys (bellows forms so) keeps only a seed as its preconfigured key,
+        from which it derives each device's key after the join; the join itself is under
+        the well-known global key (TRUST_CENTER_GLOBAL_LINK_KEY)."""
+        bits = bt.EmberInitialSecurityBitmask(self.state.security_bitmask)
+        if bt.EmberInitialSecurityBitmask.TRUST_CENTER_USES_HASHED_LINK_KEY in bits:
+            return GLOBAL_LINK_KEY.hex()
+        return self.state.tc_link_key
+
     def _sync_policy(self) -> None:
         node, ncp = self.node, self.ncp
         if node is None or ncp is None or node.state.logical_type != "coordinator":
@@ -395,8 +406,7 @@ class NcpNode:
             policy = "preconfigured"
             # a transient key for every device (EUI-64 all 0xFF: herdsman's permitJoin imports
             # ZigBeeAlliance09 so) comes before the stack's preconfigured key, as on a stick
-            admitted.setdefault(ANY_DEVICE, LinkKeyEntry(self.state.tc_link_key,
-                                                         "preconfigured"))
+            admitted.setdefault(ANY_DEVICE, LinkKeyEntry(self._join_key(), "preconfigured"))
         else:
             policy = "closed"
         node.state.tc_policy = policy
