@@ -32,6 +32,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import zigpy.config
 from bellows.ezsp import EZSP
@@ -88,6 +89,26 @@ async def bench_echo(n: int, size: int, use_thread: bool) -> None:
         await emu.stop()
 
 
+async def timed_reads(ihd: InHomeDisplay, emu: Any, n: int, label: str) -> None:
+    """``n`` Metering reads by the IHD after a warm-up, reported with the bytes the
+    emulator's serial line carried meanwhile."""
+    for _ in range(10):
+        await ihd.metering.read_attributes(["current_summ_delivered"], allow_cache=False)
+    await asyncio.sleep(0.2)
+    b0 = emu.bytes_in + emu.bytes_out
+    lat = []
+    start = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        ok, failed = await ihd.metering.read_attributes(["current_summ_delivered"],
+                                                        allow_cache=False)
+        lat.append(time.perf_counter() - t0)
+        assert ok and not failed
+    seconds = time.perf_counter() - start
+    await asyncio.sleep(0.2)
+    report(label, n, seconds, emu.bytes_in + emu.bytes_out - b0, lat)
+
+
 async def bench_reads(n: int) -> None:
     n = min(n, 240)
     air = VirtualAir()
@@ -109,22 +130,7 @@ async def bench_reads(n: int) -> None:
         await ihd.start()
         await ihd.connect()
         try:
-            for _ in range(10):
-                await ihd.metering.read_attributes(["current_summ_delivered"], allow_cache=False)
-            await asyncio.sleep(0.2)
-            b0 = emu.bytes_in + emu.bytes_out
-            lat = []
-            start = time.perf_counter()
-            for _ in range(n):
-                t0 = time.perf_counter()
-                ok, failed = await ihd.metering.read_attributes(["current_summ_delivered"],
-                                                                allow_cache=False)
-                lat.append(time.perf_counter() - t0)
-                assert ok and not failed
-            seconds = time.perf_counter() - start
-            await asyncio.sleep(0.2)
-            report("ZCL read via meter on bellows", n, seconds,
-                   emu.bytes_in + emu.bytes_out - b0, lat)
+            await timed_reads(ihd, emu, n, "ZCL read via meter on bellows")
             print(f"  ASH: {emu.ash.stats}")
             print(f"  (bellows start-up against the emulator, forming a new network: "
                   f"{startup:.1f} s — mostly bellows' 2 s waits for the NCP after each reset)")
@@ -162,22 +168,7 @@ async def bench_reads_joiner(n: int) -> None:
         await ihd.start()
         await ihd.connect()
         try:
-            for _ in range(10):
-                await ihd.metering.read_attributes(["current_summ_delivered"], allow_cache=False)
-            await asyncio.sleep(0.2)
-            b0 = emu.bytes_in + emu.bytes_out
-            lat = []
-            start = time.perf_counter()
-            for _ in range(n):
-                t0 = time.perf_counter()
-                ok, failed = await ihd.metering.read_attributes(["current_summ_delivered"],
-                                                                allow_cache=False)
-                lat.append(time.perf_counter() - t0)
-                assert ok and not failed
-            seconds = time.perf_counter() - start
-            await asyncio.sleep(0.2)
-            report("ZCL read via router meter (joined)", n, seconds,
-                   emu.bytes_in + emu.bytes_out - b0, lat)
+            await timed_reads(ihd, emu, n, "ZCL read via router meter (joined)")
             t0 = time.perf_counter()
             await emu.restart()
             while meter.controller.reconnects < 1:  # type: ignore[attr-defined]

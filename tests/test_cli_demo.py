@@ -180,11 +180,21 @@ def test_a_meter_process_with_its_certificate_keys_with_the_demo_han(tmp_path):
     plain = ieee.replace(":", "")
     (ke,) = [line for line in out.splitlines() if line.startswith("key establishment:")]
     assert "IHD↔hub suite 2" in ke and f"IHD↔{plain} suite 2" in ke, ke
-    last = [line for line in out.splitlines() if line.startswith("IHD saw")][-1]
-    assert int(last.split(" reports")[0].rsplit(" ", 1)[-1]) > 0, out
-    # the meter's event log: its exchange with the trust centre (sep events reads it)
-    events = subprocess.run([str(BIN / "sep"), "events", "--data", str(tmp_path / "data"),
-                             "--json"], capture_output=True, text=True, timeout=60)
+    assert_ihd_read_the_meter(out)
+    assert_keyed_with_the_trust_centre(tmp_path / "data")
+
+
+def assert_ihd_read_the_meter(demo_stdout: str) -> None:
+    """The demo's last summary line counts the reports the IHD took from the meter."""
+    last = [line for line in demo_stdout.splitlines() if line.startswith("IHD saw")][-1]
+    assert int(last.split(" reports")[0].rsplit(" ", 1)[-1]) > 0, demo_stdout
+
+
+def assert_keyed_with_the_trust_centre(data: Path) -> None:
+    """The meter's event log (read by `sep events`) holds its Key Establishment with the
+    demo hub, the trust centre, and the key installed."""
+    events = subprocess.run([str(BIN / "sep"), "events", "--data", str(data), "--json"],
+                            capture_output=True, text=True, timeout=60)
     keyed = [e for e in json.loads(events.stdout) if e["kind"] == "KEY_ESTABLISHMENT"]
     assert any("000d6f0000000001" in json.dumps(e) and "installed" in json.dumps(e)
                for e in keyed), events.stdout

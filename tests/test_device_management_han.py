@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import zigpy.types as t
 from han_node import Node
+from luhn_oracle import luhn
 from tshark_se import decode, malformed, needs_tshark, tshark_time
 from waiting import until
 from zigpy.zcl import foundation
@@ -354,14 +355,6 @@ def test_a_password_for_another_type_or_none_at_all(kind):
     assert status(c.handle(req(0x02, password), T0)) == INVALID_FIELD
     assert "PASSWORD_CHANGE" not in log
 
-
-
-def luhn(payload: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(payload)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return payload + str((10 - total % 10) % 10)
 
 
 async def test_change_of_tenancy_resets_the_prepayment_side_as_table_d164_says(tmp_path):

@@ -65,7 +65,11 @@ def test_meter_on_a_stick_joins_the_demo_hub_as_a_router_and_keys(tmp_path):
     stick joins the hub's network as a router (its saved state says so), the meter keys with
     the trust centre through it (its event log says so), the demo's IHD reads it. A second
     run resumes the stick's network: no second join."""
-    from test_cli_demo import free_udp_port
+    from test_cli_demo import (
+        assert_ihd_read_the_meter,
+        assert_keyed_with_the_trust_centre,
+        free_udp_port,
+    )
 
     ieee = "00:0d:6f:00:00:00:bb:13"
     code = json.loads(VECTORS.read_text())["install_code"]["install_code_hex"]
@@ -105,13 +109,8 @@ def test_meter_on_a_stick_joins_the_demo_hub_as_a_router_and_keys(tmp_path):
     assert saved["tc_eui64"] == "00:0d:6f:00:00:00:00:01"  # the demo hub is the trust centre
     assert emu_log.count("as a router") == 1, emu_log  # one join; the second run resumed
     assert "secured rejoin" in emu_log
-    last = [line for line in out.splitlines() if line.startswith("IHD saw")][-1]
-    assert int(last.split(" reports")[0].rsplit(" ", 1)[-1]) > 0, out
-    events = subprocess.run([str(BIN / "sep"), "events", "--data", str(tmp_path / "data"),
-                             "--json"], capture_output=True, text=True, timeout=60)
-    keyed = [e for e in json.loads(events.stdout) if e["kind"] == "KEY_ESTABLISHMENT"]
-    assert any("000d6f0000000001" in json.dumps(e) and "installed" in json.dumps(e)
-               for e in keyed), events.stdout
+    assert_ihd_read_the_meter(out)
+    assert_keyed_with_the_trust_centre(tmp_path / "data")
 
 
 def test_meter_join_usage_errors():

@@ -10,6 +10,7 @@ interrupts the supply, which the PPMID can restore only after a top-up.
 from __future__ import annotations
 
 import zigpy.types as t
+from luhn_oracle import luhn
 from zigpy.zcl import foundation
 
 from hubsim.hub import CommsHub
@@ -26,14 +27,6 @@ from tests.waiting import until
 METER_IEEE = "00:0d:6f:00:00:00:cc:02"
 INTRUDER_IEEE = "00:0d:6f:00:00:00:66:66"
 GBP = 10_000
-
-
-def luhn(payload: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(payload)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return payload + str((10 - total % 10) % 10)
 
 
 async def test_top_up_replay_and_interlock_across_the_air():

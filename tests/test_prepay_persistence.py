@@ -13,6 +13,8 @@ import sqlite3
 import struct
 from pathlib import Path
 
+from luhn_oracle import luhn
+
 from sep.app import MeterApp, MeterSettings
 from sep.clock import ManualClock
 from sep.store import Store
@@ -28,14 +30,6 @@ rate = "0.2450"
 mode = "prepayment"
 initial_credit = "5.00"
 """
-
-
-def luhn(payload: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(payload)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return payload + str((10 - total % 10) % 10)
 
 
 def meter(tmp: Path) -> MeterApp:

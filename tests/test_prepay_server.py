@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from luhn_oracle import luhn
 
 from sep.clusters.prepayment import PrepaymentServer
 from sep.endpoint import SeEndpoint
@@ -33,14 +34,6 @@ FMT = TopUpCodeFormat()  # 8 serial + 6 amount (pence) + a Luhn digit
 SUCCESS, FAILURE, NOT_AUTHORIZED, MALFORMED = 0x00, 0x01, 0x7E, 0x80
 UNSUP_CLUSTER_COMMAND, UNSUP_MANUF_CLUSTER_COMMAND = 0x81, 0x83
 INVALID_FIELD, INVALID_VALUE, NOT_FOUND, ACTION_DENIED = 0x85, 0x87, 0x8B, 0x93
-
-
-def luhn(payload: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(payload)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return payload + str((10 - total % 10) % 10)
 
 
 def code(serial: int, pence: int) -> bytes:
