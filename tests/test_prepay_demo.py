@@ -209,7 +209,10 @@ def check_live_view(result, pcap: Path, ihd: set[int]) -> None:
     names = [r[0] for r in rows(pcap, f"zbee_zcl_se.calendar.cmd.srv_tx.id == 0x00 && {to_ihd}",
                                 ["zbee_zcl_se.calendar.name"])]
     schedule, _, name = shown["Schedule today"].rpartition("  (")
-    assert schedule in texts and names and name == f"{names[-1]})", (shown, names)
+    # a run that ends while the last calendar's day profile is still arriving (a loaded
+    # machine) shows its first entries only: they must be the file's, in order
+    assert any(text == schedule or text.startswith(schedule + " · ") for text in texts) \
+        and names and name == f"{names[-1]})", (shown, names)
     # the events: as many in the log as the last PublishEventLog to the display said
     logs = rows(pcap, f"zbee_zcl_se.events.cmd.srv_tx.id == 0x01 && {to_ihd}",
                 ["zbee_zcl_se.events.publish_event_log.event_id",
