@@ -4,7 +4,7 @@
    from ``initiate`` to both ``KeyEstablished``, p50/p99 over N runs, per suite.
 2. An asyncio loop serving 200 small ZCL reads a second (Read Attributes of the
    KeyEstablishmentSuite attribute, through the cluster server) while 10 suite-2 exchanges run
-   beside it through :class:`~sep.clusters.ke_executor.OffLoopKeyEstablishment`. Lag = how
+   beside it through :class:`~sep.ke.executor.OffLoopKeyEstablishment`. Lag = how
    late each read's timer fired; p50/p99/max. Three set-ups: no exchanges (baseline), the
    maths in executor threads (it holds the GIL), the maths in worker processes.
 
@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zigpy.zcl import foundation  # noqa: E402
 
-from sep.clusters.ke_executor import OffLoopKeyEstablishment, process_compute  # noqa: E402
 from sep.clusters.key_establishment import KeyEstablished, KeyEstablishment  # noqa: E402
+from sep.ke.executor import OffLoopKeyEstablishment, process_compute  # noqa: E402
 from sep.security.keyfiles import generate_ca, issue_credentials  # noqa: E402
 from sep.zcl.frames import Reply, Request, decode_header  # noqa: E402
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import zigpy.types as t
 
-from sep.clusters.ke_service import LINK_KIND, KeService
+from sep.ke.service import LINK_KIND, KeService
 from sep.security.certs import Credentials
 from sep.security.keyfiles import CAKeys, generate_ca, issue_credentials
 

@@ -37,8 +37,6 @@ from sep.bridge.config import BridgeConfig
 from sep.bridge.payloads import MeterState, currency_code
 from sep.clock import Clock, WallClock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
-from sep.clusters.ke_executor import process_compute
-from sep.clusters.ke_service import KeService
 from sep.clusters.messaging import MessagingServer
 from sep.clusters.metering import MeteringServer
 from sep.clusters.prepayment import PrepaymentServer
@@ -48,6 +46,8 @@ from sep.endpoint import SeEndpoint
 from sep.firmware.appimage import APP_MANUFACTURER_CODE
 from sep.firmware.policy import APPLICATION_IMAGE_TYPE, METROLOGY_IMAGE_TYPE
 from sep.han import HanServices
+from sep.ke.executor import process_compute
+from sep.ke.service import KeService
 from sep.meter.cost import DailyCost
 from sep.meter.prepayment import PrepaymentAccount, units_of
 from sep.meter.tariff import Tariff, load_tariff, tariff_from_dict

@@ -14,8 +14,8 @@ import concurrent.futures
 
 from ke_support import IEEE_A, IEEE_B, Node, node
 
-from sep.clusters.ke_executor import OffLoopKeyEstablishment, process_compute
 from sep.clusters.key_establishment import KeyEstablished
+from sep.ke.executor import OffLoopKeyEstablishment, process_compute
 from sep.zcl.frames import Reply, Request, decode_header
 
 NOW = 1_800_000_000.0

@@ -490,7 +490,7 @@ class CadService:
                  link_key: bytes | None = None, credentials: Sequence[Any] = (),
                  state: str | None = None, report_max: int = 30, rescan: float = 30.0) -> None:
         from radios.factory import make_controller
-        from sep.clusters.ke_service import LINK_KIND, KeService
+        from sep.ke.service import LINK_KIND, KeService
         from sep.zcl.security import requires_aps_security
 
         security: dict[str, Any] = {"aps_policy": requires_aps_security, "state": state}

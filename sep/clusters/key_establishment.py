@@ -37,7 +37,7 @@ Threads: :meth:`~KeyEstablishment.handle`, :meth:`~KeyEstablishment.initiate` an
 multiplications, ~45 ms each on sect283k1) and may run in executor threads, several at a
 time: each partner's exchange is guarded by its own lock. ``compute`` runs the heavy
 functions of :mod:`sep.security.cbke` (default: in the calling thread); see
-:mod:`sep.clusters.ke_executor` for the asyncio side.
+:mod:`sep.ke.executor` for the asyncio side.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :class:`KeService` sits in front of a zigpy ``ControllerApplication``'s ``packet_received``
 (as hubsim's services do): frames of cluster 0x0800 on its endpoint go to the
 :class:`~sep.clusters.key_establishment.KeyEstablishment` core, run off the event loop
-(:mod:`sep.clusters.ke_executor`); everything else goes on unchanged. Effects come back to
+(:mod:`sep.ke.executor`); everything else goes on unchanged. Effects come back to
 the loop: replies are sent, and a key both sides proved is installed in the radio as the APS
 link key with that partner (``app.install_link_key(ieee, key, "cbke")``; the virtual radio
 has it, and then takes SE frames from that partner only under it).
@@ -30,13 +30,13 @@ from typing import Any
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 
-from sep.clusters.ke_executor import OffLoopKeyEstablishment
 from sep.clusters.key_establishment import (
     Effect,
     KeyEstablished,
     KeyEstablishment,
     KeyEstablishmentFailed,
 )
+from sep.ke.executor import OffLoopKeyEstablishment
 from sep.security.certs import Credentials
 from sep.zcl import key_establishment as ke
 from sep.zcl.frames import MalformedFrame, Reply, Request, decode_header
