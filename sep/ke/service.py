@@ -37,6 +37,7 @@ from sep.clusters.key_establishment import (
     KeyEstablishmentFailed,
 )
 from sep.ke.executor import OffLoopKeyEstablishment
+from sep.packets import to_packet
 from sep.security.certs import Credentials
 from sep.zcl import key_establishment as ke
 from sep.zcl.frames import MalformedFrame, Reply, Request, decode_header
@@ -258,16 +259,8 @@ class KeService:
             callback(failed)
 
     async def _send(self, reply: Reply) -> None:
-        packet = t.ZigbeePacket(
-            src=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=self.app.state.node_info.nwk),
-            src_ep=t.uint8_t(reply.src_ep),
-            dst=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=t.NWK(reply.dst_nwk)),
-            dst_ep=t.uint8_t(reply.dst_ep),
-            tsn=t.uint8_t(reply.data[1] if len(reply.data) > 1 else 0),
-            profile_id=t.uint16_t(reply.profile_id), cluster_id=t.uint16_t(reply.cluster_id),
-            data=t.SerializableBytes(reply.data),
-            tx_options=t.TransmitOptions.ACK,  # network key only: the link key is the result
-            radius=t.uint8_t(30))
+        # network key only (SE's policy for 0x0800): the link key is what this makes
+        packet = to_packet(reply, int(self.app.state.node_info.nwk))
         try:
             await self.app.send_packet(packet)
         except Exception as exc:  # noqa: BLE001 - a lost frame is the timeouts' business
