@@ -478,7 +478,7 @@ class Fleet:
 
     def __init__(self, shared: FleetShared, first: int, count: int, *,
                  install_codes: dict[str, bytes] | None = None,
-                 credentials: Callable[[str], Sequence[Credentials]] | None = None,
+                 credentials: Callable[[str], Credentials | Sequence[Credentials]] | None = None,
                  mqtt: Any = None, seed: int = 1, initial_wh: int = 4_213_377) -> None:
         # credentials(ieee) is called when the meter keys, in an executor thread (issuing
         # a certificate is EC maths); None: no Key Establishment
@@ -537,6 +537,8 @@ class Fleet:
             async with gate:
                 if meter.joined and meter.keyed and self.credentials is not None:
                     creds = await loop.run_in_executor(None, self.credentials, meter.ieee)
+                    if isinstance(creds, Credentials):
+                        creds = (creds,)
                     for _ in range(KE_ATTEMPTS):
                         if await meter.key_with_trust_centre(creds):
                             break
