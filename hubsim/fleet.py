@@ -364,13 +364,14 @@ class FleetBridge:
     ``sep meter --mqtt``. Never blocks the fleet: :meth:`submit` queues (bounded; the
     oldest readings go first when the broker is away too long, and are counted)."""
 
-    def __init__(self, config: Any, *, queue_limit: int = 100_000) -> None:
+    def __init__(self, config: Any, *, queue_limit: int = 20_000) -> None:
         self.config = config
         self.queue: collections.deque[tuple[str, bytes, bool]] = collections.deque()
         self.queue_limit = queue_limit
         self.dropped = 0
         self.published = 0
         self._seq: dict[str, int] = {}
+        self._states: dict[str, bytes] = {}  # node -> its newest state document, unsent
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._nodes: list[str] = []
@@ -396,14 +397,15 @@ class FleetBridge:
         node = node_id(meter.ieee)
         seq = self._seq[node] = self._seq.get(node, 0) + 1
         self._put(self.topic(node, "reading"), reading_payload(seq, state), False)
-        self._put(self.topic(node, "state"), state_payload(state), True)
+        # the retained state: only the newest counts, so a waiting one is replaced
+        self._states[node] = json.dumps(state_payload(state), default=_jsonable).encode()
+        self._wake.set()
 
     def _put(self, topic: str, doc: dict[str, Any], retain: bool) -> None:
         self.queue.append((topic, json.dumps(doc, default=_jsonable).encode(), retain))
         while len(self.queue) > self.queue_limit:
             self.queue.popleft()
             self.dropped += 1
-        self._wake.set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="fleet-mqtt")
@@ -454,13 +456,16 @@ class FleetBridge:
 
     async def _drain(self, client: Any) -> None:
         while True:
-            if not self.queue:
+            if not self.queue and not self._states:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             batch = []
             while self.queue and len(batch) < 64:
                 batch.append(self.queue.popleft())
+            while self._states and len(batch) < 96:
+                node, payload = self._states.popitem()
+                batch.append((self.topic(node, "state"), payload, True))
             await asyncio.gather(*(client.publish(topic, payload, qos=1,
                                                   retain=retain)
                                    for topic, payload, retain in batch))
