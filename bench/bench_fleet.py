@@ -170,6 +170,7 @@ async def run(args: argparse.Namespace, mqtt_url: str | None, broker_pid: int | 
     frames0, reports0 = air.frames_sent, fleet.reports_sent
     mqtt0 = fleet.bridge.published if fleet.bridge else 0
     broker0 = proc_cpu(broker_pid) if broker_pid else 0.0
+    failures0 = sum(m.send_failures for m in fleet.meters)
     cpu1, wall1 = cpu_seconds(), time.monotonic()
     await asyncio.sleep(args.duration)
     cpu = cpu_seconds() - cpu1
@@ -204,7 +205,8 @@ async def run(args: argparse.Namespace, mqtt_url: str | None, broker_pid: int | 
         "hub_meters_heard": hub_reports,
         "setup_wall_seconds": round(setup_wall, 1), "setup_cpu_seconds": round(setup_cpu, 1),
         "certificates_seconds": round(issue_s, 1),
-        "send_failures": sum(m.send_failures for m in fleet.meters),
+        "send_failures_setup": failures0,
+        "send_failures": sum(m.send_failures for m in fleet.meters) - failures0,
         "load_average_1min": os.getloadavg()[0],
     }
 

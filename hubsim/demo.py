@@ -469,6 +469,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             await gas.start()
         if fleet is not None:  # after the display found the demo meter, in the background
             fleet_task = asyncio.create_task(fleet.start(on_progress=ihd._note), name="fleet")
+            fleet_task.add_done_callback(
+                lambda task: task.cancelled() or task.exception() is None
+                or LOGGER.error("fleet failed: %r", task.exception()))
         if cad is not None:  # last: its Metering client must not be found as a meter
             await cad.start()
         prepay_task = None

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -249,14 +250,15 @@ class FleetMeter:
         self.shell.pump()
 
     async def key_with_trust_centre(self, credentials: Sequence[Credentials],
-                                    timeout: float = 60.0) -> bool:
+                                    timeout: float = 60.0,
+                                    executor: concurrent.futures.Executor | None = None) -> bool:
         """Key Establishment with the trust centre (as initiator); from then on the
         meter also answers partners that start one."""
         if not self.keyed:
             return True
         if self.ke is None:
             self.ke = KeService(self.app, list(credentials), endpoint=FLEET_ENDPOINT,
-                                own_ieee=self.node.state.ieee)
+                                own_ieee=self.node.state.ieee, executor=executor)
         self.ke.start()
         tc = self.node.state.tc_ieee
         assert tc is not None
@@ -497,6 +499,9 @@ class Fleet:
             for n in range(first, first + count)]
         self.bridge = FleetBridge(mqtt) if mqtt is not None else None
         self._driver: asyncio.Task[None] | None = None
+        # one pool for every meter's Key Establishment maths (not two threads per meter)
+        self._ke_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=KE_PARALLEL, thread_name_prefix="fleet-ke")
         self.join_failures = 0
         self.ke_failures = 0
         self.turns = 0
@@ -545,7 +550,7 @@ class Fleet:
                     if isinstance(creds, Credentials):
                         creds = (creds,)
                     for _ in range(KE_ATTEMPTS):
-                        if await meter.key_with_trust_centre(creds):
+                        if await meter.key_with_trust_centre(creds, executor=self._ke_pool):
                             break
                     else:
                         self.ke_failures += 1
@@ -585,6 +590,7 @@ class Fleet:
         for meter in self.meters:
             with contextlib.suppress(Exception):
                 await meter.stop()
+        self._ke_pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def reports_sent(self) -> int:
