@@ -436,8 +436,11 @@ class FleetBridge:
                         ) as client:
                     client.pending_calls_threshold = 1000  # a batch is in flight by design
                     status.connected("fleet")
-                    for topic, payload in self._announce:
-                        await client.publish(topic, payload, qos=1, retain=True)
+                    for i in range(0, len(self._announce), 64):  # 64 in flight at a time
+                        await asyncio.gather(*(
+                            client.publish(topic, payload, qos=1, retain=True)
+                            for topic, payload in self._announce[i:i + 64]))
+                    self.published += len(self._announce)
                     self.connected.set()
                     delay = 1.0
                     try:
@@ -518,6 +521,24 @@ class Fleet:
         started = time.monotonic()
         await self.start_bridge()
         self._driver = asyncio.create_task(self._drive(), name="fleet-driver")
+        gate = asyncio.Semaphore(KE_PARALLEL)
+        loop = asyncio.get_running_loop()
+
+        async def keyed(meter: FleetMeter) -> None:
+            async with gate:
+                if meter.keyed and self.credentials is not None:
+                    creds = await loop.run_in_executor(None, self.credentials, meter.ieee)
+                    if isinstance(creds, Credentials):
+                        creds = (creds,)
+                    for _ in range(KE_ATTEMPTS):
+                        if await meter.key_with_trust_centre(creds, executor=self._ke_pool):
+                            break
+                    else:
+                        self.ke_failures += 1
+            meter.start_reporting()
+
+        # a meter keys and reports as soon as it has joined, while later batches join
+        keying: list[asyncio.Task[None]] = []
         waiting = list(self.meters)
         for round_ in range(JOIN_ROUNDS):  # a meter that did not join tries again later
             failed: list[FleetMeter] = []
@@ -533,30 +554,19 @@ class Fleet:
                                            result)
                     elif isinstance(result, BaseException):
                         raise result
+                    else:
+                        keying.append(asyncio.create_task(keyed(meter)))
             waiting = failed
             if not waiting:
                 break
         self.join_failures = len(waiting)
         on_progress(f"{sum(m.joined for m in self.meters)} fleet meters joined in "
                     f"{time.monotonic() - started:.1f} s")
-        gate = asyncio.Semaphore(KE_PARALLEL)
-
-        loop = asyncio.get_running_loop()
-
-        async def keyed(meter: FleetMeter) -> None:
-            async with gate:
-                if meter.joined and meter.keyed and self.credentials is not None:
-                    creds = await loop.run_in_executor(None, self.credentials, meter.ieee)
-                    if isinstance(creds, Credentials):
-                        creds = (creds,)
-                    for _ in range(KE_ATTEMPTS):
-                        if await meter.key_with_trust_centre(creds, executor=self._ke_pool):
-                            break
-                    else:
-                        self.ke_failures += 1
-            meter.start_reporting()
-
-        await asyncio.gather(*(keyed(m) for m in self.meters))
+        try:
+            await asyncio.gather(*keying)
+        finally:
+            for task in keying:
+                task.cancel()
         if any(m.ke is not None for m in self.meters):
             on_progress(f"fleet keyed with the trust centre in "
                         f"{time.monotonic() - started:.1f} s ({self.ke_failures} failed)")
