@@ -192,6 +192,8 @@ def _demo(args: argparse.Namespace) -> int:
     from hubsim.demo import security_text
 
     print(f"secure HAN: {security_text(result.security)}")
+    if result.fleet:
+        print(f"fleet: {result.fleet}")
     if result.key_establishment:
         print(f"key establishment: {'; '.join(result.key_establishment)}")
     print(f"IHD messages {len(v.messages)}, confirmed {sum(m.confirmed for m in v.messages.values())}"

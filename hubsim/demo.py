@@ -27,6 +27,7 @@ from rich.table import Table
 
 from hubsim.demo_han import han_script
 from hubsim.demo_se import run_se_script
+from hubsim.fleet import Fleet, FleetShared, fleet_ieee
 from hubsim.gas import GAS_IEEE, GasMeter
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
@@ -92,10 +93,6 @@ IHD_IEEE = "00:0d:6f:00:00:00:1d:01"
 CAD_IEEE = "00:0d:6f:00:00:00:ca:d1"
 
 
-def fleet_ieee(n: int) -> str:
-    return f"00:0d:6f:00:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}:5e:e9"
-
-
 def provision(data_dir: Path | None, ieees: list[str]) -> dict[str, bytes]:
     """Each device's install code, as printed on its label: made once per device and, with
     a data directory, kept in DIR/install_codes.json (mode 0600) for the next run."""
@@ -155,6 +152,7 @@ class DemoResult:
     gas_reports: int = 0  # reports the gas meter pushed to its mirror
     key_establishment: list[str] = dataclasses.field(default_factory=list)  # pairs keyed
     cad: dict[str, Any] = dataclasses.field(default_factory=dict)  # node → MeterState published
+    fleet: str | None = None  # what the fleet meters of --meters N did
 
 
 async def supplier_script(supplier: Supplier, clock: ScaledClock, *, step: float = 2.0) -> None:
@@ -397,7 +395,16 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                    credentials=creds(hub_ieee), **hub_radio)
     emulator = None
     meter: MeterApp | None = None
-    extra_meters: list[MeterApp] = []
+    # the other meters of --meters N: lightweight fleet meters (hubsim/fleet.py), joined
+    # and keyed in the background once the display has found the demo meter
+    fleet = Fleet(FleetShared(air=air, clock=clock, tariff=tariff,
+                              report_interval=opts.report_interval,
+                              key_establishment=ca is not None),
+                  1, opts.meters - 1, install_codes=codes, seed=opts.seed,
+                  initial_wh=DEMO_INITIAL_WH,
+                  credentials=ca.credentials if ca is not None else None,
+                  mqtt=None if opts.cad else opts.mqtt) if opts.meters > 1 else None
+    fleet_task: asyncio.Task[None] | None = None
     ihd = InHomeDisplay(air=air, report_max=opts.report_interval, clock=clock.now,
                         ieee=IHD_IEEE, install_code=codes[IHD_IEEE],
                         state=str(data / "ihd-radio.json") if data else None,
@@ -449,23 +456,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             await hub.wait_interviewed(meter.ieee, timeout=30)
             ihd._note(f"hub interviewed meter {meter.ieee}"
                       + (f" (a router at 0x{meter.nwk:04X})" if ezsp else ""))
-            for n in range(1, opts.meters):
-                # Fleet members: deterministic identities and seeds, data kept apart.
-                extra = MeterApp(
-                    MeterSettings(ieee=fleet_ieee(n),
-                                  seed=opts.seed + n, tick_seconds=2.0,
-                                  initial_wh=DEMO_INITIAL_WH + 997 * n,
-                                  mqtt=None if opts.cad else opts.mqtt,
-                                  data_dir=(opts.data_dir / f"meter-{n}")
-                                  if opts.data_dir else None,
-                                  install_code=codes[fleet_ieee(n)].hex(),
-                                  credentials=creds(fleet_ieee(n))),
-                    clock=clock, air=air,
-                )
-                await extra.start()
-                extra_meters.append(extra)
-            if extra_meters:
-                ihd._note(f"{len(extra_meters)} more meters on the air")
+            if fleet is not None:
+                await fleet.start_bridge()  # each fleet meter says it is online at once
         # one after the other (each runs Key Establishment with the hub, the IHD and the
         # PPMID also with the meter): the PPMID has a Metering client and the gas meter a
         # Metering server, and the IHD looking for the meter (Match_Desc_req matches
@@ -477,6 +469,11 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             await ppmid.connect()
         if gas is not None:
             await gas.start()
+        if fleet is not None:  # after the display found the demo meter, in the background
+            fleet_task = asyncio.create_task(fleet.start(on_progress=ihd._note), name="fleet")
+            fleet_task.add_done_callback(
+                lambda task: task.cancelled() or task.exception() is None
+                or LOGGER.error("fleet failed: %r", task.exception()))
         if cad is not None:  # last: its Metering client must not be found as a meter
             await cad.start()
         prepay_task = None
@@ -560,9 +557,16 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 await ppmid.stop()
         with contextlib.suppress(Exception):
             await ihd.stop()
-        for m in [*extra_meters, *([meter] if meter is not None else [])]:
+        if fleet_task is not None:
+            fleet_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await fleet_task
+        if fleet is not None:
             with contextlib.suppress(Exception):
-                await m.stop()
+                await fleet.stop()
+        if meter is not None:
+            with contextlib.suppress(Exception):
+                await meter.stop()
         with contextlib.suppress(Exception):
             await hub.stop()
         for emu in (emulator, hub_emulator):
@@ -595,7 +599,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                            "IHD": ihd.ke, "PPMID": ppmid.ke if ppmid is not None else None,
                            "gas meter": gas.ke if gas is not None else None,
                            **({"CAD": cad.ke} if cad is not None else {})}),
-                      cad=dict(cad.published) if cad is not None else {})
+                      cad=dict(cad.published) if cad is not None else {},
+                      fleet=fleet.summary() if fleet is not None else None)
 
 
 def cad_lines(published: dict[str, Any]) -> list[str]:

@@ -5,9 +5,11 @@ FCS — encrypted as it would be on a real channel. Nodes attach an :class:`AirP
 (their IEEE, the channel they are tuned to, and once they have joined their PAN id and
 NWK address). The air reads only the MAC header to deliver: a unicast to a short
 address reaches the port with that (channel, PAN, address), one to an extended address
-the port with that IEEE on the channel (association responses), and broadcasts every
-other port on the channel; a node on another channel hears nothing, and each node's MAC
-drops frames for another PAN. :meth:`VirtualAir.transmit` returns whether a unicast was
+the port with that IEEE on the channel (association responses), and broadcasts the
+sender's radio neighbours (every other port on the channel, unless ports are placed in
+cells: see :attr:`AirPort.cell`), so a unicast costs one delivery and a broadcast one per
+neighbour, never one per node of a large fleet; a node on another channel hears nothing,
+and each node's MAC drops frames for another PAN. :meth:`VirtualAir.transmit` returns whether a unicast was
 taken (the MAC ACK). Taps (the pcap writer) see every frame in transmission order.
 
 With an :class:`AirTimeModel` the channel is serialised: each frame occupies the air for
@@ -29,6 +31,8 @@ import struct
 import time
 from collections.abc import Callable
 from typing import Protocol
+
+from radios.addressing import stochastic_address
 
 LOGGER = logging.getLogger(__name__)
 
@@ -111,6 +115,10 @@ class AirPort:
     pan_id: int = UNSET_PAN
     nwk: int = UNSET_NWK
     coordinator: bool = False
+    #: radio range: a port in a cell hears broadcasts from its cell and from the ports
+    #: without one; a port without a cell (None: the hub, a display, a sniffer) hears
+    #: every broadcast on its channel and is heard by every port there
+    cell: int | None = None
 
     async def transmit(self, mpdu: bytes) -> bool:
         return await self.air.transmit(mpdu, self)
@@ -143,8 +151,15 @@ class VirtualAir:
         self.channel = channel
         self.air_time = air_time
         self.clock = clock
-        self._by_channel: dict[int, list[AirPort]] = {}
+        # channel -> its ports (a dict as an ordered set: attach and detach are O(1))
+        self._by_channel: dict[int, dict[AirPort, None]] = {}
+        # broadcast neighbourhoods: channel -> ports without a cell; (channel, cell) -> ports
+        self._open: dict[int, dict[AirPort, None]] = {}
+        self._cells: dict[tuple[int, int], dict[AirPort, None]] = {}
         self._by_short: dict[tuple[int, int, int], AirPort] = {}
+        # ports whose (channel, PAN, address) another port holds (an address conflict
+        # until it is resolved): one of them takes the address when the holder leaves it
+        self._shadowed: dict[tuple[int, int, int], list[AirPort]] = {}
         self._by_ieee: dict[tuple[int, int], AirPort] = {}
         self._taps: list[Tap] = []
         self._channel_lock = asyncio.Lock() if air_time else None
@@ -160,49 +175,69 @@ class VirtualAir:
     # -- membership ---------------------------------------------------------------------
     def attach(self, ieee: int, receiver: Receiver, *, channel: int | None = None,
                pan_id: int = UNSET_PAN, nwk: int = UNSET_NWK,
-               coordinator: bool = False) -> AirPort:
+               coordinator: bool = False, cell: int | None = None) -> AirPort:
         channel = self.channel if channel is None else channel
         if (channel, ieee) in self._by_ieee:
             raise ValueError(f"a node with IEEE {ieee:016x} is already on channel {channel}")
-        port = AirPort(self, ieee, receiver, channel, coordinator=coordinator)
-        self._by_channel.setdefault(channel, []).append(port)
-        self._by_ieee[(channel, ieee)] = port
+        port = AirPort(self, ieee, receiver, channel, coordinator=coordinator, cell=cell)
+        self._index(port)
         if nwk != UNSET_NWK:
             self._reindex(port, pan_id=pan_id, nwk=nwk, channel=channel)
         return port
 
+    def _index(self, port: AirPort) -> None:
+        channel = port.channel
+        self._by_channel.setdefault(channel, {})[port] = None
+        if port.cell is None:
+            self._open.setdefault(channel, {})[port] = None
+        else:
+            self._cells.setdefault((channel, port.cell), {})[port] = None
+        self._by_ieee[(channel, port.ieee)] = port
+        if port.nwk < 0xFFF8 and port.pan_id != UNSET_PAN:
+            key = (channel, port.pan_id, port.nwk)
+            holder = self._by_short.get(key)
+            if holder is None or holder is port:
+                self._by_short[key] = port
+            else:
+                self._shadowed.setdefault(key, []).append(port)
+
     def detach(self, port: AirPort) -> None:
-        ports = self._by_channel.get(port.channel, [])
-        if port in ports:
-            ports.remove(port)
+        self._by_channel.get(port.channel, {}).pop(port, None)
+        if port.cell is None:
+            self._open.get(port.channel, {}).pop(port, None)
+        else:
+            cell = self._cells.get((port.channel, port.cell))
+            if cell is not None:
+                cell.pop(port, None)
+                if not cell:
+                    del self._cells[(port.channel, port.cell)]
         if self._by_ieee.get((port.channel, port.ieee)) is port:
             del self._by_ieee[(port.channel, port.ieee)]
         key = (port.channel, port.pan_id, port.nwk)
+        shadowed = self._shadowed.get(key)
         if self._by_short.get(key) is port:
             del self._by_short[key]
+            if shadowed:
+                self._by_short[key] = shadowed.pop(0)
+        elif shadowed and port in shadowed:
+            shadowed.remove(port)
+        if shadowed is not None and not shadowed:
+            del self._shadowed[key]
 
     def _reindex(self, port: AirPort, *, pan_id: int, nwk: int, channel: int) -> None:
         self.detach(port)
         port.channel, port.pan_id, port.nwk = channel, pan_id, nwk
-        self._by_channel.setdefault(channel, []).append(port)
-        self._by_ieee[(channel, port.ieee)] = port
-        if nwk < 0xFFF8 and pan_id != UNSET_PAN:
-            self._by_short[(channel, pan_id, nwk)] = port
+        self._index(port)
 
     def nwk_in_use(self, channel: int, pan_id: int, nwk: int) -> bool:
         return (channel, pan_id, nwk) in self._by_short
 
     def free_nwk(self, channel: int, pan_id: int, *, rng: random.Random | None = None) -> int:
-        """A random NWK address nobody on (channel, PAN) uses (bounded search)."""
+        """A random NWK address nobody on (channel, PAN) uses (a bounded search:
+        :func:`radios.addressing.stochastic_address`)."""
         rng = rng or random.Random()
-        for _ in range(64):
-            nwk = rng.randrange(1, 0xFFF8)
-            if not self.nwk_in_use(channel, pan_id, nwk):
-                return nwk
-        for nwk in range(1, 0xFFF8):
-            if not self.nwk_in_use(channel, pan_id, nwk):
-                return nwk
-        raise RuntimeError("no free NWK address on this PAN")
+        return stochastic_address(rng.randrange,
+                                  lambda nwk: self.nwk_in_use(channel, pan_id, nwk))
 
     def lookup_ieee(self, ieee: int) -> int | None:
         for (_, value), port in self._by_ieee.items():
@@ -212,6 +247,13 @@ class VirtualAir:
 
     def ports(self) -> list[AirPort]:
         return [p for ports in self._by_channel.values() for p in ports]
+
+    def hearers(self, channel: int, sender: AirPort | None) -> list[AirPort]:
+        """Who hears a broadcast from ``sender`` on ``channel``: its cell and the ports
+        without one, or everyone when the sender has no cell (or is outside the process)."""
+        if sender is None or sender.cell is None:
+            return list(self._by_channel.get(channel, ()))
+        return [*self._open.get(channel, ()), *self._cells.get((channel, sender.cell), ())]
 
     # -- keys -----------------------------------------------------------------------------
     def report_key(self, key: bytes, label: str) -> None:
@@ -265,7 +307,7 @@ class VirtualAir:
             return False
         loop = asyncio.get_running_loop()
         if dst.broadcast:
-            for port in self._by_channel.get(channel, ()):
+            for port in self.hearers(channel, sender):
                 if port is not sender:
                     loop.call_soon(port.receiver, mpdu)
             if self.uplink is not None and not from_outside:

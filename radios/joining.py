@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from radios import aps, mac, nwk
+from radios.addressing import stochastic_address
 from radios.aps import TransportKeyType, UpdateStatus
 from radios.nwk import KeyId, NwkCommand, NwkHeader
 
@@ -206,6 +207,12 @@ class JoinerRole:
                 self.status = "joined"
                 self.persist()
                 self.event("joined", nwk=address, parent=header.src, rejoin=True)
+        elif cid == NwkCommand.NETWORK_STATUS and len(payload) == 4:
+            address = int.from_bytes(payload[2:4], "little")
+            if payload[1] == nwk.STATUS_ADDRESS_CONFLICT and address == self.state.nwk \
+                    and self.joined:
+                self.stats["nwk_address_conflict"] += 1
+                self.change_address(f"network status from 0x{header.src:04X}")
         else:
             self.stats["nwk_command_ignored"] += 1
 
@@ -240,6 +247,58 @@ class PendingChild:
     nwk: int
 
 
+class ConflictRole:
+    """Address conflict detection and resolution (3.6.1.9).
+
+    A node that hears another device (by the IEEE address in the secured NWK header, or a
+    Device_annce) use its own NWK address tells the network with a broadcast Network
+    Status "address conflict" for that address and takes a new stochastic address; every
+    other node using that address does the same when the status reaches it. Each takes
+    the new address at once and announces it (Device_annce), which updates every address
+    map. The coordinator (0x0000) keeps its address; the other device moves."""
+
+    def __init__(self: ZigbeeNode) -> None:  # type: ignore[misc]
+        self._conflict_said: dict[int, float] = {}
+
+    def address_conflict(self: ZigbeeNode, address: int, other: int) -> None:  # type: ignore[misc]
+        self.stats["nwk_address_conflict"] += 1
+        now = self.clock()
+        said = self._conflict_said.get(address)
+        if said is not None and now - said < nwk.ADDRESS_CONFLICT_QUIET:
+            return  # told already: the other device is moving
+        self._conflict_said[address] = now
+        LOGGER.warning("NWK address 0x%04X is also used by %016x: resolving", address, other)
+        self.send(self._outgoing(0xFFFD, self.nwk_frame(0xFFFD, nwk.network_status(
+            nwk.STATUS_ADDRESS_CONFLICT, address), command=True)))
+        if not self.is_coordinator:
+            self.change_address(f"{other:016x} uses it too")
+
+    def change_address(self: ZigbeeNode, why: str) -> None:  # type: ignore[misc]
+        """Take a new stochastic address and announce it (a router or end device)."""
+        if self.is_coordinator:
+            return
+        old = self.state.nwk
+        amap = self.state.address_map
+        new = stochastic_address(self.random, lambda a: a in amap or a == old
+                                 or not self.address_free(a))
+        self.set_nwk(new)
+        self.forget_duplicates(old)
+        self.persist()
+        LOGGER.info("NWK address 0x%04X -> 0x%04X (%s)", old, new, why)
+        self.event("address_changed", old=old, nwk=new, reason=why)
+        self.announce()
+
+    def announce(self: ZigbeeNode, tsn: int | None = None) -> None:  # type: ignore[misc]
+        """Broadcast a ZDO Device_annce with our address (NWK security only)."""
+        caps = (self.zdo.node.node_descriptor().mac_capability_flags if self.zdo is not None
+                else self.capability)
+        tsn = self.next_aps_counter() if tsn is None else tsn
+        payload = bytes([tsn & 0xFF]) + self.state.nwk.to_bytes(2, "little") \
+            + self.state.ieee.to_bytes(8, "little") + bytes([int(caps) & 0xFF])
+        self.send(self.data_frame(dst_nwk=0xFFFD, profile=0x0000, cluster=0x0013, src_ep=0,
+                                  dst_ep=0, payload=payload, aps_secure=False))
+
+
 class ParentRole:
     """Permit joining, answer beacons and association, relay for the trust centre."""
 
@@ -267,19 +326,15 @@ class ParentRole:
         self.outbox.append(self._raw(beacon.frame(self._next_mac_seq())))
 
     def allocate_address(self: ZigbeeNode, ieee: int) -> int:  # type: ignore[misc]
-        """Stochastic addressing (3.6.1.7): random addresses until one is free."""
+        """Stochastic addressing (3.6.1.7): random addresses until one is free, a bounded
+        search (``radios/addressing.py``)."""
         known = self.nwk_of(ieee)
         if known is not None:
             return known
-        for _ in range(64):
-            addr = 1 + self.random(0xFFF6)
-            if addr not in self.state.address_map and addr != self.state.nwk \
-                    and self.address_free(addr):
-                return addr
-        for addr in range(1, 0xFFF8):  # a nearly full network: the first free one
-            if addr not in self.state.address_map and self.address_free(addr):
-                return addr
-        raise RuntimeError("no free NWK address")
+        amap = self.state.address_map
+        own = self.state.nwk
+        return stochastic_address(
+            self.random, lambda addr: addr in amap or addr == own or not self.address_free(addr))
 
     def on_association_request(self: ZigbeeNode, frame: mac.MacFrame) -> None:  # type: ignore[misc]
         if (frame.dst_mode != mac.ADDR_SHORT or frame.dst != self.state.nwk

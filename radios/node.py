@@ -36,7 +36,7 @@ from typing import Any
 
 from radios import aps, mac, nwk
 from radios.aps import ApsCommand, ApsHeader, ApsType, Delivery
-from radios.joining import JoinerRole, ParentRole
+from radios.joining import ConflictRole, JoinerRole, ParentRole
 from radios.nwk import AuxHeader, KeyId, NwkHeader, NwkType
 from radios.security.codec import open_sealed, seal
 from radios.security.keys import KeyStore
@@ -105,7 +105,7 @@ class Outgoing:
     ack: bool = False
 
 
-class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
+class ZigbeeNode(JoinerRole, ParentRole, ConflictRole, TrustCenterRole):
     def __init__(self, state: NodeState, nv: NvFile | None = None, *,
                  zdo: ZdoServer | None = None, aps_policy: ApsPolicy | None = None,
                  address_free: Callable[[int], bool] = lambda nwk: True,
@@ -139,6 +139,7 @@ class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
         self.clock: Callable[[], float] = time.monotonic
         JoinerRole.__init__(self)
         ParentRole.__init__(self)
+        ConflictRole.__init__(self)
         TrustCenterRole.__init__(self)
 
     # -- persistence ---------------------------------------------------------------------------
@@ -352,7 +353,10 @@ class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
         except nwk.NwkError:
             self.stats["nwk_malformed"] += 1
             return
-        if not self._for_us(header.dst) or header.src == self.state.nwk and self.joined:
+        if not self._for_us(header.dst):
+            return
+        from_our_address = header.src == self.state.nwk and self.joined
+        if from_our_address and not header.security:
             return
         if header.security:
             try:
@@ -387,7 +391,13 @@ class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
                     and source != self.state.tc_ieee and not self.is_trust_center:
                 self.stats["nwk_spoofed_source"] += 1
                 return
-            self.learn_address(header.src, source)
+            if from_our_address:
+                if source == self.state.ieee:
+                    return  # our own frame, heard back
+                # another device (the network key vouches for its IEEE) uses our address
+                self.address_conflict(header.src, source)
+            else:
+                self.learn_address(header.src, source)
             secured = True
         else:
             if not self.accepts_unsecured(header):
@@ -514,6 +524,9 @@ class ZigbeeNode(JoinerRole, ParentRole, TrustCenterRole):
         if cluster == 0x0013 and len(payload) >= 12:  # Device_annce: nwk, ieee, caps
             announced = int.from_bytes(payload[1:3], "little")
             ieee = int.from_bytes(payload[3:11], "little")
+            if announced == self.state.nwk and ieee != self.state.ieee and self.joined:
+                self.address_conflict(announced, ieee)
+                return True
             self.learn_address(announced, ieee)
             self.forget_duplicates(announced)
             return True

@@ -163,3 +163,13 @@ def rejoin_request(capability: int) -> bytes:
 
 def rejoin_response(address: int, status: int) -> bytes:
     return bytes([NwkCommand.REJOIN_RESPONSE]) + struct.pack("<HB", address, status)
+
+
+#: Network Status codes (3.4.3.3.1) this stack sends
+STATUS_ADDRESS_CONFLICT = 0x0D
+ADDRESS_CONFLICT_QUIET = 5.0  # seconds between two Network Status for the same address
+
+
+def network_status(status: int, address: int) -> bytes:
+    """Network Status command (3.4.3): status code, then the NWK address it is about."""
+    return bytes([NwkCommand.NETWORK_STATUS, status & 0xFF]) + struct.pack("<H", address)

@@ -53,6 +53,8 @@ class NodeShell:
         self._flush: asyncio.TimerHandle | None = None
         self._waiters: list[tuple[set[str], asyncio.Future[NodeEvent]]] = []
         node.address_free = self._address_free
+        #: the port's broadcast neighbourhood on the air (``AirPort.cell``; None: everyone)
+        self.cell: int | None = None
         self.frames_sent = 0
         self.frames_received = 0
 
@@ -60,7 +62,7 @@ class NodeShell:
     def start(self) -> None:
         st = self.node.state
         self.port = self.air.attach(st.ieee, self._on_mpdu, channel=st.channel,
-                                    coordinator=self.node.is_coordinator)
+                                    coordinator=self.node.is_coordinator, cell=self.cell)
         self._sync_port()
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
@@ -92,7 +94,7 @@ class NodeShell:
         if self.port is not None and self.port not in self.air.ports():
             st = self.node.state
             self.port = self.air.attach(st.ieee, self._on_mpdu, channel=st.channel,
-                                        coordinator=self.node.is_coordinator)
+                                        coordinator=self.node.is_coordinator, cell=self.cell)
             self._sync_port()
 
     def _address_free(self, nwk: int) -> bool:

@@ -586,6 +586,14 @@ class VirtualControllerApplication(zigpy.application.ControllerApplication):
             self.handle_join(t.NWK(d["nwk"]), int_to_eui64(d["ieee"]), t.NWK(d["parent"]))
         elif ev.kind in ("device_left", "device_removed") and "ieee" in d:
             self.handle_leave(t.NWK(d.get("nwk", 0xFFFE)), int_to_eui64(d["ieee"]))
+        if ev.kind == "address_changed":  # an address conflict resolved (3.6.1.9)
+            if self._identity is not None:
+                self._identity.nwk = d["nwk"]
+            if self.state.node_info.nwk is not None:
+                self.state.node_info.nwk = t.NWK(d["nwk"])
+                own = self.devices.get(self.state.node_info.ieee)
+                if own is not None:
+                    own.nwk = t.NWK(d["nwk"])
         if ev.kind in ("key_installed", "network_key_received", "device_joined", "joined"):
             self._report_keys()
 

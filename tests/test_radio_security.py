@@ -32,9 +32,9 @@ from radios.security.codec import open_sealed
 from radios.security.keys import COUNTER_STEP
 from radios.state import FALLBACK_COUNTER_JUMP, NodeState, NvFile
 from radios.virtual import VirtualControllerApplication, virtual_config
+from tests.shared_vectors import vectors_file
 
-VECTORS = json.loads((Path(__file__).resolve().parents[2] / "shared" / "vectors"
-                      / "zigbee-crypto.json").read_text())
+VECTORS = json.loads(vectors_file().read_text())
 TSHARK = shutil.which("tshark")
 TC_IEEE = 0x000D6F0000000001
 JOINER = 0x000D6F00000000AA

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zigpy.types as t
@@ -49,6 +50,19 @@ class Push(bytes):
     dst: tuple[int, int] | None = None
 
 
+_TABLES: dict[type[Cluster], Mapping[int, foundation.ZCLAttributeDef]] = {}
+
+
+def attribute_table(cluster: type[Cluster]) -> Mapping[int, foundation.ZCLAttributeDef]:
+    """A cluster's attribute definitions by id: built once per cluster and shared, read
+    only, by every server of it (a fleet of a thousand meters holds one copy, not 1,000)."""
+    table = _TABLES.get(cluster)
+    if table is None:
+        table = _TABLES[cluster] = types.MappingProxyType(
+            {int(a.id): a for a in cluster.attributes.values()})
+    return table
+
+
 class ClusterServer:
     """Generic server side of one cluster on one endpoint."""
 
@@ -61,9 +75,7 @@ class ClusterServer:
     generated: frozenset[int] | None = None
 
     def __init__(self) -> None:
-        self.defs: dict[int, foundation.ZCLAttributeDef] = {
-            int(a.id): a for a in self.cluster.attributes.values()
-        }
+        self.defs: Mapping[int, foundation.ZCLAttributeDef] = attribute_table(self.cluster)
         self.values: dict[int, Any] = {}
         self.getters: dict[int, Getter] = {}
         self.validators: dict[int, Validator] = {}
