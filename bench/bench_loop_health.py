@@ -54,8 +54,8 @@ from sep.bridge.client import MqttBridge  # noqa: E402
 from sep.bridge.config import BridgeConfig  # noqa: E402
 from sep.bridge.payloads import MeterState, node_id, reading_payload, state_payload  # noqa: E402
 from sep.clock import ManualClock  # noqa: E402
-from sep.clusters.ke_executor import OffLoopKeyEstablishment, process_compute  # noqa: E402
 from sep.clusters.key_establishment import KeyEstablishment  # noqa: E402
+from sep.ke.executor import OffLoopKeyEstablishment, process_compute  # noqa: E402
 from sep.security.keyfiles import generate_ca, issue_credentials  # noqa: E402
 from sep.zcl.frames import read_attributes_frame  # noqa: E402
 

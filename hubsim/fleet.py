@@ -5,7 +5,7 @@ security (``radios/node.py``: NWK and APS security, joining by install code, the
 server that answers the hub's interview) on a port of the air, the sans-IO SE endpoint
 (``sep/endpoint.py``) with its cluster servers (Basic, Identify, Time, Metering, Price,
 Messaging), simulated metrology and, with credentials, Key Establishment with the trust
-centre (``sep/clusters/ke_service.py``, unchanged, through :class:`LightApp`). No zigpy
+centre (``sep/ke/service.py``, unchanged, through :class:`LightApp`). No zigpy
 ``ControllerApplication``, no store, no watchdog per meter: the single demo meter keeps
 that full path (``sep/app.py``).
 
@@ -62,12 +62,12 @@ from sep.bridge.payloads import (
 )
 from sep.clock import Clock
 from sep.clusters.general import BasicServer, IdentifyServer, TimeServer
-from sep.clusters.ke_service import LINK_KIND, KeService
 from sep.clusters.messaging import MessagingServer
 from sep.clusters.metering import MeteringServer
 from sep.clusters.price import PriceServer
 from sep.clusters.reporting import ReportConfig
 from sep.endpoint import SeEndpoint
+from sep.ke.service import LINK_KIND, KeService
 from sep.meter.tariff import Tariff
 from sep.metrology.api import SimulatedMetrology
 from sep.security.certs import Credentials
