@@ -35,6 +35,7 @@ from sep.zcl.security import requires_aps_security
 
 LOGGER = logging.getLogger(__name__)
 HUB_SE_ENDPOINT = 9
+HUB_KEY_TABLE_SIZE = 64  # one CBKE key per HAN device (a real stick keeps what its build allows)
 
 
 class CommsHub:
@@ -89,7 +90,8 @@ class CommsHub:
                 raise ValueError("a hub on EZSP is the coordinator, on a stick at device")
             mirror_eps = mirror_descriptors(price=gas_tariff is not None) if mirrors else []
             self.app: zigpy.application.ControllerApplication = make_ezsp_controller(
-                device, endpoints=[se_endpoint, *mirror_eps], network=network)
+                device, endpoints=[se_endpoint, *mirror_eps], network=network,
+                key_table_size=HUB_KEY_TABLE_SIZE)
             self.app.aps_policy = requires_aps_security  # type: ignore[attr-defined]
         else:
             cfg = virtual_config(ieee, role=role, air=air, path=device or "virtual://default",

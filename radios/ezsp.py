@@ -46,7 +46,7 @@ import zigpy.config as conf
 import zigpy.exceptions
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
-from bellows.config import CONF_EZSP_POLICIES, CONF_USE_THREAD
+from bellows.config import CONF_EZSP_CONFIG, CONF_EZSP_POLICIES, CONF_USE_THREAD
 from zigpy.util import convert_install_code
 
 LOGGER = logging.getLogger(__name__)
@@ -110,7 +110,10 @@ def _key(text: str) -> list[int]:
 def ezsp_config(device: str, *, endpoints: list[zdo_t.SimpleDescriptor], baudrate: int = 115200,
                 flow_control: str | None = None, database_path: str | None = None,
                 network: NetworkSettings | None = None, use_thread: bool = True,
-                watchdog: bool = True) -> dict:
+                watchdog: bool = True, key_table_size: int | None = None) -> dict:
+    """bellows' configuration. ``key_table_size``: link keys the stick keeps (bellows asks
+    for at least 4; an SE trust centre holds one Key Establishment key per device, so a
+    hub asks for more — a stick built with a smaller table keeps its own)."""
     device_cfg: dict = {conf.CONF_DEVICE_PATH: device, conf.CONF_DEVICE_BAUDRATE: baudrate}
     if flow_control:
         device_cfg[conf.CONF_DEVICE_FLOW_CONTROL] = flow_control
@@ -130,6 +133,8 @@ def ezsp_config(device: str, *, endpoints: list[zdo_t.SimpleDescriptor], baudrat
         cfg[conf.CONF_NWK] = nwk
     if policies := network.ezsp_policies():
         cfg[CONF_EZSP_POLICIES] = policies
+    if key_table_size is not None:
+        cfg[CONF_EZSP_CONFIG] = {bt.EzspConfigId.CONFIG_KEY_TABLE_SIZE.name: key_table_size}
     return cfg
 
 
@@ -276,9 +281,11 @@ def make_ezsp_controller(device: str, *, endpoints: list[zdo_t.SimpleDescriptor]
                          baudrate: int = 115200, flow_control: str | None = None,
                          database_path: str | None = None,
                          network: NetworkSettings | None = None,
-                         use_thread: bool = True) -> EzspController:
+                         use_thread: bool = True,
+                         key_table_size: int | None = None) -> EzspController:
     cfg = ezsp_config(device, endpoints=endpoints, baudrate=baudrate, flow_control=flow_control,
-                      database_path=database_path, network=network, use_thread=use_thread)
+                      database_path=database_path, network=network, use_thread=use_thread,
+                      key_table_size=key_table_size)
     return EzspController(cfg)
 
 

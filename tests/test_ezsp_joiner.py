@@ -232,3 +232,60 @@ async def test_join_network_refuses_what_the_emulator_cannot_be(tmp_path, node_t
     finally:
         await ezsp.disconnect()
         await emu.stop()
+
+
+async def test_a_full_key_table_ends_the_exchange_without_a_confirmation(tmp_path):
+    """A stick whose key table is full refuses the next link key (importLinkKey answers
+    INVALID_INDEX, as a stick does). KeService then ends that exchange as failed and sends
+    no confirmation for a key the radio does not hold; the key it had is still served."""
+    from radios.ezsp import NetworkSettings, make_ezsp_controller
+    from sep.clusters.key_establishment import KeyEstablished
+    from sep.ke.service import KeService
+    from sep.zcl.frames import Reply
+
+    air = VirtualAir()
+    ca = DemoCa()
+    emu = await start_emulator(air, state_path=tmp_path / "ncp.json", ieee=HUB_IEEE)
+    app = make_ezsp_controller(emu.url, endpoints=[], network=NetworkSettings(
+        channel=air.channel, pan_id=air.pan_id), use_thread=False, key_table_size=1)
+    try:
+        async with asyncio.timeout(30):
+            await app.startup(auto_form=True)
+            ke = KeService(app, [ca.credentials(HUB_IEEE)], endpoint=9, own_ieee=HUB_IEEE)
+            first, second = 0x000D6F000000A001, 0x000D6F000000A002
+
+            def done(partner: int) -> KeyEstablished:
+                return KeyEstablished(partner_ieee=partner, partner_nwk=0x1234,
+                                      link_key=bytes(range(16)), suite=2, initiator=False,
+                                      partner_certificate=b"")
+
+            confirm = Reply(dst_nwk=0x1234, dst_ep=9, src_ep=9, profile_id=0x0109,
+                            cluster_id=0x0800, data=bytes([0x19, 0x07, 0x02]) + bytes(16))
+            sent: list = []  # what KeService hands the radio (recorded, then sent)
+            send = app.send_packet
+
+            async def recording(packet):  # noqa: ANN001, ANN202
+                sent.append(packet)
+                await send(packet)
+
+            app.send_packet = recording  # type: ignore[method-assign]
+            await ke._apply([done(first), confirm])
+            await ke._apply([done(second), confirm])
+            await asyncio.sleep(0.3)
+        assert ke.keyed(t_eui(first)) and not ke.keyed(t_eui(second))
+        assert [f.partner_ieee for f in ke.failures] == [second]
+        assert "did not take the link key" in ke.failures[0].reason
+        # the first exchange's confirmation went out; the second's did not
+        assert len(sent) == 1 and int(sent[0].cluster_id) == 0x0800
+        # the stick's own table (bellows reads it back): the first key only
+        keys = [k async for k in app._ezsp.read_link_keys()]  # type: ignore[union-attr]
+        assert [int.from_bytes(bytes(k.partner_ieee), "little") for k in keys] == [first]
+    finally:
+        await app.shutdown()
+        await emu.stop()
+
+
+def t_eui(value: int):
+    import zigpy.types as zt
+
+    return zt.EUI64(value.to_bytes(8, "little"))

@@ -218,23 +218,31 @@ class KeService:
     # -- effects out -------------------------------------------------------------------------
     async def _apply(self, effects: list[Effect]) -> None:
         # the key goes into the radio before the last reply leaves: the partner may use it
-        # as soon as it has that reply
+        # as soon as it has that reply. A radio that cannot take it (a stick's key table
+        # full) ends the exchange here: no confirmation goes out for a key we do not hold
+        installed = True
         for effect in effects:
             if isinstance(effect, KeyEstablished):
-                await self._installed(effect)
+                installed = await self._installed(effect) and installed
         for effect in effects:
-            if isinstance(effect, Reply):
+            if isinstance(effect, Reply) and installed:
                 await self._send(effect)
             elif isinstance(effect, KeyEstablishmentFailed):
                 self._failed(effect)
         self._wake.set()
 
-    async def _installed(self, done: KeyEstablished) -> None:
+    async def _installed(self, done: KeyEstablished) -> bool:
         install = getattr(self.app, "install_link_key", None)
         if install is not None:  # a stick's key table is set over EZSP: awaited
-            result = install(int_eui64(done.partner_ieee), done.link_key, LINK_KIND)
-            if inspect.isawaitable(result):
-                await result
+            try:
+                result = install(int_eui64(done.partner_ieee), done.link_key, LINK_KIND)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # noqa: BLE001 - the radio's refusal, whatever it is
+                self._failed(KeyEstablishmentFailed(
+                    done.partner_ieee, done.partner_nwk, None,
+                    f"the radio did not take the link key: {exc}", done.initiator))
+                return False
         self.established[done.partner_ieee] = done
         LOGGER.info("key establishment with %016x (0x%04X) done: suite %d, link key installed",
                     done.partner_ieee, done.partner_nwk, done.suite)
@@ -243,6 +251,7 @@ class KeService:
                 fut.set_result(True)
         for callback in self.on_established:
             callback(done)
+        return True
 
     def _failed(self, failed: KeyEstablishmentFailed) -> None:
         self.failures.append(failed)
