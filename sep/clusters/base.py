@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -50,6 +49,31 @@ class Push(bytes):
     dst: tuple[int, int] | None = None
 
 
+class SharedTable(Mapping[int, foundation.ZCLAttributeDef]):
+    """A read-only attribute table shared by every server of a cluster. Copying a server
+    (deepcopy: tests, snapshots) shares it too: it is immutable."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[int, foundation.ZCLAttributeDef]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: int) -> foundation.ZCLAttributeDef:
+        return self._data[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __copy__(self) -> SharedTable:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedTable:
+        return self
+
+
 _TABLES: dict[type[Cluster], Mapping[int, foundation.ZCLAttributeDef]] = {}
 
 
@@ -58,7 +82,7 @@ def attribute_table(cluster: type[Cluster]) -> Mapping[int, foundation.ZCLAttrib
     only, by every server of it (a fleet of a thousand meters holds one copy, not 1,000)."""
     table = _TABLES.get(cluster)
     if table is None:
-        table = _TABLES[cluster] = types.MappingProxyType(
+        table = _TABLES[cluster] = SharedTable(
             {int(a.id): a for a in cluster.attributes.values()})
     return table
 
