@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import shared_vectors
 import zigpy.types as t
 from required_tools import require_tool
 from waiting import until
@@ -33,8 +34,7 @@ from radios.security.keys import COUNTER_STEP
 from radios.state import FALLBACK_COUNTER_JUMP, NodeState, NvFile
 from radios.virtual import VirtualControllerApplication, virtual_config
 
-VECTORS = json.loads((Path(__file__).resolve().parents[2] / "shared" / "vectors"
-                      / "zigbee-crypto.json").read_text())
+VECTORS = shared_vectors.load()  # found by walking up (a worktree, mutants/)
 TSHARK = shutil.which("tshark")
 TC_IEEE = 0x000D6F0000000001
 JOINER = 0x000D6F00000000AA
