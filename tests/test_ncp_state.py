@@ -144,3 +144,39 @@ def test_a_new_stick_has_a_silicon_labs_eui64():
     assert len(seen) == 20
     for eui in seen:
         assert eui.startswith("00:0d:6f:") and len(bytes(zt.EUI64.convert(eui))) == 8
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"eui64": "00:0d:6f"}, "AssertionError"),  # zigpy asserts, with no text
+    ({"network_key": "00" * 15}, "network_key is not 16 bytes"),
+    ({"tc_link_key": "00" * 17}, "tc_link_key is not 16 bytes"),
+    ({"link_keys": [{"ieee": EUI, "key": "00" * 15}]}, "a link key is not 16 bytes"),
+    ({"link_keys": [{"ieee": EUI}]}, "LinkKey.__init__() missing 1 required positional "
+                                     "argument: 'key'"),
+    ({"tokens": {"a": 5}}, "tokens must map names to hex"),
+])
+def test_the_refusal_says_what_is_wrong(changes, message):
+    with pytest.raises(ValueError) as info:
+        NcpState.from_json(doc(**changes))
+    assert str(info.value) == message
+
+
+def test_long_values_are_cut_to_200_characters_in_the_message():
+    for changes in ({"node_type": "x" * 300}, {"pan_id": "x" * 300},
+                    {"link_keys": [{"ieee": EUI, "key": "00" * 16, "x" * 300: 1}]}):
+        with pytest.raises(ValueError) as info:
+            NcpState.from_json(doc(**changes))
+        assert len(str(info.value)) == 200
+    with pytest.raises(ValueError, match="^not a JSON object$"):
+        NcpState.from_json([])
+
+
+def test_a_minimal_document_takes_the_defaults():
+    st = NcpState.from_json({"eui64": EUI})
+    assert st.link_keys == [] and st.tokens == {} and not st.formed and st.pan_id == 0xFFFF
+
+
+def test_save_makes_the_folders_it_needs(tmp_path):
+    path = tmp_path / "a" / "b" / "ncp.json"
+    NcpState(eui64=EUI).save(path)
+    assert json.loads(path.read_text())["eui64"] == EUI
