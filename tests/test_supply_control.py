@@ -230,3 +230,86 @@ def test_the_relay_moves_and_observers_hear_only_real_changes():
     assert moved == [ARMED, OFF] and before == [ON]
     s.remote_change(PROVIDER, 2, 0, int(ON), 0.0)
     assert moved == [ARMED, OFF, ON] and before == [ON, OFF] and relay.closed
+
+
+def test_every_refusal_is_logged_with_its_reason():
+    s, _, events = control()
+
+    def reason(fn, *args, status: str, **kw) -> str:
+        refused(fn, *args, status=status, **kw)
+        kind, details = events[-1]
+        assert kind == "SUPPLY_REFUSED" and details["status"] == status
+        return details["reason"]
+
+    assert reason(s.remote_change, 0x1234, 1, 0, 0, 0.0,
+                  status="NOT_AUTHORIZED") == "provider 0x00001234 is not ours"
+    assert reason(s.reset_load_limit_counter, 0x1234, 1,
+                  status="NOT_AUTHORIZED") == "provider 0x00001234 is not ours"
+    assert reason(s.remote_change, PROVIDER, 1, CANCEL, 0, 0.0,
+                  status="NOT_FOUND") == "no pending change with issuer event id 1"
+    assert reason(s.remote_change, PROVIDER, 1, 0, 7, 0.0,
+                  status="INVALID_VALUE") == "proposed supply status 7 is reserved"
+    assert reason(s.local_change, 9, status="INVALID_VALUE") == \
+        "local supply status 9 is not allowed"
+    assert reason(s.set_supply_status, 1, 0, 0, 0, 5, status="INVALID_VALUE") == \
+        "supply states [0, 0, 0, 5]: a value is reserved"
+    s.remote_change(PROVIDER, 10, 0, int(OFF), 0.0)
+    assert reason(s.remote_change, PROVIDER, 10, 0, 0, 0.0,
+                  status="NOT_AUTHORIZED") == "issuer event id 10 is not newer than 10"
+    assert reason(s.local_change, int(ARMED), status="ACTION_DENIED") == \
+        "the supplier turned the supply off"
+    assert reason(s.local_change, int(ON), status="ACTION_DENIED") == \
+        "local restore needs the supply armed, it is OFF"
+
+
+def test_switch_events_name_who_and_why():
+    s, _, events = control()
+    s.set_status(ARMED, "tenancy", reason="change of tenancy")
+    assert events[-1] == ("SUPPLY_CHANGE", {"from": "ON", "to": "ARMED", "source": "tenancy",
+                                            "relay_closed": False, "reason": "change of tenancy"})
+    s.local_change(int(ON))
+    s.interlock_open("prepayment", credit=0)
+    assert events[-1][1]["source"] == "prepayment" and events[-1][1]["credit"] == 0
+    s.remote_change(PROVIDER, 4, 50, int(OFF), 0.0)
+    assert events[-1] == ("SUPPLY_CHANGE_SCHEDULED", {"to": "OFF", "at": 50,
+                                                      "issuer_event_id": 4})
+    s.tick(50.0, 0)
+    assert events[-1][1]["source"] == "remote (scheduled)"
+    assert events[-1][1]["issuer_event_id"] == 4
+
+
+def test_a_fresh_control_has_plain_defaults():
+    s = SupplyControl()
+    assert s.state() == {"status": 2, "last_issuer_event_id": None, "load_limit_counter": 0,
+                         "load_limit_state": 1, "states": [0, 0, 0], "pending": None}
+    assert s.arm_duration_s == 60
+    s.demand_limit_w = 100
+    s.tick(0.0, 101)  # the very first tick above the limit starts the count
+    s.tick(59.9, 101)
+    assert s.status == ON
+    s.tick(60.0, 101)
+    assert s.status == ARMED and s.load_limit_counter == 1
+    t = SupplyControl()
+    t.restore({"status": 0, "pending": None})
+    assert t.pending is None and t.status == OFF and not t.relay.closed
+    assert (t.tamper_state, t.depletion_state, t.uncontrolled_flow_state) == (OFF, OFF, OFF)
+
+
+def test_the_simulated_relay_counts_only_real_moves():
+    s = SupplyControl()
+    assert s.relay.switches == 0
+    s.relay.set_closed(True)
+    assert s.relay.switches == 0
+    s.relay.set_closed(False)
+    s.relay.set_closed(False)
+    s.relay.set_closed(True)
+    assert s.relay.switches == 2 and s.relay.closed
+
+
+def test_load_limiting_that_leaves_the_supply_on_keeps_counting():
+    s, relay, _ = control()
+    s.set_supply_status(1, 0, 0, 0, int(ON))  # load limiting leaves the supply ON
+    s.demand_limit_w, s.arm_duration_s = 1000, 10
+    for t in (0.0, 10.0, 11.0, 21.0):
+        s.tick(t, 2000)
+    assert s.status == ON and relay.closed and s.load_limit_counter == 2
