@@ -9,7 +9,9 @@ Images are read with zigpy's lenient OTA header parser on purpose: the server mu
 be able to serve broken or tampered files to test that the *client* refuses them.
 
 Faults (:class:`Faults`): drop every Nth request, delay responses, answer WAIT_FOR_DATA,
-corrupt one block, abort at an offset, tamper with the image bytes, ignore page requests.
+corrupt one block, abort at an offset, tamper with the image bytes, ignore page requests,
+and misdeliver blocks: send some twice, out of order, or late (after the client has
+already asked again and moved on), as a busy mesh does.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class Faults:
     tamper: bool = False  # serve the image with one byte changed
     no_pages: bool = False  # ignore Image Page Requests (clients must fall back to blocks)
     min_block_period_ms: int = 0
+    duplicate_every: int = 0  # send every Nth block twice (0: none)
+    reorder: bool = False  # swap neighbouring blocks of a page; a lone block follows the next one
+    late_every: int = 0  # hold every Nth block response back by late_seconds (0: none)
+    late_seconds: float = 0.0
 
 
 @dataclasses.dataclass
@@ -88,6 +94,8 @@ class OtaServerCore:
         self.highest_offset = 0  # how far into the image any client has been served
         self._waits_left = self.faults.wait_for_data_times
         self._corrupted = False
+        self._blocks_out = 0  # block responses built (duplicate_every counts these)
+        self._responses = 0  # block/page requests answered with data (late_every counts these)
 
     def add(self, image: ServedImage) -> None:
         self.images[(image.manufacturer, image.image_type)] = image
@@ -182,24 +190,52 @@ class OtaServerCore:
         end = offset + (int(args.page_size) if command_id == 0x04 else size)
         end = min(end, len(data))
         spacing = (int(args.response_spacing) / 1000) if command_id == 0x04 else 0.0
-        out = []
-        delay = self.faults.delay
+        chunks: list[tuple[int, bytes]] = []
         while offset < end:
             chunk = bytearray(data[offset: min(offset + size, end)])
             if self.faults.corrupt_offset == offset and not self._corrupted:
                 chunk[0] ^= 0xFF
                 self._corrupted = True
+            chunks.append((offset, bytes(chunk)))
+            offset += len(chunk)
+            self.highest_offset = max(self.highest_offset, offset)
+        out = []
+        delay = self.faults.delay
+        self._responses += 1
+        if self.faults.late_every and self._responses % self.faults.late_every == 0:
+            delay += self.faults.late_seconds
+        for at, chunk_bytes in self._misdeliver(chunks, data, size):
             out.append(Out(0x05, t.uint8_t(Status.SUCCESS).serialize()
                            + t.uint16_t(image.manufacturer).serialize()
                            + t.uint16_t(image.image_type).serialize()
                            + t.uint32_t(image.file_version).serialize()
-                           + t.uint32_t(offset).serialize()
-                           + t.LVBytes(bytes(chunk)).serialize(), delay))
+                           + t.uint32_t(at).serialize()
+                           + t.LVBytes(chunk_bytes).serialize(), delay))
             self.blocks_sent += 1
-            self.bytes_sent += len(chunk)
-            offset += len(chunk)
-            self.highest_offset = max(self.highest_offset, offset)
+            self.bytes_sent += len(chunk_bytes)
             delay = spacing
+        return out
+
+    def _misdeliver(self, chunks: list[tuple[int, bytes]], data: bytes,
+                    size: int) -> list[tuple[int, bytes]]:
+        """The blocks of one response as a faulty mesh delivers them (Faults: reorder,
+        duplicate_every); each block still carries its true offset and bytes."""
+        chunks = list(chunks)
+        if self.faults.reorder and len(chunks) == 1:
+            ahead = chunks[0][0] + len(chunks[0][1])  # the next block arrives first
+            if ahead < len(data):
+                chunks.insert(0, (ahead, data[ahead: ahead + size]))
+        elif self.faults.reorder:
+            for i in range(0, len(chunks) - 1, 2):
+                chunks[i], chunks[i + 1] = chunks[i + 1], chunks[i]
+        if not self.faults.duplicate_every:
+            return chunks
+        out = []
+        for chunk in chunks:
+            self._blocks_out += 1
+            out.append(chunk)
+            if self._blocks_out % self.faults.duplicate_every == 0:
+                out.append(chunk)
         return out
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import aiomqtt
 from broker import Broker
+from shared_vectors import vectors_file
 
 from sep.cli import build_parser
 from sep.cli.common import new_file
 from sep.cli.config import ConfigError, check, configurable, load, resolve
 
 BIN = Path(sys.executable).parent
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "zigbee-crypto.json"
+VECTORS = vectors_file()  # found by walking up (a worktree, mutants/)
 CODE = "83FED3407A939723A5C639B26916D505C3B5"  # the Zigbee spec's install code (vector)
 
 

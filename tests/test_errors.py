@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 from broker import free_port
+from shared_vectors import vectors_file
 from test_ota_transfer import make_image
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "zigbee-crypto.json"
+VECTORS = vectors_file()  # found by walking up (a worktree, mutants/)
 SPEC_CODE = "83FED3407A939723A5C639B26916D505C3B5"
 LIMIT = 60  # seconds: none of these may take anywhere near this
 

@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "zigbee-crypto.json"
+from shared_vectors import vectors_file
+
+VECTORS = vectors_file()  # found by walking up (a worktree, mutants/)
 BIN = Path(sys.executable).parent
 
 

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import shared_vectors
 import zigpy.types as t
 from required_tools import require_tool
 from waiting import until
@@ -32,9 +33,8 @@ from radios.security.codec import open_sealed
 from radios.security.keys import COUNTER_STEP
 from radios.state import FALLBACK_COUNTER_JUMP, NodeState, NvFile
 from radios.virtual import VirtualControllerApplication, virtual_config
-from tests.shared_vectors import vectors_file
 
-VECTORS = json.loads(vectors_file().read_text())
+VECTORS = shared_vectors.load()  # found by walking up (a worktree, mutants/)
 TSHARK = shutil.which("tshark")
 TC_IEEE = 0x000D6F0000000001
 JOINER = 0x000D6F00000000AA
