@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from tshark_se import decode, malformed, needs_tshark, nwk_of
+
+# its session/module fixture runs a whole demo once: its tests stay on one xdist worker
+pytestmark = pytest.mark.xdist_group("default_demo")
 
 HUB = "0x0000"
 IHD_IEEE = "00:0d:6f:00:00:00:1d:01"

@@ -17,6 +17,9 @@ from tshark_tools import fields, malformed, need_tshark
 from hubsim import demo_se
 from hubsim.demo import DEMO_TARIFF
 
+# its session/module fixture runs a whole demo once: its tests stay on one xdist worker
+pytestmark = pytest.mark.xdist_group("default_demo")
+
 HUB = 0x0000
 MET, PRI, MSG = "zbee_zcl_se.met", "zbee_zcl_se.price", "zbee_zcl_se.msg"
 

@@ -82,7 +82,7 @@ def test_meter_on_a_stick_joins_the_demo_hub_as_a_router_and_keys(tmp_path):
     port = free_udp_port()
     state = tmp_path / "ncp.json"
     hub = subprocess.Popen(
-        [str(BIN / "hubsim"), "demo", "--duration", "30", "--no-live", "--air-port", str(port),
+        [str(BIN / "hubsim"), "demo", "--duration", "24", "--no-live", "--air-port", str(port),
          "--external-meter", "--install-code", f"{ieee}={code}", "--certs", str(ca)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     emu = subprocess.Popen([str(BIN / "sep"), "ncp-emulator", "--listen", "127.0.0.1:0",
@@ -93,7 +93,7 @@ def test_meter_on_a_stick_joins_the_demo_hub_as_a_router_and_keys(tmp_path):
     try:
         url = re.search(r"(socket://127\.0\.0\.1:\d+)", emu.stdout.readline())[1]
         time.sleep(2)
-        for duration in ("12", "6"):
+        for duration in ("10", "5"):
             runs.append(subprocess.run(
                 [str(BIN / "sep"), "meter", "--radio", "ezsp", "--device", url, "--join",
                  "--own-install-code", code, "--cert", str(creds), "--ieee", ieee,

@@ -77,7 +77,12 @@ def test_a_signed_image_that_does_not_start_is_reverted(keys, tmp_path):
     assert version(tmp_path / "data")["file_version"] == 0x00010000  # the old one runs
 
 
-@pytest.mark.parametrize("case", ["tampered", "wrong_signer", "downgrade", "metrology"])
+@pytest.mark.parametrize("case", [
+    # a tampered image and a downgrade are refused by verification and policy, tested on
+    # their own in test_firmware_verify / test_firmware_manifest_policy; end to end (≈25 s
+    # each) they run with -m slow
+    pytest.param("tampered", marks=pytest.mark.slow), "wrong_signer",
+    pytest.param("downgrade", marks=pytest.mark.slow), "metrology"])
 def test_bad_images_are_never_applied(keys, tmp_path, case):
     trust = keys / "ours"
     if case == "tampered":

@@ -27,6 +27,9 @@ from radios.crypto import make_install_code
 from radios.pcap import PcapWriter, tshark_key_options
 from radios.udp import serve_udp
 
+# its session/module fixture runs a whole demo once: its tests stay on one xdist worker
+pytestmark = pytest.mark.xdist_group("secure_han_demo")
+
 BIN = Path(sys.executable).parent
 TSHARK = shutil.which("tshark")
 IHD_IEEE = "00:0d:6f:00:00:00:1d:01"
