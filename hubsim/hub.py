@@ -17,6 +17,7 @@ from typing import Any
 import zigpy.application
 import zigpy.config as conf
 import zigpy.device
+import zigpy.types
 import zigpy.zdo.types as zdo_t
 
 from hubsim import ke_node
@@ -129,11 +130,12 @@ class CommsHub:
         await self.app.startup(auto_form=True)
         LOGGER.info("hub up: %s", self.app.state.node_info.ieee)
         if self._install_codes:  # a stick: the installer's codes become transient keys
-            from radios.ezsp import permit_with_install_code
+            from radios.crypto import link_key_from_install_code
 
-            for dev_ieee, code in self._install_codes.items():
-                await permit_with_install_code(self.app, dev_ieee, code,
-                                               time_s=int(min(self._permit_join, 254)))
+            await self.app.permit_with_link_keys(  # type: ignore[attr-defined]
+                {zigpy.types.EUI64.convert(ieee): link_key_from_install_code(bytes(code))
+                 for ieee, code in self._install_codes.items()},
+                time_s=int(min(self._permit_join, 254)))
         if self.ke is not None:
             self.ke.start()
         if self.supplier is not None:

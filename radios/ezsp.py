@@ -221,6 +221,20 @@ class EzspController(bellows.zigbee.application.ControllerApplication):
         task.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
+    async def permit_with_link_keys(self, keys: dict[t.EUI64, bytes], time_s: int = 60) -> None:
+        """Admit each device with its link key (transient keys) and open the network once:
+        bellows' ``permit_with_link_key`` broadcasts a permit per device."""
+        ezsp = self._ezsp
+        if ezsp is None:
+            raise zigpy.exceptions.ControllerException("the EZSP stick is not connected")
+        for node, key in keys.items():
+            status = await ezsp.add_transient_link_key(t.EUI64(node), t.KeyData(key))
+            if bt.sl_Status.from_ember_status(status) != bt.sl_Status.OK:
+                raise zigpy.exceptions.ControllerException(f"transient key for {node}: {status!r}")
+        await ezsp.setPolicy(policyId=bt.EzspPolicyId.TRUST_CENTER_POLICY,
+                             decisionId=TC_POLICIES["install_code"])
+        await self.permit(time_s)
+
     @property
     def reconnecting(self) -> bool:
         return self._reconnect_task is not None and not self._reconnect_task.done()
