@@ -198,12 +198,22 @@ class EzspController(bellows.zigbee.application.ControllerApplication):
             raise zigpy.exceptions.DeliveryError("the EZSP stick is not connected")
         partner = t.EUI64(partner)
         (index,) = await ezsp.findKeyTableEntry(address=partner, linkKey=True)
-        if index == 0xFF:
-            index = len(self._cbke_keys)
+        if index == 0xFF:  # a new partner: the first empty slot (a stick overwrites the
+            index = await self._free_key_slot(ezsp)  # index it is given, whoever's it was)
         (status,) = await ezsp.importLinkKey(index=index, address=partner, key=t.KeyData(key))
         if bt.sl_Status.from_ember_status(status) != bt.sl_Status.OK:
             raise zigpy.exceptions.ControllerException(f"importLinkKey: {status!r}")
         self._cbke_keys[partner] = bytes(key)
+
+    @staticmethod
+    async def _free_key_slot(ezsp: Any) -> int:
+        (_status, size) = await ezsp.getConfigurationValue(
+            configId=bt.EzspConfigId.CONFIG_KEY_TABLE_SIZE)
+        for index in range(size):
+            *_, status = await ezsp.exportLinkKeyByIndex(index=index)
+            if bt.sl_Status.from_ember_status(status) != bt.sl_Status.OK:
+                return index
+        return size  # none: the stick refuses the index (INVALID_INDEX), and says so
 
     def forget_link_key(self, partner: t.EUI64) -> None:
         partner = t.EUI64(partner)
