@@ -345,15 +345,19 @@ class NcpNode:
             return
         table = {eui64_to_int(zt.EUI64.convert(k.ieee)): bytes.fromhex(k.key)
                  for k in self.state.link_keys}
+        changed = False
         for partner in self._imported - set(table):
             node.keys.forget_link_key(partner)
+            changed = True
         for partner, key in table.items():
             entry = node.state.link_keys.get(partner)
             if entry is None or entry.key != key.hex():
                 node.keys.set_link_key(partner, key, "cbke")
+                changed = True
         self._imported = set(table)
-        node.persist()
-        self._report_keys()
+        if changed:  # a key is kept at once, not at the next flush (a power cut between)
+            node.persist()
+            self._report_keys()
 
     def link_key_imported(self, ieee: str, key: bytes) -> None:
         self.link_keys_changed()
