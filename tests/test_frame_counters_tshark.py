@@ -20,6 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from required_tools import require_tool
 
 from hubsim.ihd import InHomeDisplay
@@ -87,6 +88,7 @@ async def read_summation(ihd: InHomeDisplay) -> int:
     raise AssertionError("the IHD could not read the meter")
 
 
+@pytest.mark.slow  # timed out once beside other tests in CI: see the #20 note
 async def test_ncp_and_virtual_node_counters_are_ahead_after_every_restart(tmp_path):
     require_tool("tshark")
     pcap = tmp_path / "air.pcap"
