@@ -32,6 +32,7 @@ from zigpy.zcl import foundation
 
 from radios.air import VirtualAir
 from radios.factory import make_controller
+from radios.tasks import cancel_and_wait
 from sep import __version__
 from sep.bridge.config import BridgeConfig
 from sep.bridge.payloads import MeterState, currency_code
@@ -454,12 +455,11 @@ class MeterApp:
         """Stop serving; a clean stop is in the event log (``reason``: what asked for it)."""
         self.audit("STOP", reason=reason)
         await self.watchdog.stop()
-        for task in (self._loop_task, self._bridge_task, self._supplier_task, self._time_task,
-                     self._han_task, self._ke_task, self._tc_search_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = [task for task in (self._loop_task, self._bridge_task, self._supplier_task,
+                                   self._time_task, self._han_task, self._ke_task,
+                                   self._tc_search_task) if task is not None]
+        for task in await cancel_and_wait(tasks, 10):
+            LOGGER.warning("task %s did not stop within 10 s; abandoning it", task.get_name())
         if self.ke is not None:
             await self.ke.stop()
             if self._ke_pool is not None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import aiomqtt
 
+from radios.tasks import cancel_and_wait, checkpoint
 from sep.bridge.commands import Command, CommandError, parse_command
 from sep.bridge.config import BridgeConfig
 from sep.bridge.outbox import Outbox
@@ -106,20 +107,17 @@ class MqttBridge:
             except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
                 LOGGER.info("MQTT: could not say offline before stopping: %s", exc)
         if self._task is not None:
-            self._task.cancel()
-            # aiomqtt can swallow a cancellation in the middle of a (TLS) connect: never
-            # let stopping the bridge hang the meter.
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._task), 5)
-            if not self._task.done():
+            # aiomqtt can swallow a cancellation (Python 3.11's wait_for inside publish and
+            # connect): cancel until it ends, and never let stopping the bridge hang the meter
+            if await cancel_and_wait([self._task], 5):
                 LOGGER.warning("MQTT bridge did not stop within 5 s; abandoning it")
         self.status.stopped(self.node)
         self.outbox.close()
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
-        await client.publish(self.topic("bridge/state"),
+        await self._publish(client, self.topic("bridge/state"),
                              json.dumps(self.bridge_state("offline")), qos=1, retain=True)
-        await client.publish(self.topic("availability"), "offline", qos=1, retain=True)
+        await self._publish(client, self.topic("availability"), "offline", qos=1, retain=True)
 
     async def _run(self) -> None:
         delay = 1.0
@@ -147,8 +145,8 @@ class MqttBridge:
         ) as client:
             self._client = client
             self.connects += 1
-            await client.publish(self.topic("availability"), "online", qos=1, retain=True)
-            await client.publish(self.topic("bridge/state"),
+            await self._publish(client, self.topic("availability"), "online", qos=1, retain=True)
+            await self._publish(client, self.topic("bridge/state"),
                                  json.dumps(self.bridge_state("online")), qos=1, retain=True)
             await self.publish_discovery(client)
             await client.subscribe(f"{cfg.discovery_prefix}/status", qos=1)
@@ -161,9 +159,7 @@ class MqttBridge:
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await cancel_and_wait(tasks, 5)
             for task in done:
                 task.result()  # re-raise what ended the session
 
@@ -195,10 +191,16 @@ class MqttBridge:
             return
         docs = self.discovery_documents()
         for topic in set(self._announced) - set(docs):  # an entity that is gone (a tier)
-            await client.publish(topic, b"", qos=1, retain=True)
+            await self._publish(client, topic, b"", qos=1, retain=True)
         for topic, doc in docs.items():
-            await client.publish(topic, json.dumps(doc), qos=1, retain=True)
+            await self._publish(client, topic, json.dumps(doc), qos=1, retain=True)
         self._announced = docs
+
+    @staticmethod
+    async def _publish(client: aiomqtt.Client, topic: str, payload: str | bytes, *,
+                       qos: int = 1, retain: bool = False) -> None:
+        await client.publish(topic, payload, qos=qos, retain=retain)
+        checkpoint()  # a stop that aiomqtt's wait_for swallowed still stops this task
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Deliver queued readings in order; each leaves the outbox only after PUBACK."""
@@ -208,14 +210,14 @@ class MqttBridge:
                 if self.latest is not None:
                     if self.discovery and self.discovery_documents() != self._announced:
                         await self.publish_discovery(client)  # tiers or currency changed
-                    await client.publish(self.topic("state"),
+                    await self._publish(client, self.topic("state"),
                                          json.dumps(state_payload(self.latest)), qos=1,
                                          retain=True)
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             for seq, topic, payload in batch:
-                await client.publish(topic, payload, qos=1)
+                await self._publish(client, topic, payload, qos=1)
                 self.outbox.ack(seq)
                 self.published += 1
 
@@ -234,8 +236,8 @@ class MqttBridge:
                 if name == "result":
                     continue
                 result = await self._run_command(name, payload)
-                await client.publish(self.topic("command/result"), json.dumps(result), qos=1)
-                await client.publish(self.topic("bridge/state"),
+                await self._publish(client, self.topic("command/result"), json.dumps(result), qos=1)
+                await self._publish(client, self.topic("bridge/state"),
                                      json.dumps(self.bridge_state("online")), qos=1,
                                      retain=True)
 
