@@ -27,7 +27,7 @@ from rich.table import Table
 
 from hubsim.demo_han import han_script
 from hubsim.demo_se import run_se_script
-from hubsim.fleet import Fleet, FleetShared, fleet_ieee
+from hubsim.fleet import Fleet, FleetShared, fleet_ieee, freeze_after_setup
 from hubsim.gas import GAS_IEEE, GasMeter
 from hubsim.hub import CommsHub
 from hubsim.ihd import IhdView, InHomeDisplay
@@ -42,6 +42,7 @@ from hubsim.scenarios import (
 from hubsim.supplier import Supplier
 from radios.air import VirtualAir
 from radios.crypto import make_install_code
+from radios.tasks import cancel_and_wait
 from sep.app import MeterApp, MeterSettings, load_identity
 from sep.clock import ScaledClock
 from sep.meter.tariff import Tariff, load_tariff
@@ -50,6 +51,17 @@ from sep.security.certs import Credentials
 from sep.security.keyfiles import KeyFileError, load_ca
 
 LOGGER = logging.getLogger(__name__)
+
+
+def fleet_started(task: asyncio.Task[None]) -> None:
+    """The fleet's start ended: say why if it failed; else its objects stay for the
+    process's life, so the garbage collector stops scanning them."""
+    if task.cancelled():
+        return
+    if task.exception() is not None:
+        LOGGER.error("fleet failed: %r", task.exception())
+    else:
+        freeze_after_setup()
 
 DEMO_INITIAL_WH = 4_213_377  # a meter a few years into service: 4,213.377 kWh
 DEMO_TARIFF = Path(__file__).with_name("data") / "demo_tariff.toml"
@@ -471,9 +483,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
             await gas.start()
         if fleet is not None:  # after the display found the demo meter, in the background
             fleet_task = asyncio.create_task(fleet.start(on_progress=ihd._note), name="fleet")
-            fleet_task.add_done_callback(
-                lambda task: task.cancelled() or task.exception() is None
-                or LOGGER.error("fleet failed: %r", task.exception()))
+            fleet_task.add_done_callback(fleet_started)
         if cad is not None:  # last: its Metering client must not be found as a meter
             await cad.start()
         prepay_task = None
@@ -557,10 +567,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoRes
                 await ppmid.stop()
         with contextlib.suppress(Exception):
             await ihd.stop()
-        if fleet_task is not None:
-            fleet_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await fleet_task
+        if fleet_task is not None and await cancel_and_wait([fleet_task], 10):
+            LOGGER.warning("the fleet's start did not stop within 10 s; abandoning it")
         if fleet is not None:
             with contextlib.suppress(Exception):
                 await fleet.stop()
