@@ -25,6 +25,12 @@ class Outbox:
         self.db.execute("CREATE TABLE IF NOT EXISTS counters (topic TEXT PRIMARY KEY, "
                         "n INTEGER NOT NULL)")
 
+        # what put() and len() need, kept in memory: the file is read once, at start
+        self._seq = self.next_seq() - 1
+        self._count = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._counters: dict[str, int] = dict(
+            self.db.execute("SELECT topic, n FROM counters").fetchall())
+
     def next_seq(self) -> int:
         row = self.db.execute("SELECT MAX(seq) FROM outbox").fetchone()
         meta = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -33,20 +39,22 @@ class Outbox:
     def put(self, topic: str, make_payload: Any) -> int:
         """Append; ``make_payload(n)`` builds the document, n counting 1, 2, ... per topic
         (a subscriber of one topic sees a gap-free sequence). Returns that n."""
-        seq = self.next_seq()
+        seq = self._seq + 1
+        n = self._counters.get(topic, 0) + 1
+        payload = json.dumps(make_payload(n))
+        drop = max(0, self._count + 1 - self.limit)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            row = self.db.execute("SELECT n FROM counters WHERE topic=?", (topic,)).fetchone()
-            n = (row[0] if row else 0) + 1
             self.db.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (topic, n))
-            self.db.execute("INSERT INTO outbox VALUES (?, ?, ?)",
-                            (seq, topic, json.dumps(make_payload(n))))
+            self.db.execute("INSERT INTO outbox VALUES (?, ?, ?)", (seq, topic, payload))
             self.db.execute(f"PRAGMA user_version={seq}")
-            total = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-            if total > self.limit:
+            if drop:
                 self.db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-                                "ORDER BY seq LIMIT ?)", (total - self.limit,))
-                self.dropped += total - self.limit
+                                "ORDER BY seq LIMIT ?)", (drop,))
+        # committed: only now does the memory follow the file
+        self._seq, self._counters[topic] = seq, n
+        self._count += 1 - drop
+        self.dropped += drop
         return n
 
     def peek(self, n: int = 50) -> list[tuple[int, str, str]]:
@@ -54,10 +62,10 @@ class Outbox:
                                (n,)).fetchall()
 
     def ack(self, seq: int) -> None:
-        self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        self._count -= self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
 
     def __len__(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        return self._count
 
     def close(self) -> None:
         self.db.close()
