@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -36,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hubsim.fleet import Fleet, FleetShared, fleet_ieee  # noqa: E402
+from hubsim.fleet import Fleet, FleetShared, fleet_ieee, freeze_after_setup  # noqa: E402
 from hubsim.hub import CommsHub  # noqa: E402
 from hubsim.ke_node import DemoCa  # noqa: E402
 from radios.air import VirtualAir  # noqa: E402
@@ -89,6 +90,36 @@ class LagProbe:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class GcProbe:
+    """How long the cyclic garbage collector stops the loop: each collection's duration
+    and generation, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self._t0 = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._t0))
+
+    def start(self) -> None:
+        self.pauses.clear()
+        gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._callback)
+
+    def figures(self) -> dict[str, float | int]:
+        full = [d for g, d in self.pauses if g == 2]
+        return {"gc_collections": len(self.pauses), "gc_full_collections": len(full),
+                "gc_pause_max_ms": round(1000 * max((d for _, d in self.pauses), default=0), 2),
+                "gc_full_pause_max_ms": round(1000 * max(full, default=0), 2),
+                "gc_seconds": round(sum(d for _, d in self.pauses), 3)}
 
 
 def free_port() -> int:
@@ -164,9 +195,13 @@ async def run(args: argparse.Namespace, mqtt_url: str | None, broker_pid: int | 
     await fleet.start(on_progress=lambda text: print(text, file=sys.stderr, flush=True))
     setup_wall = time.monotonic() - started
     setup_cpu = cpu_seconds() - cpu0
+    if args.gc_freeze:
+        freeze_after_setup()
     await asyncio.sleep(args.interval)  # one whole interval before measuring: steady state
     probe = LagProbe()
     probe.start()
+    gc_probe = GcProbe()
+    gc_probe.start()
     frames0, reports0 = air.frames_sent, fleet.reports_sent
     mqtt0 = fleet.bridge.published if fleet.bridge else 0
     broker0 = proc_cpu(broker_pid) if broker_pid else 0.0
@@ -176,6 +211,7 @@ async def run(args: argparse.Namespace, mqtt_url: str | None, broker_pid: int | 
     cpu = cpu_seconds() - cpu1
     wall = time.monotonic() - wall1
     await probe.stop()
+    gc_probe.stop()
     rss = rss_bytes()
     frames = air.frames_sent - frames0
     reports = fleet.reports_sent - reports0
@@ -198,6 +234,7 @@ async def run(args: argparse.Namespace, mqtt_url: str | None, broker_pid: int | 
         "loop_lag_p50_ms": round(1000 * pct(probe.lags, 50), 2),
         "loop_lag_p99_ms": round(1000 * pct(probe.lags, 99), 2),
         "loop_lag_max_ms": round(1000 * max(probe.lags, default=0.0), 2),
+        **gc_probe.figures(), "gc_freeze": args.gc_freeze,
         "frames_per_second": round(frames / wall, 1),
         "reports_per_second": round(reports / wall, 1),
         "mqtt_messages_per_second": round(published / wall, 1),
@@ -242,6 +279,9 @@ def main() -> int:
                         action="store_false",
                         help="fleet meters keep the install-code link keys (no CBKE): a "
                         "bench option to see what CBKE costs at set-up")
+    parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
+                        help="leave the set-up's objects to the garbage collector (what "
+                        "hubsim demo did before it froze them): compare the gc_ figures")
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args()
     if args.meters < 1 or args.duration <= 0:
