@@ -34,6 +34,7 @@ from zigpy.zcl import foundation
 
 from hubsim import ke_node
 from radios.air import VirtualAir
+from radios.tasks import cancel_and_wait
 from radios.virtual import VirtualControllerApplication, virtual_config
 from sep.packets import to_packet
 from sep.security.certs import Credentials
@@ -145,9 +146,7 @@ class GasMeter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task], 10)
         await self._wake_radio()
         if self.ke is not None:
             await self.ke.stop()

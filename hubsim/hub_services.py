@@ -32,6 +32,7 @@ import zigpy.application
 import zigpy.types as t
 from zigpy.zcl import foundation
 
+from radios.tasks import cancel_and_wait
 from sep.clusters.calendar import CalendarServer
 from sep.clusters.device_management import DeviceManagementServer
 from sep.clusters.keep_alive import KeepAliveServer
@@ -99,9 +100,7 @@ class HubServices:
     async def stop(self) -> None:
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task], 10)
         for task in list(self._sends):
             task.cancel()
 

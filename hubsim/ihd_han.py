@@ -27,6 +27,7 @@ from typing import Any
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 
+from radios.tasks import cancel_and_wait
 from sep.clusters.general import ZIGBEE_EPOCH, to_zcl_time
 from sep.clusters.keep_alive import (
     Discover,
@@ -101,11 +102,7 @@ class IhdHan:
     async def stop(self) -> None:
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait([self._task], 10)
 
     async def connect(self, endpoint: Any) -> None:
         """After the interview: the meter's Calendar and Events, if it serves them."""

@@ -19,7 +19,6 @@ it or report to it (NOT_AUTHORIZED otherwise); a BOMD asking again gets the same
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -30,6 +29,7 @@ import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 from zigpy.zcl import foundation
 
+from radios.tasks import cancel_and_wait
 from sep.clusters.base import ClusterServer
 from sep.endpoint import SeEndpoint
 from sep.packets import serve, to_packet
@@ -132,9 +132,7 @@ class MirrorHost:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task], 10)
         for task in list(self._sends):
             task.cancel()
 

@@ -16,7 +16,6 @@ prices (its ESI has no Price server) and the meter keeps its own tariff.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 import zigpy.application
 import zigpy.types as t
 
+from radios.tasks import cancel_and_wait
 from sep.clusters.base import ClusterServer
 from sep.clusters.general import TimeServer
 from sep.clusters.messaging import Message, MessagingServer
@@ -74,9 +74,7 @@ class Supplier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task], 10)
         for task in list(self._sends):
             task.cancel()
 

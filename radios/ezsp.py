@@ -49,6 +49,8 @@ import zigpy.zdo.types as zdo_t
 from bellows.config import CONF_EZSP_CONFIG, CONF_EZSP_POLICIES, CONF_USE_THREAD
 from zigpy.util import convert_install_code
 
+from radios.tasks import cancel_and_wait
+
 LOGGER = logging.getLogger(__name__)
 
 EZSP_SE_ENDPOINT = 9
@@ -290,9 +292,7 @@ class EzspController(bellows.zigbee.application.ControllerApplication):
         self._closing = True
         task, self._reconnect_task = self._reconnect_task, None
         if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait([task], 10)
         await super().shutdown(db=db)
 
 

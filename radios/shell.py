@@ -20,6 +20,7 @@ from typing import Any
 from radios.acks import PendingAcks
 from radios.air import AirPort, VirtualAir
 from radios.node import AckIndication, DataIndication, NodeEvent, Outgoing, ZigbeeNode
+from radios.tasks import cancel_and_wait
 
 LOGGER = logging.getLogger(__name__)
 
@@ -67,11 +68,10 @@ class NodeShell:
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
     async def stop(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-            self._sender = None
+        """Leave the air at once (before the first await: a stop that is itself cancelled,
+        or that runs while the caller goes on, never leaves the node attached), then let
+        the send loop end."""
+        sender, self._sender = self._sender, None
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
@@ -84,6 +84,8 @@ class NodeShell:
         for _, fut in self._waiters:
             if not fut.done():
                 fut.cancel()
+        if sender is not None:
+            await cancel_and_wait([sender], 10)
 
     def radio_off(self) -> None:
         """The radio leaves the air (a fault, an unplugged stick); the node remembers all."""

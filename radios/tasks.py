@@ -20,7 +20,8 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[object]], timeout: floa
     their exceptions are left on them, not raised."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    pending = {t for t in tasks if not t.done()}
+    me = asyncio.current_task()
+    pending = {t for t in tasks if not t.done() and t is not me}
     while pending:
         for task in pending:
             task.cancel()

@@ -369,9 +369,9 @@ class NcpNode:
         self.node = None
 
     def close(self) -> None:
-        self.network_down()
         for task in list(self._tasks):
             task.cancel()
+        self.network_down()  # after: a task cancelled before it ran never runs at all
 
     def permit_joining(self, seconds: int) -> None:
         if self.node is not None:

@@ -32,6 +32,7 @@ from radios.ncp.cmd_cbke import CbkeData, CbkeEngine
 from radios.ncp.ezsp import PROTOCOL_VERSION, EzspNcp
 from radios.ncp.node import NcpNode
 from radios.ncp.state import NcpState
+from radios.tasks import cancel_and_wait
 
 LOGGER = logging.getLogger(__name__)
 
@@ -114,9 +115,7 @@ class NcpEmulator:
 
     async def stop(self) -> None:
         if self._saver is not None:
-            self._saver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._saver
+            await cancel_and_wait([self._saver], 10)
             self._saver = None
         if self._server is not None:
             self._server.close()

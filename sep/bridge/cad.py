@@ -31,6 +31,7 @@ import zigpy.zdo.types as zdo_t
 from zigpy.zcl import foundation
 from zigpy.zcl.clusters.smartenergy import Metering
 
+from radios.tasks import cancel_and_wait
 from sep.bridge.payloads import MeterState
 
 LOGGER = logging.getLogger(__name__)
@@ -453,11 +454,8 @@ class ConsumerAccessDevice:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if await cancel_and_wait(list(self._tasks), 10):
+            LOGGER.warning("CAD: a task did not stop within 10 s; abandoning it")
 
 
 def state_lines(published: dict[str, MeterState]) -> list[str]:
@@ -565,10 +563,8 @@ class CadService:
         return bridge
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._runner
+        if self._runner is not None and await cancel_and_wait([self._runner], 10):
+            LOGGER.warning("CAD: its runner did not stop within 10 s; abandoning it")
         await self.cad.stop()
         for task in list(self._starting):
             with contextlib.suppress(Exception):

@@ -30,6 +30,7 @@ from typing import Any
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 
+from radios.tasks import cancel_and_wait
 from sep.clusters.key_establishment import (
     Effect,
     KeyEstablished,
@@ -94,11 +95,8 @@ class KeService:
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *([self._ticker] if self._ticker else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if await cancel_and_wait(tasks, 10):
+            LOGGER.warning("Key Establishment: a task did not stop within 10 s; abandoning it")
         self._ticker = None
         self.offloop.close()
 

@@ -9,7 +9,6 @@ image to ``on_apply`` at the upgrade time. Every step goes to ``on_log``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import zigpy.zdo.types as zdo_t
 from zigpy.zcl import foundation
 from zigpy.zcl.clusters.general import Ota
 
+from radios.tasks import cancel_and_wait
 from sep.ota.client import Effect, Frame, OtaClient
 from sep.ota.staging import FileSink
 
@@ -57,11 +57,8 @@ class OtaService:
         self._task = asyncio.create_task(self._run(), name="ota-client")
 
     async def stop(self) -> None:
-        for task in [self._task, *self._jobs]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        if await cancel_and_wait([t for t in [self._task, *self._jobs] if t is not None], 10):
+            LOGGER.warning("OTA: a task did not stop within 10 s; abandoning it")
         self.sink.close()
 
     async def _run(self) -> None:
