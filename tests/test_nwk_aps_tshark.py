@@ -60,12 +60,16 @@ def _eui(text: str) -> int:
 # -- NWK headers and commands ---------------------------------------------------------------------
 APS_ACK = bytes.fromhex("02" "01" "0207" "0901" "01" "09")  # an APS ack, written by hand
 
-NWK_CASES = [
+def nwk_cases() -> list[tuple[NwkHeader, bytes, dict[str, int]]]:
+    """Built when a test runs (not at import: mutmut chooses the mutant after importing)."""
+    return [
     # (header, payload, {tshark field: expected})
     (NwkHeader(NwkType.DATA, dst=0x0000, src=0x1234, radius=30, seq=7, security=False),
      APS_ACK, {}),
     (NwkHeader(NwkType.DATA, dst=0xFFFD, src=0xBEEF, radius=1, seq=255, security=False,
                src_ieee=DEV, discover_route=1), APS_ACK, {}),
+    (NwkHeader(NwkType.DATA, dst=0x2222, src=0x0000, radius=9, seq=9, security=False,
+               dst_ieee=DEV), APS_ACK, {}),
     (NwkHeader(NwkType.COMMAND, dst=0x4321, src=0x0000, radius=255, seq=0x80, security=False,
                dst_ieee=DEV, src_ieee=TC),
      nwk.leave(rejoin=True), {"zbee_nwk.cmd.id": 0x04, "zbee_nwk.cmd.leave.rejoin": 1,
@@ -89,7 +93,7 @@ NWK_CASES = [
     (NwkHeader(NwkType.COMMAND, dst=0xFFFD, src=0x0000, radius=30, seq=5, security=False),
      nwk.network_status(nwk.STATUS_ADDRESS_CONFLICT, 0x2468),
      {"zbee_nwk.cmd.id": 0x03, "zbee_nwk.cmd.status": 0x0D, "zbee_nwk.cmd.route.dest": 0x2468}),
-]
+    ]
 
 NWK_FIELDS = ["zbee_nwk.frame_type", "zbee_nwk.proto_version", "zbee_nwk.discovery",
               "zbee_nwk.security", "zbee_nwk.multicast", "zbee_nwk.src_route",
@@ -118,14 +122,28 @@ def _check_header_row(row: dict[str, str], h: NwkHeader) -> None:
 
 
 def test_tshark_reads_our_nwk_headers_and_commands_as_meant(tmp_path):
-    pcap = _capture(tmp_path, [h.encode() + p for h, p, _ in NWK_CASES])
+    cases = nwk_cases()
+    pcap = _capture(tmp_path, [h.encode() + p for h, p, _ in cases])
     rows = _fields(pcap, NWK_FIELDS + CMD_FIELDS)
-    assert len(rows) == len(NWK_CASES)
+    assert len(rows) == len(cases)
     assert tshark_util.malformed(pcap) == ""
-    for row, (h, _payload, want) in zip(rows, NWK_CASES, strict=True):
+    for row, (h, _payload, want) in zip(rows, cases, strict=True):
         _check_header_row(row, h)
         for name, value in want.items():
             assert _int(row[name]) == value, (name, row)
+
+
+def test_nwk_commands_byte_for_byte():
+    """The command payloads as the spec lays them out (3.4.3-3.4.7): the reserved bits of the
+    Leave options (0-4) stay 0, which tshark does not check."""
+    assert nwk.leave() == bytes([0x04, 0x00])
+    assert nwk.leave(rejoin=True) == bytes([0x04, 0x20])
+    assert nwk.leave(request=True) == bytes([0x04, 0x40])
+    assert nwk.leave(remove_children=True) == bytes([0x04, 0x80])
+    assert nwk.leave(rejoin=True, request=True, remove_children=True) == bytes([0x04, 0xE0])
+    assert nwk.rejoin_request(0x8E) == bytes([0x06, 0x8E])
+    assert nwk.rejoin_response(0xBEEF, 0x01) == bytes([0x07, 0xEF, 0xBE, 0x01])
+    assert nwk.network_status(0x0D, 0xBEEF) == bytes([0x03, 0x0D, 0xEF, 0xBE])
 
 
 def test_our_nwk_decoder_reads_what_tshark_reads(tmp_path):
@@ -138,6 +156,10 @@ def test_our_nwk_decoder_reads_what_tshark_reads(tmp_path):
         + TC.to_bytes(8, "little") + bytes([0x04, 0x20]),
         # data, v2, discover route 3 (reserved in PRO, still a 2-bit field), ext src only
         bytes.fromhex("c810" "fdff" "0100" "00" "00") + TC.to_bytes(8, "little") + APS_ACK,
+        # command, v2, no IEEEs: a Leave
+        bytes.fromhex("0900" "3412" "0000" "01" "07") + bytes([0x04, 0x40]),
+        # data, v2, destination IEEE only
+        bytes.fromhex("0808" "2222" "0000" "09" "09") + DEV.to_bytes(8, "little") + APS_ACK,
         # the captured secured frame's NWK part
         bytes.fromhex(VECTORS["ccm_star_level5_nwk_frame"]["mac_frame_hex"])[9:-2],
     ]
@@ -168,15 +190,17 @@ def test_nwk_headers_this_stack_does_not_read_are_refused():
         else:
             assert ok, frame.hex()
     # every truncation of a full header is an NwkError, never another exception
-    full = (bytes.fromhex("0818" "3412" "0000" "01" "ff") + DEV.to_bytes(8, "little")
-            + TC.to_bytes(8, "little"))
-    assert nwk.decode_header(full)[1] == len(full)
-    for n in range(len(full)):
-        try:
-            nwk.decode_header(full[:n])
-        except nwk.NwkError:
-            continue
-        raise AssertionError(f"a {n}-byte prefix was read")
+    for full in (bytes.fromhex("0818" "3412" "0000" "01" "ff") + DEV.to_bytes(8, "little")
+                 + TC.to_bytes(8, "little"),
+                 bytes.fromhex("0808" "3412" "0000" "01" "ff") + DEV.to_bytes(8, "little"),
+                 bytes.fromhex("0810" "3412" "0000" "01" "ff") + TC.to_bytes(8, "little")):
+        assert nwk.decode_header(full)[1] == len(full)
+        for n in range(len(full)):
+            try:
+                nwk.decode_header(full[:n])
+            except nwk.NwkError:
+                continue
+            raise AssertionError(f"a {n}-byte prefix of {full.hex()} was read")
 
 
 # -- the auxiliary header and sealing ---------------------------------------------------------------
@@ -206,9 +230,16 @@ def test_tshark_opens_our_sealed_nwk_frames_with_the_network_key(tmp_path):
                       src_ieee=DEV)
         aux = AuxHeader(KeyId.NETWORK, counter, source=DEV, key_seq=key_seq)
         cases.append((aux, cmd, seal(h.encode(), aux, cmd, NWK_KEY, DEV)))
-    pcap = _capture(tmp_path, [frame for *_, frame in cases], {NWK_KEY: "nwk"})
-    rows = _fields(pcap, SEC_FIELDS)
-    assert len(rows) == len(cases)
+    data_h = NwkHeader(NwkType.DATA, dst=0x0000, src=0x0001, radius=30, seq=1, src_ieee=DEV)
+    data_aux = AuxHeader(KeyId.NETWORK, 77, source=DEV, key_seq=1)
+    data_frame = seal(data_h.encode(), data_aux, APS_ACK, NWK_KEY, DEV)
+    pcap = _capture(tmp_path, [frame for *_, frame in cases] + [data_frame], {NWK_KEY: "nwk"})
+    rows = _fields(pcap, SEC_FIELDS + ["zbee_nwk.frame_type", "zbee_nwk.security",
+                                       "zbee_aps.type", "zbee_aps.cluster"])
+    assert len(rows) == len(cases) + 1
+    last = rows.pop()  # the data frame: NWK data, secured; tshark opens the APS ack inside
+    assert _int(last["zbee_nwk.frame_type"]) == 0 and last["zbee_nwk.security"] == "1"
+    assert _int(last["zbee_aps.type"]) == 2 and _int(last["zbee_aps.cluster"]) == 0x0702
     for row, (aux, cmd, frame) in zip(rows, cases, strict=True):
         assert _int(row["zbee.sec.field"]) == 0x28  # level 0 on air, key id 1, ext nonce
         assert _int(row["zbee.sec.key_id"]) == 1 and row["zbee.sec.ext_nonce"] == "1"
@@ -262,7 +293,9 @@ ApsHeader, ApsType, Delivery = aps.ApsHeader, aps.ApsType, aps.Delivery
 KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 ZCL = bytes.fromhex("1801000000")  # a ZCL frame, for the data frames to carry something
 
-APS_CASES = [
+def aps_cases() -> list[tuple[aps.ApsHeader, bytes, dict[str, int]]]:
+    """Built when a test runs, as :func:`nwk_cases`."""
+    return [
     # (header, payload, {tshark field: expected})
     (ApsHeader(ApsType.DATA, 0x55, ack_request=True, dst_ep=1, cluster=0x0702, profile=0x0109,
                src_ep=2), ZCL,
@@ -280,6 +313,9 @@ APS_CASES = [
      {"zbee_aps.ack_format": 0, "zbee_aps.dst": 2, "zbee_aps.cluster": 0x0702,
       "zbee_aps.profile": 0x0109, "zbee_aps.src": 1}),
     (ApsHeader(ApsType.ACK, 0x11, ack_format=True), b"", {"zbee_aps.ack_format": 1}),
+    (ApsHeader(ApsType.ACK, 0x12, dst_ep=0xF2, cluster=0xFC01, profile=0xC25D, src_ep=0xF2),
+     b"", {"zbee_aps.dst": 0xF2, "zbee_aps.cluster": 0xFC01, "zbee_aps.profile": 0xC25D,
+           "zbee_aps.src": 0xF2}),
     (ApsHeader(ApsType.COMMAND, 0x20),
      aps.TransportKey(aps.TransportKeyType.NETWORK, KEY, dst_ieee=DEV, src_ieee=TC,
                       key_seq=9).encode(),
@@ -303,6 +339,10 @@ APS_CASES = [
      aps.UpdateDevice(DEV, 0x7E57, aps.UpdateStatus.TC_REJOIN).encode(),
      {"zbee_aps.cmd.id": 0x06, "zbee_aps.cmd.device": DEV, "zbee_aps.cmd.addr": 0x7E57,
       "zbee_aps.cmd.update_status": 3}),
+    (ApsHeader(ApsType.COMMAND, 0x2A),
+     aps.UpdateDevice(TC, 0xBEEF, aps.UpdateStatus.UNSECURED_JOIN).encode(),
+     {"zbee_aps.cmd.id": 0x06, "zbee_aps.cmd.device": TC, "zbee_aps.cmd.addr": 0xBEEF,
+      "zbee_aps.cmd.update_status": 1}),
     (ApsHeader(ApsType.COMMAND, 0x25), aps.RemoveDevice(DEV).encode(),
      {"zbee_aps.cmd.id": 0x07, "zbee_aps.cmd.device": DEV}),
     (ApsHeader(ApsType.COMMAND, 0x26),
@@ -316,7 +356,7 @@ APS_CASES = [
      aps.Tunnel(DEV, ApsHeader(ApsType.COMMAND, 0x07).encode()
                 + aps.SwitchKey(4).encode()).encode(),
      {"zbee_aps.cmd.id": 0x0E, "zbee_aps.cmd.dst": DEV}),
-]
+    ]
 
 APS_FIELDS = ["zbee_aps.type", "zbee_aps.delivery", "zbee_aps.ack_format", "zbee_aps.security",
               "zbee_aps.ack_req", "zbee_aps.ext_header", "zbee_aps.dst", "zbee_aps.group",
@@ -333,11 +373,12 @@ def _first(text: str) -> str:
 
 def test_tshark_reads_our_aps_frames_and_commands_as_meant(tmp_path):
     nwk_header = NwkHeader(NwkType.DATA, dst=0x0000, src=0x0001, security=False)
-    pcap = _capture(tmp_path, [nwk_header.encode() + h.encode() + p for h, p, _ in APS_CASES])
+    cases = aps_cases()
+    pcap = _capture(tmp_path, [nwk_header.encode() + h.encode() + p for h, p, _ in cases])
     rows = _fields(pcap, APS_FIELDS)
-    assert len(rows) == len(APS_CASES)
+    assert len(rows) == len(cases)
     assert tshark_util.malformed(pcap) == ""
-    for row, (h, payload, want) in zip(rows, APS_CASES, strict=True):
+    for row, (h, payload, want) in zip(rows, cases, strict=True):
         assert _int(_first(row["zbee_aps.type"])) == int(h.frame_type)
         assert _int(_first(row["zbee_aps.delivery"])) == int(h.delivery)
         assert _first(row["zbee_aps.security"]) == "0"
