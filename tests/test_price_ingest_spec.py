@@ -465,3 +465,51 @@ def test_a_matrix_for_a_tariff_held_until_its_start_is_republished_with_that_sta
     assert s.pending[0].tiers[1].rate == D("0.22") and s.tariff.issuer_tariff_id == 7003
     frames = [f for f in s.take_outbox() if f[2] == 0x05]
     assert frames and all(struct.unpack_from("<I", f, 3 + 8)[0] == zt(later) for f in frames)
+
+
+def test_thresholds_before_any_tariff_information_and_none_at_all():
+    # no PublishTariffInformation yet: the SE default scale (multiplier and divisor 1)
+    s = server(7100)
+    assert s.ingest(0x06, thresholds([2000, 6000], event=70), NOW) == ZS.SUCCESS
+    assert s.tariff.block_thresholds_kwh == (D(2), D(6))
+    # the re-published thresholds carry the active tariff's start, not the time they came
+    frames = [f for f in s.take_outbox() if f[2] == 0x06]
+    assert frames and all(struct.unpack_from("<I", f, 3 + 8)[0] == zt(T0) for f in frames)
+    # a publication without thresholds: the tariff has no blocks (and no block prices)
+    assert s.ingest(0x06, thresholds([], event=71), NOW) == ZS.SUCCESS
+    assert s.tariff.block_thresholds_kwh == () and s.tariff.block_prices == ()
+    # a one-rate tariff without a block period gets none from an empty publication
+    plain = PriceServer()
+    plain.tick(float(T0))
+    assert plain.tariff.block_period is None
+    assert plain.ingest(0x06, thresholds([], tariff_id=plain.tariff.issuer_tariff_id), NOW) \
+        == ZS.SUCCESS
+    assert plain.tariff.block_period is None
+
+
+def test_co2_units_and_export_tariff_information():
+    for unit in (0x01, 0x02, 0x03):  # kg/kWh, kg/gallon, kg/therm (D.4.2.4.8)
+        s = server()
+        assert s.ingest(0x07, co2(unit=unit), NOW) == ZS.SUCCESS, unit
+        assert s.tariff.co2_unit == unit
+    # tariff type 1 (received) with charging schemes 0..2 is the export tariff
+    for ttype in (0x01, 0x11, 0x21):
+        s = server()
+        assert s.ingest(0x04, tariff_info(ttype=ttype, tariff_id=7002, tiers=1,
+                                          label=b"Export"), NOW) == ZS.SUCCESS, hex(ttype)
+        assert s.tariff.export is not None and s.tariff.export.issuer_tariff_id == 7002
+        assert s.tariff.issuer_tariff_id == 7003  # the import tariff stays
+
+
+def test_a_supplier_tariff_that_takes_over_keeps_the_supplier_price_and_billing_period():
+    """SE carries no TOU schedule: the current price of a tariff the supplier sent is the
+    supplier's last PublishPrice, which the take-over must not drop."""
+    s = server()
+    assert s.ingest(0x09, billing(start=zt(T0), duration=1, dtype=0x03), NOW) == ZS.SUCCESS
+    period = s.tariff.billing_period
+    assert s.ingest(0x00, publish_price(tier=2, price=2750, duration=600), NOW) == ZS.SUCCESS
+    assert s.ingest(0x04, tariff_info(tiers=2, tariff_id=7100), NOW) == ZS.SUCCESS
+    assert s.tariff.issuer_tariff_id == 7100
+    assert s.tariff.billing_period == period
+    cur = s.current_price(NOW + 60)
+    assert (cur.tier, cur.unit_rate) == (2, D("0.2750"))
