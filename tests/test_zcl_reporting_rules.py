@@ -127,3 +127,31 @@ def test_two_displays_get_their_own_reports_in_one_frame_each():
     assert got[(0x2222, IHD_EP)] == [(STANDING, 5312)]
     assert s.reporter.config_for(STANDING).dst_nwk in (0x1111, 0x2222)
     assert s.reporter.config_for(0x0302) is None
+
+
+def test_one_attribute_not_due_does_not_hold_back_another():
+    s = server()
+    assert configure(s, STANDING, 0x23, 100, 0, 1) == S.SUCCESS  # configured first
+    assert configure(s, LABEL_1, 0x41, 0, 0) == S.SUCCESS
+    assert sorted(a for a, _ in reports(s, T0)[(IHD, IHD_EP)]) == [LABEL_1, STANDING]
+    # both change; the standing charge is inside its minimum interval, the label is not
+    set_standing(s, "0.6000", T0 + 5)
+    tiers = list(s.tariff.tiers)
+    tiers[0] = dataclasses.replace(tiers[0], label="Nuit")
+    s.tariff = dataclasses.replace(s.tariff, tiers=tuple(tiers))
+    s._install_getters()
+    (got,) = reports(s, T0 + 5).values()
+    assert [a for a, _ in got] == [LABEL_1]
+    # the standing charge unchanged past its minimum: nothing from it, the label changes again
+    assert reports(s, T0 + 100) == {(IHD, IHD_EP): [(STANDING, 6000)]}
+    tiers[0] = dataclasses.replace(tiers[0], label="Night")
+    s.tariff = dataclasses.replace(s.tariff, tiers=tuple(tiers))
+    s._install_getters()
+    (got,) = reports(s, T0 + 300).values()
+    assert [a for a, _ in got] == [LABEL_1]
+
+
+def test_removing_a_configuration_that_does_not_exist_is_success():
+    s = server()
+    assert configure(s, STANDING, 0x23, 0, 0xFFFF, 1) == S.SUCCESS
+    assert s.reporter.config_for(STANDING) is None and reports(s, T0) == {}
