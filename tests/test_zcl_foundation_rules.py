@@ -8,6 +8,8 @@ numbers as zigpy names them; the expected values are the ones the test set on th
 
 from __future__ import annotations
 
+import dataclasses
+
 import zigpy.types as t
 from zigpy.zcl import foundation
 from zigpy.zcl.clusters.general import Basic
@@ -19,6 +21,7 @@ from sep.zcl.frames import Request
 GC = foundation.GeneralCommand
 S = foundation.Status
 SRC, SRC_EP = 0x4A4A, 5
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
 def basic() -> BasicServer:
@@ -182,3 +185,81 @@ def test_read_reporting_configuration():
     assert got[(1, 0x0301)].status == S.UNREPORTABLE_ATTRIBUTE
     assert default_status(p.handle(req(GC.Read_Reporting_Configuration, b"",
                                        cluster=0x0700), 0)) == S.MALFORMED_COMMAND
+
+
+def test_cluster_commands_record_the_client_tolerate_trailing_octets_and_answer_status():
+    p = PriceServer()
+    p.tick(T0)
+    get_current = req(0x00, b"\x01\xee", general=False, cluster=0x0700)  # + an octet of later ZCL
+    (frame,) = p.handle(get_current, T0)
+    hdr, _ = foundation.ZCLHeader.deserialize(frame)
+    assert hdr.command_id == 0x00  # PublishPrice (SE D.4.2.4.1)
+    assert (SRC, SRC_EP) in p.clients
+    other = dataclasses.replace(req(0x00, b"\x01", general=False, cluster=0x0700,
+                                    broadcast=True), src_nwk=0x5555)
+    p.handle(other, T0)
+    assert (0x5555, SRC_EP) not in p.clients  # a broadcast request does not enrol
+    # PriceAcknowledgement: the handler's status goes into the Default Response
+    ack = b"\xcd\xab\x00\x00" + b"\x01\x02\x03\x04" + bytes(5)
+    assert default_status(p.handle(req(0x02, ack, general=False, cluster=0x0700), T0)) \
+        == S.NOT_FOUND
+    assert default_status(p.handle(req(0x02, b"\x00" * 4 + ack[4:], general=False,
+                                       cluster=0x0700), T0)) == S.NOT_AUTHORIZED
+    # the commands SE says the Price server generates: 0x00..0x0E (D.4.2.4)
+    dc = foundation.GENERAL_COMMANDS[GC.Discover_Commands_Generated].schema
+    rsp = answer(p.handle(req(GC.Discover_Commands_Generated, dc(
+        start_command_id=0, max_command_ids=255).serialize(), cluster=0x0700), T0),
+        GC.Discover_Commands_Generated_rsp)
+    assert list(rsp.command_ids) == list(range(0x00, 0x0F))
+
+
+def test_pushes_carry_fresh_transaction_numbers_and_their_destination():
+    p = PriceServer()
+    a = p.push(0x00, b"\x00")
+    b = p.push(0x00, b"\x00", dst=(0x1234, 9))
+    ha, _ = foundation.ZCLHeader.deserialize(a)
+    hb, _ = foundation.ZCLHeader.deserialize(b)
+    assert hb.tsn == (ha.tsn + 1) % 256
+    assert ha.frame_control.frame_type == foundation.FrameType.CLUSTER_COMMAND
+    assert a.dst is None and b.dst == (0x1234, 9)
+    for _ in range(300):  # the 8-bit number wraps, never leaves 0..255
+        p.push(0x00, b"")
+    assert [f for f in p.take_outbox()][-1][1] == (ha.tsn + 301) % 256
+
+
+def test_reporting_configuration_edge_cases():
+    p = PriceServer()
+    # 0xFFFF removes, whatever the minimum says (ZCL r8 2.5.7.1.6)
+    cfg = foundation.AttributeReportingConfig()
+    cfg.direction, cfg.attrid, cfg.datatype = 0, 0x0301, 0x23
+    cfg.min_interval, cfg.max_interval, cfg.reportable_change = 60, 0xFFFF, 0
+    rsp = answer(p.handle(req(GC.Configure_Reporting, cfg.serialize(), cluster=0x0700), 0),
+                 GC.Configure_Reporting_rsp)
+    assert rsp.status_records[0].status == S.SUCCESS
+    cfg.min_interval, cfg.max_interval = 5, 50  # reportable change 0 reads back as 0
+    answer(p.handle(req(GC.Configure_Reporting, cfg.serialize(), cluster=0x0700), 0),
+           GC.Configure_Reporting_rsp)
+    recs = b"".join(foundation.ReadReportingConfigRecord(direction=d, attrid=a).serialize()
+                    for d, a in ((1, 0x0301), (0, 0x7777), (0, 0x0302), (0, 0x0301)))
+    rsp = answer(p.handle(req(GC.Read_Reporting_Configuration, recs, cluster=0x0700), 0),
+                 GC.Read_Reporting_Configuration_rsp)
+    assert [r.status for r in rsp.attribute_configs] == [
+        S.UNREPORTABLE_ATTRIBUTE, S.UNSUPPORTED_ATTRIBUTE, S.NOT_FOUND, S.SUCCESS]
+    last = rsp.attribute_configs[-1].config
+    assert (last.min_interval, last.max_interval, last.reportable_change) == (5, 50, 0)
+    # discover extended: StandingCharge is reportable, CommodityType (0x0300) is not
+    disc = foundation.GENERAL_COMMANDS[GC.Discover_Attribute_Extended].schema
+    ext = answer(p.handle(req(GC.Discover_Attribute_Extended, disc(
+        start_attribute_id=0x0300, max_attribute_ids=2).serialize(), cluster=0x0700), 0),
+        GC.Discover_Attribute_Extended_rsp)
+    acl = {int(r.attrid): int(r.acl) for r in ext.extended_attr_info}
+    assert acl[0x0301] & 0x04 and not acl[0x0300] & 0x04
+
+
+def test_write_failures_list_each_record_in_order():
+    s = basic()
+    recs = (write_rec(0x4000, 0x42, t.CharacterString("9")) + write_rec(
+        0x1234, 0x20, t.uint8_t(1)))
+    rsp = answer(s.handle(req(GC.Write_Attributes, recs), 0), GC.Write_Attributes_rsp)
+    assert [(int(r.attrid), r.status) for r in rsp.status_records] == [
+        (0x4000, S.READ_ONLY), (0x1234, S.UNSUPPORTED_ATTRIBUTE)]
