@@ -440,3 +440,44 @@ def test_engine_verifies_openssls_signature_by_the_certificate(tmp_path):
         except ValueError:
             break
     assert not eng.dsa_verify(1, CA1, digest, no_point + cert[22:], sig)
+
+
+@pytest.mark.parametrize("curve", CURVES, ids=lambda c: c.name)
+def test_a_public_key_outside_the_prime_order_subgroup_is_refused(curve, tmp_path):
+    """SEC 1 3.2.2.1: a public key must satisfy n·Q = O. Q + T (T = (0, 1), of order 2) is on
+    the curve but not in the subgroup; for a signature whose u2 = r/s mod n is even, u2·(Q + T)
+    = u2·Q, so only that order check refuses it. The signature and Q are OpenSSL's."""
+    n = ORDER[curve.name]
+    rng = random.Random(f"subgroup-{curve.name}")
+    d = rng.randrange(1, n)
+    key = tmp_path / "k.der"
+    write_private_der(curve.name, d, key)
+    Q = point_from_bytes(curve, openssl_public_key(curve.name, d))
+    while True:
+        digest = rng.randbytes(16)
+        r, s = decode_dss_signature(openssl("pkeyutl", "-sign", "-inkey", str(key),
+                                            "-keyform", "DER", data=digest))
+        if r * pow(s, -1, n) % n % 2 == 0:
+            break
+    assert ecdsa.verify(curve, Q, digest, r, s)
+    twisted = curve.add(Q, Point(0, 1))
+    assert curve.on_curve(twisted)
+    assert not ecdsa.verify(curve, twisted, digest, r, s)
+    assert not ecdsa.verify(curve, Point("x", 1), digest, r, s)  # never raises
+
+
+def test_a_certificate_of_another_suite_is_refused():
+    """A suite-2 certificate (74 bytes) and a suite-2 CA key do not make a suite-1 partner."""
+    raw2 = (b"\x00" + bytes(8) + b"\x0d\x08" + b"TESTSECA" + bytes(5) + b"\xff" * 4
+            + h(V["ieee_hex"]) + b"\x88" + openssl_public_key("sect283k1", 77))
+    ca2 = openssl_public_key("sect283k1", 99)
+    assert cbke.partner_static_key(2, raw2, ca2)  # good for suite 2
+    with pytest.raises(ValueError):
+        cbke.partner_static_key(1, raw2, ca2)
+    own = Own(U)
+    own.certificate = raw2
+    eng = vector_engine(U)
+    d, q = eng.generate_keys(1)
+    with pytest.raises(ValueError):
+        eng.calculate_smacs(1, own, d, q, True, h(V["certificate_hex"]),
+                            h(V["ephemeral_public_key_hex"]))
