@@ -284,7 +284,8 @@ def ca_dir(tmp_path, suite=1, issuer=b"TESTSECA"):
     b'{"format": "sep-ota-ca/1", "suite": true}', b'{"format": "sep-ota-ca/1", "suite": "1"}',
     b'{"format": "sep-ota-ca/1", "suite": 3}', b'{"format": "sep-ota-ca/1"}',
     b'{"format": "sep-ota-ca/1", "suite": 1, "issuer": "5445535453454341"}',
-    b'{"format": "sep-ota-ca/1", "suite": 1, "issuer": "54455354534543", "public_key": "02"}',
+    b'{"format": "sep-ota-ca/1", "suite": 1, "issuer": "54455354534543", "public_key": "'
+    + C1["ca_public_key_hex"].encode() + b'"}',  # a good key, a 7-byte issuer
     b'{"format": "sep-ota-ca/1", "suite": 1, "issuer": "zz", "public_key": "02"}',
     b'{"format": "sep-ota-ca/1", "suite": 1, "issuer": "5445535453454341", "public_key": "02"}',
     b"\xff\xfe"])
