@@ -355,3 +355,24 @@ def test_credentials_directory_must_agree_with_itself(tmp_path):
     write(d, keyfiles.ca_files(other, private=False))
     with pytest.raises(KeyFileError, match="was issued by"):
         keyfiles.load_credentials(d)
+
+
+@pytest.mark.parametrize("suite, name", [(1, "sect163k1"), (2, "sect283k1")])
+def test_the_cas_ephemeral_key_is_in_one_to_n_minus_one(suite, name, monkeypatch):
+    """SEC 4 2.4 (ECQV): the CA's ephemeral k lies in [1, n - 1]. With the random source at its
+    top, P = request + (n - 1)·G (OpenSSL derives it from the scalar); k = n would give
+    P = request and r = the CA's private key itself."""
+    import secrets
+
+    n = N[suite]
+    rng = random.Random(f"k-{suite}")
+    ca_d, req = rng.randrange(1, n), rng.randrange(1, n)
+    curve = certs.SUITE_CURVES[suite]
+    request = point_from_bytes(curve, openssl_public_key(name, req))
+    monkeypatch.setattr(secrets, "randbelow", lambda bound: bound - 1)
+    cert, r = ecqv.issue_certificate(curve, ca_d, request, subject=SUBJECT, issuer=b"TESTSECA")
+    assert cert.reconstruction == openssl_public_key(name, (req + n - 1) % n)
+    assert r != ca_d
+    monkeypatch.setattr(secrets, "randbelow", lambda bound: 0)
+    cert, r = ecqv.issue_certificate(curve, ca_d, request, subject=SUBJECT, issuer=b"TESTSECA")
+    assert cert.reconstruction == openssl_public_key(name, (req + 1) % n)
