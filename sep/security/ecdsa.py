@@ -2,8 +2,9 @@
 
 Zigbee signs the AES-MMO digest itself (16 bytes), so ``sign``/``verify`` take the digest
 and convert it to an integer per SEC 1 4.1.3 step 5 (leftmost bits when longer than n).
-Nonces are deterministic (RFC 6979 style HMAC-SHA256 derivation from key and digest)
-unless one is given.
+Nonces are deterministic, RFC 6979 section 3.2 exactly with HMAC-SHA-256 (checked against
+the RFC's K-283 vectors), unless one is given. Zigbee's digest is AES-MMO, which has no
+HMAC of its own: the derivation keeps SHA-256 whatever the digest (RFC 6979 3.6 allows it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
 
 from sep.security.curves import Curve, Point
 
@@ -31,41 +33,49 @@ def public_key(curve: Curve, d: int) -> Point:
     return curve.mul(d, curve.G)
 
 
-def _nonce(curve: Curve, d: int, digest: bytes, attempt: int) -> int:
-    size = curve.scalar_len
-    key = d.to_bytes(size, "big")
+def _nonces(curve: Curve, d: int, digest: bytes) -> Iterator[int]:
+    """RFC 6979 3.2: the candidate nonces k for key ``d`` and message hash ``digest``, in
+    order (the next one is used when one gives r = 0 or s = 0)."""
+    n = curve.n
+    qlen = n.bit_length()
+    rlen = (qlen + 7) // 8
+
+    def bits2int(data: bytes) -> int:
+        value = int.from_bytes(data, "big")
+        excess = 8 * len(data) - qlen
+        return value >> excess if excess > 0 else value
+
+    def mac(key: bytes, data: bytes) -> bytes:
+        return hmac.new(key, data, hashlib.sha256).digest()
+
+    seed = d.to_bytes(rlen, "big") + (bits2int(digest) % n).to_bytes(rlen, "big")
     v, k = b"\x01" * 32, b"\x00" * 32
-    seed = key + digest + attempt.to_bytes(4, "big")
-    k = hmac.new(k, v + b"\x00" + seed, hashlib.sha256).digest()
-    v = hmac.new(k, v, hashlib.sha256).digest()
-    k = hmac.new(k, v + b"\x01" + seed, hashlib.sha256).digest()
-    v = hmac.new(k, v, hashlib.sha256).digest()
+    k = mac(k, v + b"\x00" + seed)
+    v = mac(k, v)
+    k = mac(k, v + b"\x01" + seed)
+    v = mac(k, v)
     while True:
-        out = b""
-        while len(out) < size:
-            v = hmac.new(k, v, hashlib.sha256).digest()
-            out += v
-        cand = int.from_bytes(out[:size], "big") >> max(0, 8 * size - curve.n.bit_length())
-        if 1 <= cand < curve.n:
-            return cand
-        k = hmac.new(k, v + b"\x00", hashlib.sha256).digest()
-        v = hmac.new(k, v, hashlib.sha256).digest()
+        t = b""
+        while len(t) < rlen:
+            v = mac(k, v)
+            t += v
+        candidate = bits2int(t[:rlen])
+        if 1 <= candidate < n:
+            yield candidate
+        k = mac(k, v + b"\x00")
+        v = mac(k, v)
 
 
 def sign(curve: Curve, d: int, digest: bytes, k: int | None = None) -> tuple[int, int]:
     n = curve.n
     e = digest_to_int(curve, digest)
-    attempt = 0
-    while True:
-        kk = k if k is not None else _nonce(curve, d, digest, attempt)
+    for kk in [k] if k is not None else _nonces(curve, d, digest):
         R = curve.mul(kk, curve.G)
         r = R.x % n
         s = pow(kk, -1, n) * (e + d * r) % n if r else 0
         if r and s:
             return r, s
-        if k is not None:
-            raise ValueError("the given nonce gives r = 0 or s = 0")
-        attempt += 1
+    raise ValueError("the given nonce gives r = 0 or s = 0")
 
 
 def verify(curve: Curve, Q: Point, digest: bytes, r: int, s: int) -> bool:
