@@ -5,9 +5,13 @@ key pair, the nonce k and the signature (r, s)."""
 from __future__ import annotations
 
 import hashlib
+import random
+
+import pytest
+from ecdsa.rfc6979 import generate_k
 
 from sep.security import ecdsa
-from sep.security.curves import SECT283K1
+from sep.security.curves import SECT163K1, SECT283K1
 
 
 def h(text: str) -> int:
@@ -38,8 +42,19 @@ def test_the_signature_is_the_rfcs_and_verifies() -> None:
     assert ecdsa.verify(SECT283K1, ecdsa.public_key(SECT283K1, X), DIGEST, R, S)
 
 
-def test_a_nonce_that_gives_r_zero_moves_on_to_the_next_candidate() -> None:
-    # the RFC's loop: when k is unusable, K = HMAC(K, V || 0x00), V = HMAC(K, V), again
-    nonces = ecdsa._nonces(SECT283K1, X, DIGEST)
-    first, second = next(nonces), next(nonces)
-    assert first == K and second != K and 1 <= second < SECT283K1.n
+# -- every curve, any digest, the retry loop: python-ecdsa's RFC 6979 generate_k ----------------
+
+@pytest.mark.parametrize("curve", [SECT163K1, SECT283K1], ids=["sect163k1", "sect283k1"])
+def test_nonces_match_python_ecdsas_rfc6979_including_its_retries(curve) -> None:
+    """python-ecdsa's ``generate_k`` (an independent RFC 6979 implementation) gives the same
+    nonces, the retries too (``retry_gen``), for 16-byte AES-MMO digests as Zigbee signs and
+    SHA-256 ones. On sect163k1 about half the first candidates are >= n (qlen = 163 bits,
+    n just above 2^162), so the RFC's inner loop runs as well."""
+    rng = random.Random(6979)
+    for _ in range(12):
+        d = rng.randrange(1, curve.n)
+        digest = rng.randbytes(rng.choice((16, 32)))
+        ours = ecdsa._nonces(curve, d, digest)
+        for retry in range(3):
+            assert next(ours) == generate_k(curve.n, d, hashlib.sha256, digest,
+                                            retry_gen=retry), (hex(d), digest.hex(), retry)
