@@ -197,3 +197,16 @@ def test_ieee_spellings() -> None:
     for bad in ("00:0d:6f:00:0a:bc:de", "00:0d:6f:00:0a:bc:de:f0:11", "zz" * 8, ""):
         with pytest.raises(ValueError):
             parse_ieee(bad)
+
+
+def test_assemble_fixes_the_header_length_and_total_size() -> None:
+    """A header whose length field disagrees with its field control is written consistently
+    (zigpy reads the result with the header length the spec implies)."""
+    stale = OtaHeader(manufacturer_code=0x1234, image_type=1, file_version=7,
+                      security_credential_version=3, field_control=1, header_length=56,
+                      total_image_size=5)
+    data = assemble(stale, [IMG, CERT1, SIG1])
+    theirs, rest = OTAImage.deserialize(data)
+    assert rest == b"" and theirs.header.header_length == 57
+    assert theirs.header.image_size == len(data) == 57 + 6 + 16 + 6 + 48 + 6 + 50
+    assert parse_image(data).header.security_credential_version == 3
