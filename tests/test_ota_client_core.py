@@ -189,7 +189,8 @@ def test_block_download_writes_the_image_and_asks_for_verification(tmp_path: Pat
     client, out = started(tmp_path, max_data_size=100)
     out = download_all(client, out)
     assert steps(out) == ["downloaded", "verify"]
-    assert out[-1].data == {"file_version": NEW}
+    assert [o.data for o in out] == [{"step": "downloaded", "file_version": NEW},
+                                     {"file_version": NEW}]
     assert (tmp_path / "dl" / "download.bin").read_bytes() == PAYLOAD
     assert FileSink(tmp_path / "dl").state().offset == len(PAYLOAD)  # type: ignore[union-attr]
     assert client.attributes()[ATTR["image_upgrade_status"]] == STATUS.Download_complete
