@@ -42,7 +42,7 @@ def make_gate(trust_dir: Path | None, device: DeviceIdentity) -> tuple[
             image, manifest = check_image(path.read_bytes(), trust)
             check_policy(image, device, manifest)
         except ImageError as exc:
-            return False, f"{exc.reason}: {exc}"
+            return False, f"{exc.reason}: {exc.message}"
         except OSError as exc:
             return False, f"cannot read the stored image: {exc}"
         return True, None
@@ -52,7 +52,7 @@ def make_gate(trust_dir: Path | None, device: DeviceIdentity) -> tuple[
             check_offer(device, manufacturer_code=offer.manufacturer,
                         image_type=offer.image_type, file_version=offer.file_version)
         except ImageError as exc:
-            return f"{exc.reason}: {exc}"
+            return f"{exc.reason}: {exc.message}"
         return None
 
     return verify, precheck
