@@ -68,9 +68,28 @@ def steps(out: list[Output]) -> list[str]:
     return [o.data["step"] if o.name == "log" else o.name for o in out if isinstance(o, Effect)]
 
 
+_SINKS: list[FileSink] = []
+
+
+def settled() -> None:
+    """The sinks made so far have finished their background fsyncs and records (what a
+    clean stop, or the next start of the process, sees)."""
+    for sink in _SINKS:
+        _ = sink.durable_offset  # waits for its sync thread
+
+
+def on_disk(tmp_path: Path) -> Any:
+    """The download record as the next start reads it."""
+    settled()
+    return FileSink(tmp_path / "dl").state()
+
+
 def make(tmp_path: Path, **kw: Any) -> OtaClient:
+    settled()  # a restart: the earlier client's sink is done
+    sink = FileSink(tmp_path / "dl")
+    _SINKS.append(sink)
     args: dict[str, Any] = {"manufacturer": MFR, "image_type": TYPE, "current_version": CURRENT,
-                            "sink": FileSink(tmp_path / "dl"), "page_size": 0,
+                            "sink": sink, "page_size": 0,
                             "rng": random.Random(7)}
     args.update(kw)
     return OtaClient(**args)
@@ -192,7 +211,7 @@ def test_block_download_writes_the_image_and_asks_for_verification(tmp_path: Pat
     assert [o.data for o in out] == [{"step": "downloaded", "file_version": NEW},
                                      {"file_version": NEW}]
     assert (tmp_path / "dl" / "download.bin").read_bytes() == PAYLOAD
-    assert FileSink(tmp_path / "dl").state().offset == len(PAYLOAD)  # type: ignore[union-attr]
+    assert on_disk(tmp_path).offset == len(PAYLOAD)  # type: ignore[union-attr]
     assert client.attributes()[ATTR["image_upgrade_status"]] == STATUS.Download_complete
     assert client.tick(100.0) == []  # nothing to do until the verdict
 
@@ -235,11 +254,11 @@ def test_blocks_are_made_durable_every_4096_bytes(tmp_path: Path) -> None:
     client, _ = started(tmp_path)
     for off in range(0, 4096 - 64, 64):
         block(client, off, 1.0)
-    assert FileSink(tmp_path / "dl").state().offset == 0  # type: ignore[union-attr]
+    assert on_disk(tmp_path).offset == 0  # type: ignore[union-attr]
     block(client, 4096 - 64, 1.0)
-    assert FileSink(tmp_path / "dl").state().offset == 4096  # type: ignore[union-attr]
+    assert on_disk(tmp_path).offset == 4096  # type: ignore[union-attr]
     block(client, 4096, 1.0)
-    assert FileSink(tmp_path / "dl").state().offset == 4096  # type: ignore[union-attr]
+    assert on_disk(tmp_path).offset == 4096  # type: ignore[union-attr]
 
 
 def test_a_restart_resumes_from_the_durable_offset_of_the_same_image(tmp_path: Path) -> None:
@@ -332,10 +351,10 @@ def test_pages_stream_blocks_and_flush_at_each_page(tmp_path: Path) -> None:
         0, 64, 128, 20)
     assert block(client, 0, 1.0) == []  # more of this page is coming
     assert client.tick(3.5) == []  # ... and its deadline moved with the block
-    assert FileSink(tmp_path / "dl").state().offset == 0  # type: ignore[union-attr]
+    assert on_disk(tmp_path).offset == 0  # type: ignore[union-attr]
     (name, args), = frames(block(client, 64, 1.5))
     assert (name, args.file_offset, args.page_size) == ("image_page", 128, 128)
-    assert FileSink(tmp_path / "dl").state().offset == 128  # type: ignore[union-attr]
+    assert on_disk(tmp_path).offset == 128  # type: ignore[union-attr]
     for off in range(128, 4864, 64):
         out = block(client, off, 2.0)
     (name, args), = frames(out)

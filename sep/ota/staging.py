@@ -117,6 +117,8 @@ class FileSink:
 
     @property
     def durable_offset(self) -> int:
+        """The offset on disk, once the flushes handed to the thread are done."""
+        self._settle()
         return self._durable
 
     def read(self) -> bytes:
