@@ -9,6 +9,7 @@ numbers as zigpy names them; the expected values are the ones the test set on th
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import zigpy.types as t
 from zigpy.zcl import foundation
@@ -52,6 +53,17 @@ def answer(frames: list[bytes], command: int):
 
 def default_status(frames: list[bytes]) -> int:
     return int(answer(frames, GC.Default_Response).status)
+
+
+def configure_then_read(p: Any, cfg: Any, pairs: Any) -> Any:
+    """Configure Reporting with ``cfg`` on Price, then Read Reporting Configuration of
+    ``pairs`` ((direction, attribute id), ...): the response, parsed by zigpy."""
+    answer(p.handle(req(GC.Configure_Reporting, cfg.serialize(), cluster=0x0700), 0),
+           GC.Configure_Reporting_rsp)
+    recs = b"".join(foundation.ReadReportingConfigRecord(direction=d, attrid=a).serialize()
+                    for d, a in pairs)
+    return answer(p.handle(req(GC.Read_Reporting_Configuration, recs, cluster=0x0700), 0),
+                  GC.Read_Reporting_Configuration_rsp)
 
 
 def test_read_attributes_statuses_and_values():
@@ -169,12 +181,7 @@ def test_read_reporting_configuration():
     cfg = foundation.AttributeReportingConfig()
     cfg.direction, cfg.attrid, cfg.datatype = 0, 0x0301, 0x23
     cfg.min_interval, cfg.max_interval, cfg.reportable_change = 30, 900, 25
-    answer(p.handle(req(GC.Configure_Reporting, cfg.serialize(), cluster=0x0700), 0),
-           GC.Configure_Reporting_rsp)
-    recs = b"".join(foundation.ReadReportingConfigRecord(direction=d, attrid=a).serialize()
-                    for d, a in ((0, 0x0301), (0, 0x0302), (0, 0x7777), (1, 0x0301)))
-    rsp = answer(p.handle(req(GC.Read_Reporting_Configuration, recs, cluster=0x0700), 0),
-                 GC.Read_Reporting_Configuration_rsp)
+    rsp = configure_then_read(p, cfg, ((0, 0x0301), (0, 0x0302), (0, 0x7777), (1, 0x0301)))
     got = {(int(r.config.direction), int(r.config.attrid)): r for r in rsp.attribute_configs}
     ok = got[(0, 0x0301)]
     assert ok.status == S.SUCCESS and int(ok.config.datatype) == 0x23
@@ -237,12 +244,7 @@ def test_reporting_configuration_edge_cases():
                  GC.Configure_Reporting_rsp)
     assert rsp.status_records[0].status == S.SUCCESS
     cfg.min_interval, cfg.max_interval = 5, 50  # reportable change 0 reads back as 0
-    answer(p.handle(req(GC.Configure_Reporting, cfg.serialize(), cluster=0x0700), 0),
-           GC.Configure_Reporting_rsp)
-    recs = b"".join(foundation.ReadReportingConfigRecord(direction=d, attrid=a).serialize()
-                    for d, a in ((1, 0x0301), (0, 0x7777), (0, 0x0302), (0, 0x0301)))
-    rsp = answer(p.handle(req(GC.Read_Reporting_Configuration, recs, cluster=0x0700), 0),
-                 GC.Read_Reporting_Configuration_rsp)
+    rsp = configure_then_read(p, cfg, ((1, 0x0301), (0, 0x7777), (0, 0x0302), (0, 0x0301)))
     assert [r.status for r in rsp.attribute_configs] == [
         S.UNREPORTABLE_ATTRIBUTE, S.UNSUPPORTED_ATTRIBUTE, S.NOT_FOUND, S.SUCCESS]
     last = rsp.attribute_configs[-1].config
