@@ -63,6 +63,7 @@ def fleet_started(task: asyncio.Task[None]) -> None:
     else:
         freeze_after_setup()
 
+
 DEMO_INITIAL_WH = 4_213_377  # a meter a few years into service: 4,213.377 kWh
 DEMO_TARIFF = Path(__file__).with_name("data") / "demo_tariff.toml"
 DEMO_GAS_TARIFF = Path(__file__).with_name("data") / "demo_gas_tariff.toml"

@@ -625,4 +625,3 @@ def freeze_after_setup() -> None:
     each time (bench_fleet's gc_ figures, with and without)."""
     gc.collect()
     gc.freeze()
-

@@ -116,7 +116,7 @@ class MqttBridge:
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         await self._publish(client, self.topic("bridge/state"),
-                             json.dumps(self.bridge_state("offline")), qos=1, retain=True)
+                            json.dumps(self.bridge_state("offline")), qos=1, retain=True)
         await self._publish(client, self.topic("availability"), "offline", qos=1, retain=True)
 
     async def _run(self) -> None:
@@ -147,7 +147,7 @@ class MqttBridge:
             self.connects += 1
             await self._publish(client, self.topic("availability"), "online", qos=1, retain=True)
             await self._publish(client, self.topic("bridge/state"),
-                                 json.dumps(self.bridge_state("online")), qos=1, retain=True)
+                                json.dumps(self.bridge_state("online")), qos=1, retain=True)
             await self.publish_discovery(client)
             await client.subscribe(f"{cfg.discovery_prefix}/status", qos=1)
             await client.subscribe(self.topic("command/+"), qos=1)
@@ -211,8 +211,8 @@ class MqttBridge:
                     if self.discovery and self.discovery_documents() != self._announced:
                         await self.publish_discovery(client)  # tiers or currency changed
                     await self._publish(client, self.topic("state"),
-                                         json.dumps(state_payload(self.latest)), qos=1,
-                                         retain=True)
+                                        json.dumps(state_payload(self.latest)), qos=1,
+                                        retain=True)
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -236,10 +236,11 @@ class MqttBridge:
                 if name == "result":
                     continue
                 result = await self._run_command(name, payload)
-                await self._publish(client, self.topic("command/result"), json.dumps(result), qos=1)
+                await self._publish(client, self.topic("command/result"),
+                                    json.dumps(result), qos=1)
                 await self._publish(client, self.topic("bridge/state"),
-                                     json.dumps(self.bridge_state("online")), qos=1,
-                                     retain=True)
+                                    json.dumps(self.bridge_state("online")), qos=1,
+                                    retain=True)
 
     async def _run_command(self, name: str, payload: bytes) -> dict[str, Any]:
         result = await self._carry_out(name, payload)
