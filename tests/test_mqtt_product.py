@@ -366,10 +366,8 @@ async def test_broker_errors_are_reported_once_not_per_meter_per_retry(tmp_path,
             await m.stop()
         if broker is not None:
             broker.stop()
-    # a slow stop on a loaded machine may add its own warning, which is not a broker report
     loud = [r.getMessage() for r in caplog.records
-            if r.name.startswith("sep.bridge") and r.levelno >= logging.WARNING
-            and "did not stop within" not in r.getMessage()]
+            if r.name.startswith("sep.bridge") and r.levelno >= logging.WARNING]
     assert len(loud) == 2, loud
     assert "unreachable" in loud[0] and "Connection refused" in loud[0]
     assert "connected" in loud[1]
