@@ -291,12 +291,17 @@ def main() -> int:
         if url == "local":
             url, pid = stack.enter_context(local_broker())
         result = asyncio.run(run(args, url, pid))
-    if args.json:
+    print_result(result, as_json=args.json)
+    return 0
+
+
+def print_result(result: dict, *, as_json: bool) -> None:
+    """A bench's figures: one JSON object on the last line, or a line per figure."""
+    if as_json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
             print(f"{key:28} {value}")
-    return 0
 
 
 if __name__ == "__main__":

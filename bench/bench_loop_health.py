@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiomqtt  # noqa: E402
-from bench_fleet import LagProbe, local_broker, pct  # noqa: E402
+from bench_fleet import LagProbe, local_broker, pct, print_result  # noqa: E402
 from bench_ke import RESPONDER, exchange_async  # noqa: E402
 
 from hubsim.hub import CommsHub  # noqa: E402
@@ -254,11 +254,7 @@ def main() -> int:
         cost = run_quick(publish_cost(url, args.readings))
     result = {"baseline_reads_only": base, "mixed_load": load, "mqtt_publish_cost": cost,
               "load_average_1min": os.getloadavg()[0]}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for name, part in result.items():
-            print(f"{name}: {part}")
+    print_result(result, as_json=args.json)
     return 0
 
 
