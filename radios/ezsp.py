@@ -55,6 +55,10 @@ LOGGER = logging.getLogger(__name__)
 
 EZSP_SE_ENDPOINT = 9
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds, the last one repeats
+# bellows talks to its serial thread through futures that never resolve when that thread's
+# loop stopped in between (the line dropped): every step that crosses to it gets a limit
+DISCONNECT_TIMEOUT = 5.0  # seconds
+STARTUP_TIMEOUT = 60.0  # seconds: a reset, the version exchange, network init
 
 TC_POLICIES = {
     # the trust centre admits joiners that have the preconfigured (global) link key
@@ -268,13 +272,27 @@ class EzspController(bellows.zigbee.application.ControllerApplication):
             await asyncio.sleep(delay)
             attempt += 1
             try:
-                await super().startup(auto_form=False)
+                async with asyncio.timeout(STARTUP_TIMEOUT):
+                    await super().startup(auto_form=False)
             except Exception as exc:  # noqa: BLE001 - keep trying until the stick is back
                 LOGGER.info("EZSP reconnect attempt %d failed: %r", attempt, exc)
                 continue
             self.reconnects += 1
             LOGGER.warning("EZSP stick back after %d attempt(s)", attempt)
             return
+
+    async def disconnect(self) -> None:
+        """bellows' disconnect, bounded. bellows stops its serial thread's loop when the
+        line drops; a disconnect sent to that thread just then is queued on a loop that
+        never runs it again, and waiting for it would wait for ever. The old EZSP object is
+        then dropped: the next connect makes a new one, on a new thread."""
+        try:
+            async with asyncio.timeout(DISCONNECT_TIMEOUT):
+                await super().disconnect()
+        except TimeoutError:
+            LOGGER.warning("EZSP: the old serial line did not close within %.0f s; "
+                           "dropping it", DISCONNECT_TIMEOUT)
+            self._ezsp = None
 
     async def wait_reconnected(self) -> None:
         """Wait until a reconnection in progress has finished (tests, supervisors)."""

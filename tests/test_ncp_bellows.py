@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import bellows.types as bt
@@ -243,3 +244,27 @@ async def test_ash_recovers_from_lost_and_damaged_frames(tmp_path):
         assert stats.retransmitted_in + stats.duplicates > 0
         assert stats.retransmissions > 0
         assert meter.controller.reconnects == 0  # the ASH session survived
+
+
+async def test_reconnect_survives_a_serial_thread_that_stops_under_the_disconnect(tmp_path):
+    """bellows runs the serial line on its own thread and stops that thread's loop when the
+    line drops; a disconnect the host sends it in that moment is queued on a loop that never
+    runs it again, and its future never resolves (seen in CI: the meter never came back).
+    The window is widened here (the thread sleeps right after its loop is told to stop) so
+    the race happens every time; the meter must still reconnect."""
+    async with han(tmp_path) as (_air, emu, meter, ihd):
+        before = await read_summation(ihd)
+        gw_loop = meter.controller._ezsp._gw._obj_loop  # bellows' serial thread's loop
+        stop = gw_loop.stop
+
+        def stop_slowly() -> None:
+            stop()
+            time.sleep(0.5)  # (in bellows' thread) the host's disconnect arrives meanwhile
+
+        gw_loop.stop = stop_slowly
+        await emu.restart(down_for=0.3)
+        async with asyncio.timeout(30):
+            while meter.controller.reconnects < 1:
+                await asyncio.sleep(0.05)
+        assert await read_summation(ihd) >= before
+        assert meter.controller.is_controller_running

@@ -55,7 +55,10 @@ for i in range(first, len(codes)):
         src_nwk=0x9901, src_ep=1, dst_ep=1, profile_id=0x0109, cluster_id=0x0705,
         data=bytes([0x01, i & 0xFF, 0x04, 0x02, len(raw)]) + raw, broadcast=False,
         now=1_780_300_800 + i)
-    print(i, replies[0].data[3], flush=True)  # the answer exists: it goes on the air
+    # the answer exists: it goes on the air. One write, so a kill cannot split the line
+    # (print() makes one write per piece when PYTHONUNBUFFERED is set, as in CI)
+    sys.stdout.write(f"{i} {replies[0].data[3]}\n")
+    sys.stdout.flush()
 """
 
 
@@ -89,7 +92,8 @@ def campaign(tmp: Path, cuts: int, codes_n: int, seed: int) -> dict[str, int]:
         out += proc.stdout.read()  # (not communicate(): it would skip what readline buffered)
         proc.wait(timeout=120)
         runs.append((first, out))
-        for line in out.splitlines():
+        # only whole lines are answers: a line the kill cut short never reached the air
+        for line in out.split("\n")[:-1]:
             i, result = (int(x) for x in line.split())
             answers.setdefault(i, []).append(result)
             first = max(first, i + 1)  # no answer: the PPMID sends the code again
