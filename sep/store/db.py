@@ -11,6 +11,14 @@ the last ones — is detected. On a real meter the key lives in the secure eleme
 is a file the application owns (the threat model is a database edited behind the
 meter's back, not an attacker with the meter's own key).
 
+A row's MAC binds its table and key, so a row moved to another key or time slot fails. A
+row put back from an older copy of the file still carries its own valid MAC; what catches
+it is the store digest: the chain head also holds the XOR of the MACs of every live row
+(records, intervals, billing), updated in the transaction of every write. A row rolled back,
+or deleted, changes that XOR, and the head cannot be rolled back with it without cutting off
+the events logged since. What cannot be detected without a monotonic counter outside the
+file (a secure element's) is the whole file replaced by an older copy of itself.
+
 Corrupt data is never used: a row that fails its checks is moved to ``quarantine``, an
 INTEGRITY_FAILURE event is logged, the fault is listed in :attr:`Store.faults` (the meter
 shows it in its Metering status), and reads skip it or raise :class:`CorruptRecord`.
@@ -20,6 +28,7 @@ Configuration and calibration keep two copies; one bad copy is repaired from the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -29,7 +38,7 @@ import secrets
 import sqlite3
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +94,25 @@ class CheckReport:
         return not self.problems
 
 
+@dataclasses.dataclass
+class _Head:
+    """The chain head a write transaction carries: the last event's sequence number and
+    MAC, and the digest of the live rows (the XOR of their MACs)."""
+    seq: int
+    mac: bytes
+    rows: int
+
+
+def _fold(mac: bytes | None) -> int:
+    """A row's MAC as a number to XOR into the digest (a missing MAC folds as 0)."""
+    return int.from_bytes(mac or b"", "big")
+
+
+# the rows the digest covers: every MACed row but the chain head itself
+DIGESTED = ("SELECT mac FROM records WHERE kind != 'chain'", "SELECT mac FROM intervals",
+            "SELECT mac FROM billing")
+
+
 def canonical(table: str, key: str, values: list[Any]) -> bytes:
     return json.dumps([table, key, values], separators=(",", ":"), sort_keys=True).encode()
 
@@ -135,25 +163,100 @@ class Store:
     # -- quarantine and faults -----------------------------------------------------------------
     def _quarantine(self, table: str, key: str, reason: str, raw: Any, where: str,
                     params: tuple) -> None:
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._writing() as head:
             self.db.execute("INSERT INTO quarantine (time, tbl, key, reason, raw) VALUES (?,?,?,?,?)",
                             (time.time(), table, key, reason, json.dumps(raw, default=str)))
             self.db.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608
+            # the row's true MAC is unknown (this one is not it): the digest starts again
+            # from the rows that are left, and the quarantine keeps the fault on record
+            head.rows = self._fold_rows()
+            if table != "events":
+                self._insert_event(head, "INTEGRITY_FAILURE", time.time(),
+                                   {"table": table, "key": key, "reason": reason})
         self.faults.add((table, key))
-        if table != "events":
-            self.append_event("INTEGRITY_FAILURE", table=table, key=key, reason=reason)
+
+    # -- write transactions and the chain head --------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[_Head]:
+        """One write transaction. The chain head is read inside it (another process, the
+        isolated metrology, may write the same file), updated by the rows and events
+        written, and saved with them: all of it is stored, or none."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            head = self._head_for_write()
+            yield head
+            text = json.dumps({"mac": head.mac.hex(), "rows": format(head.rows, "x"),
+                               "seq": head.seq}, sort_keys=True, separators=(",", ":"))
+            for copy in range(2):
+                data = canonical("chain", f"head#{copy}", [text])
+                self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
+                                ("chain", "head", copy, text, crc(data), self._mac(data)))
+
+    def _head_for_write(self) -> _Head:
+        rows = self.db.execute("SELECT copy, value, crc, mac FROM records WHERE kind='chain' "
+                               "AND key='head' ORDER BY copy").fetchall()
+        for copy, text, c, mac in rows:
+            if self._check_record("chain", "head", copy, text, c, mac) is None:
+                doc = json.loads(text)
+                digest = int(doc["rows"], 16) if "rows" in doc else self._fold_rows()
+                return _Head(int(doc["seq"]), bytes.fromhex(doc["mac"]), digest)
+        last = self.db.execute("SELECT seq, mac FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        if not rows and last is None:  # a new store
+            return _Head(0, bytes(32), self._fold_rows())
+        # No intact head: rebuilt from the rows and the log as they are, and the loss
+        # recorded (quarantine, fault, event), so the meter keeps working and says so.
+        reason = "no intact copy" if rows else "missing while the log has events"
+        for copy, text, _c, _mac in rows:
+            self.db.execute("INSERT INTO quarantine (time, tbl, key, reason, raw) "
+                            "VALUES (?,?,?,?,?)", (time.time(), "records",
+                                                   f"chain/head#{copy}", reason, text))
+        self.db.execute("DELETE FROM records WHERE kind='chain' AND key='head'")
+        if not rows:
+            self.db.execute("INSERT INTO quarantine (time, tbl, key, reason, raw) "
+                            "VALUES (?,?,?,?,?)", (time.time(), "records", "chain/head",
+                                                   reason, "null"))
+        self.faults.add(("chain", "head"))
+        head = _Head(int(last[0]), bytes(last[1]), self._fold_rows()) if last else \
+            _Head(0, bytes(32), self._fold_rows())
+        self._insert_event(head, "INTEGRITY_FAILURE", time.time(),
+                           {"table": "chain", "key": "head", "reason": reason})
+        return head
+
+    def _insert_event(self, head: _Head, kind: str, when: float,
+                      details: dict[str, Any]) -> int:
+        head.seq += 1
+        t = float(when)
+        text = json.dumps(details, sort_keys=True, default=str)
+        data = canonical("events", str(head.seq), [t, kind, text])
+        head.mac = self._mac(head.mac + data)
+        self.db.execute("INSERT INTO events VALUES (?,?,?,?,?,?)",
+                        (head.seq, t, kind, text, crc(data), head.mac))
+        return head.seq
+
+    def _fold_rows(self) -> int:
+        digest = 0
+        for sql in DIGESTED:
+            for (mac,) in self.db.execute(sql):
+                digest ^= _fold(mac)
+        return digest
+
+    def _write_record(self, head: _Head, kind: str, key: str, value: Any) -> None:
+        if kind == "chain":
+            raise ValueError("the chain head is the store's own record")
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        for copy in range(2 if kind in REDUNDANT else 1):
+            data = canonical(kind, f"{key}#{copy}", [text])
+            mac = self._mac(data)
+            old = self.db.execute("SELECT mac FROM records WHERE kind=? AND key=? AND copy=?",
+                                  (kind, key, copy)).fetchone()
+            head.rows ^= _fold(old[0] if old else None) ^ _fold(mac)
+            self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
+                            (kind, key, copy, text, crc(data), mac))
 
     # -- generic records (config, calibration, tariff, ota) ----------------------------------
     def _put_record(self, kind: str, key: str, value: Any) -> None:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-        copies = 2 if kind in REDUNDANT else 1
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            for copy in range(copies):
-                data = canonical(kind, f"{key}#{copy}", [text])
-                self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
-                                (kind, key, copy, text, crc(data), self._mac(data)))
+        with self._writing() as head:
+            self._write_record(head, kind, key, value)
         self.faults.discard((kind, key))
 
     def _check_record(self, kind: str, key: str, copy: int, text: str, c: int,
@@ -198,32 +301,11 @@ class Store:
                events: Sequence[tuple[str, dict[str, Any]]] = ()) -> list[int]:
         """Records and events in one transaction: all of them are stored, or none (a power
         cut in between leaves the store as it was). Returns the events' sequence numbers."""
-        seq, prev = self._head()
-        seqs = []
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._writing() as head:
             for kind, key, value in records:
-                text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-                for copy in range(2 if kind in REDUNDANT else 1):
-                    data = canonical(kind, f"{key}#{copy}", [text])
-                    self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
-                                    (kind, key, copy, text, crc(data), self._mac(data)))
-            for kind, details in events:
-                seq += 1
-                t = time.time()
-                text = json.dumps(details, sort_keys=True, default=str)
-                data = canonical("events", str(seq), [t, kind, text])
-                prev = self._mac(prev + data)
-                self.db.execute("INSERT INTO events VALUES (?,?,?,?,?,?)",
-                                (seq, t, kind, text, crc(data), prev))
-                seqs.append(seq)
-            if events:
-                head_text = json.dumps({"mac": prev.hex(), "seq": seq}, sort_keys=True,
-                                       separators=(",", ":"))
-                for copy in range(2):
-                    hd = canonical("chain", f"head#{copy}", [head_text])
-                    self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
-                                    ("chain", "head", copy, head_text, crc(hd), self._mac(hd)))
+                self._write_record(head, kind, key, value)
+            seqs = [self._insert_event(head, kind, time.time(), details)
+                    for kind, details in events]
         for kind, key, _value in records:
             self.faults.discard((kind, key))
         return seqs
@@ -272,19 +354,22 @@ class Store:
     # -- load profile ---------------------------------------------------------------------------
     def put_intervals(self, rows: list[tuple[int, int, int]]) -> None:
         """(channel, end_time, value) rows, in one transaction."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            out = []
+        with self._writing() as head:
             for ch, end, v in rows:
                 data = canonical("intervals", f"{ch}/{end}", [v])
-                out.append((ch, end, v, crc(data), self._mac(data)))
-            self.db.executemany("INSERT OR REPLACE INTO intervals VALUES (?,?,?,?,?)", out)
+                mac = self._mac(data)
+                old = self.db.execute("SELECT mac FROM intervals WHERE channel=? AND end_time=?",
+                                      (ch, end)).fetchone()
+                head.rows ^= _fold(old[0] if old else None) ^ _fold(mac)
+                self.db.execute("INSERT OR REPLACE INTO intervals VALUES (?,?,?,?,?)",
+                                (ch, end, v, crc(data), mac))
 
     def clear_intervals(self) -> int:
         """Delete the whole load profile (a change of tenancy that clears it); returns the
         rows deleted."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._writing() as head:
+            for (mac,) in self.db.execute("SELECT mac FROM intervals"):
+                head.rows ^= _fold(mac)
             cur = self.db.execute("DELETE FROM intervals")
         return cur.rowcount
 
@@ -317,11 +402,14 @@ class Store:
     def put_billing(self, period_start: int, tier: int, delivered_wh: int, received_wh: int,
                     cost: int) -> None:
         data = canonical("billing", f"{period_start}/{tier}", [delivered_wh, received_wh, cost])
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        mac = self._mac(data)
+        with self._writing() as head:
+            old = self.db.execute("SELECT mac FROM billing WHERE period_start=? AND tier=?",
+                                  (period_start, tier)).fetchone()
+            head.rows ^= _fold(old[0] if old else None) ^ _fold(mac)
             self.db.execute("INSERT OR REPLACE INTO billing VALUES (?,?,?,?,?,?,?)",
                             (period_start, tier, delivered_wh, received_wh, cost, crc(data),
-                             self._mac(data)))
+                             mac))
 
     def billing(self, period_start: int | None = None) -> list[tuple[int, int, int, int, int]]:
         sql = "SELECT period_start, tier, delivered_wh, received_wh, cost, crc, mac FROM billing"
@@ -349,35 +437,27 @@ class Store:
         return None
 
     # -- event log ---------------------------------------------------------------------------------
-    def _head(self) -> tuple[int, bytes]:
-        try:
-            head = self._get_record("chain", "head")
-            return int(head["seq"]), bytes.fromhex(head["mac"])
-        except KeyError:
-            return 0, bytes(32)
+    def _head(self) -> _Head | None:
+        """The chain head as stored (read only); None when there is none yet.
+        CorruptRecord when no copy is intact."""
+        rows = self.db.execute("SELECT copy, value, crc, mac FROM records WHERE kind='chain' "
+                               "AND key='head' ORDER BY copy").fetchall()
+        for copy, text, c, mac in rows:
+            if self._check_record("chain", "head", copy, text, c, mac) is None:
+                doc = json.loads(text)
+                digest = int(doc["rows"], 16) if "rows" in doc else -1  # -1: written before
+                return _Head(int(doc["seq"]), bytes.fromhex(doc["mac"]), digest)  # the digest
+        if rows:
+            raise CorruptRecord("chain", "head", "no intact copy")
+        return None
 
     def append_event(self, kind: str, **details: Any) -> int:
         return self.append_event_at(kind, time.time(), details)
 
     def append_event_at(self, kind: str, when: float, details: dict[str, Any]) -> int:
         """An event at ``when`` (the meter's clock, which a simulation may run faster)."""
-        seq, prev = self._head()
-        seq += 1
-        t = float(when)
-        text = json.dumps(details, sort_keys=True, default=str)
-        data = canonical("events", str(seq), [t, kind, text])
-        mac = self._mac(prev + data)
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT INTO events VALUES (?,?,?,?,?,?)",
-                            (seq, t, kind, text, crc(data), mac))
-            head_text = json.dumps({"mac": mac.hex(), "seq": seq}, sort_keys=True,
-                                   separators=(",", ":"))
-            for copy in range(2):
-                hd = canonical("chain", f"head#{copy}", [head_text])
-                self.db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?)",
-                                ("chain", "head", copy, head_text, crc(hd), self._mac(hd)))
-        return seq
+        with self._writing() as head:
+            return self._insert_event(head, kind, when, details)
 
     def events(self, since: int = 0) -> list[Event]:
         rows = self.db.execute("SELECT seq, time, kind, details FROM events WHERE seq > ? "
@@ -389,7 +469,8 @@ class Store:
                               "LIMIT 1").fetchone()
         return None if row is None else Event(row[0], row[1], row[2], json.loads(row[3]))
 
-    def _check_events(self, report: CheckReport) -> None:
+    def _check_events(self, report: CheckReport) -> _Head | None:
+        """The hash chain of the event log against the chain head; returns the head."""
         prev = bytes(32)
         expected = 1
         rows = self.db.execute("SELECT seq, time, kind, details, crc, mac FROM events "
@@ -408,39 +489,61 @@ class Store:
             prev = mac or bytes(32)
             expected = seq + 1
         try:
-            head_seq, head_mac = self._head()
+            head = self._head()
         except CorruptRecord:
             report.problems.append(Problem("events", "head", "chain head corrupt"))
-            return
-        if head_seq != expected - 1 or (rows and head_mac != prev):
+            return None
+        head_seq = 0 if head is None else head.seq
+        if head_seq != expected - 1 or (rows and (head is None or head.mac != prev)):
             report.problems.append(Problem("events", str(head_seq),
                                            f"log ends at {expected - 1} but the chain head says "
                                            f"{head_seq}: events removed"))
+        return head
 
     # -- full check ------------------------------------------------------------------------------
     def check(self) -> CheckReport:
-        """Verify every stored record (start-up, `sep check`). Reports; changes nothing."""
+        """Verify every stored record (start-up, `sep check`). Reports; changes nothing.
+
+        One read transaction: a snapshot, so a write by another process meanwhile cannot
+        make the rows and the digest disagree."""
         start = time.perf_counter()
         report = CheckReport()
-        for kind, key, copy, text, c, mac in self.db.execute(
-                "SELECT kind, key, copy, value, crc, mac FROM records").fetchall():
-            report.rows_checked += 1
-            why = self._check_record(kind, key, copy, text, c, mac)
-            if why:
-                report.problems.append(Problem(kind, f"{key}#{copy}", why))
-        for row in self.db.execute("SELECT channel, end_time, value, crc, mac FROM intervals"):
-            report.rows_checked += 1
-            why = self._check_interval(*row)
-            if why:
-                report.problems.append(Problem("intervals", f"{row[0]}/{row[1]}", why))
-        for row in self.db.execute("SELECT period_start, tier, delivered_wh, received_wh, cost, "
-                                   "crc, mac FROM billing"):
-            report.rows_checked += 1
-            why = self._check_billing(*row)
-            if why:
-                report.problems.append(Problem("billing", f"{row[0]}/{row[1]}", why))
-        self._check_events(report)
-        for tbl, key, reason in self.db.execute("SELECT tbl, key, reason FROM quarantine"):
-            report.problems.append(Problem(tbl, key, f"quarantined earlier: {reason}"))
+        digest = 0
+        self.db.execute("BEGIN")
+        try:
+            for kind, key, copy, text, c, mac in self.db.execute(
+                    "SELECT kind, key, copy, value, crc, mac FROM records").fetchall():
+                report.rows_checked += 1
+                if kind != "chain":
+                    digest ^= _fold(mac)
+                why = self._check_record(kind, key, copy, text, c, mac)
+                if why:
+                    report.problems.append(Problem(kind, f"{key}#{copy}", why))
+            for row in self.db.execute("SELECT channel, end_time, value, crc, mac "
+                                       "FROM intervals"):
+                report.rows_checked += 1
+                digest ^= _fold(row[4])
+                why = self._check_interval(*row)
+                if why:
+                    report.problems.append(Problem("intervals", f"{row[0]}/{row[1]}", why))
+            for row in self.db.execute("SELECT period_start, tier, delivered_wh, received_wh, "
+                                       "cost, crc, mac FROM billing"):
+                report.rows_checked += 1
+                digest ^= _fold(row[6])
+                why = self._check_billing(*row)
+                if why:
+                    report.problems.append(Problem("billing", f"{row[0]}/{row[1]}", why))
+            head = self._check_events(report)
+            if head is None and digest:
+                report.problems.append(Problem("store", "digest", "rows without a chain head "
+                                               "(the head and the whole log removed?)"))
+            elif head is not None and head.rows >= 0 and head.rows != digest:
+                report.problems.append(Problem(
+                    "store", "digest", "the live rows differ from the store digest: a row was "
+                    "put back from an older copy, or removed, behind the meter's back"))
+            for tbl, key, reason in self.db.execute("SELECT tbl, key, reason FROM quarantine"):
+                report.problems.append(Problem(tbl, key, f"quarantined earlier: {reason}"))
+        finally:
+            self.db.execute("COMMIT")
         report.seconds = time.perf_counter() - start
         return report
