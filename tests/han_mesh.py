@@ -27,6 +27,7 @@ GLOBAL_KEY = b"ZigBeeAlliance09"
 class Sent:
     sender: int  # IEEE of the node that transmitted it
     mpdu: bytes
+    dst_nwk: int | None = None  # where the node's outbox said it goes (None: injected)
 
 
 class Mesh:
@@ -74,11 +75,11 @@ class Mesh:
             if not queued:
                 return
             for sender, out in queued:
-                self.inject(out.mpdu, sender=sender.state.ieee)
+                self.inject(out.mpdu, sender=sender.state.ieee, dst_nwk=out.dst_nwk)
         raise AssertionError("the air never went quiet")
 
-    def inject(self, mpdu: bytes, *, sender: int = 0) -> None:
-        self.air.append(Sent(sender, mpdu))
+    def inject(self, mpdu: bytes, *, sender: int = 0, dst_nwk: int | None = None) -> None:
+        self.air.append(Sent(sender, mpdu, dst_nwk))
         for ieee, node in list(self.nodes.items()):
             if ieee != sender:
                 node.receive(mpdu)

@@ -66,6 +66,14 @@ def test_the_beacon_says_whether_joining_is_permitted_and_permit_expires():
         assert [b.permit_joining for b in scanner.beacons] == [expect]
     tc.always_permit = True
     assert tc.permitting
+    tc.always_permit = False
+    # a monotonic clock starts anywhere, also near 0: closing must not depend on its value
+    for now in (0.0, 0.5, 1e9):
+        m.now = now
+        tc.permit(0)
+        assert not tc.permitting
+        tc.permit(10)
+        assert tc.permitting
 
 
 def test_scan_only_from_down_and_no_beacons_from_end_devices_or_unjoined_routers():
@@ -405,6 +413,7 @@ def test_a_conflict_makes_the_other_device_move_and_announce_and_the_coordinator
     m, tc, dev, _ = joined_pair()
     start = len(m.air)
     tc.address_conflict(dev.state.nwk, DEV)
+    assert [o.dst_nwk for o in tc.outbox] == [0xFFFD]  # a broadcast to all routers
     old = dev.state.nwk
     m.pump()
     frames = [zo.read(s.mpdu, network_keys=[NETWORK_KEY]) for s in m.air[start:]]
@@ -414,6 +423,8 @@ def test_a_conflict_makes_the_other_device_move_and_announce_and_the_coordinator
     assert dev.state.nwk != old and tc.state.nwk == 0x0000
     annce = [f for f in frames if f.aps_type == 0 and f.nwk_src == dev.state.nwk]
     assert annce, "no Device_annce"
+    assert (annce[0].aps_profile, annce[0].aps_cluster, annce[0].aps_dst_ep,
+            annce[0].aps_src_ep, annce[0].nwk_dst) == (0x0000, 0x0013, 0, 0, 0xFFFD)
     body = annce[0].aps_payload
     assert body[1:3] == dev.state.nwk.to_bytes(2, "little")
     assert body[3:11] == DEV.to_bytes(8, "little") and body[11] == mac.CAP_ROUTER
@@ -443,7 +454,8 @@ def test_a_network_status_for_an_address_not_ours_changes_nothing():
     assert dev.state.nwk != addr and dev.stats["nwk_address_conflict"] == 1
     dev.on_nwk_command(header, TC_IEEE, b"\x04", True)  # a leave with no options byte
     dev.on_nwk_command(header, TC_IEEE, b"", True)
-    assert dev.stats["nwk_command_ignored"] == 1 and dev.stats["nwk_unsecured"] == 1
+    dev.on_nwk_command(header, TC_IEEE, nwk.leave(request=True), False)
+    assert dev.stats["nwk_command_ignored"] == 1 and dev.stats["nwk_unsecured"] == 2
 
 
 def test_a_known_device_keeps_its_address_when_it_associates_again():

@@ -75,7 +75,7 @@ def test_the_counter_stops_at_its_32_bit_end_and_never_wraps():
     assert counter.next() == COUNTER_MAX - 2
     assert st.nwk_tx_reserved == COUNTER_MAX  # the reservation is capped, not wrapped
     assert counter.next() == COUNTER_MAX - 1
-    with pytest.raises(OverflowError):
+    with pytest.raises(OverflowError, match="network key must change"):
         counter.next()  # 0xFFFFFFFF itself is never sent (Zigbee 4.3.1.1: key must change)
     with pytest.raises(OverflowError):
         counter.next()

@@ -118,9 +118,13 @@ def test_preconfigured_policy_prefers_the_device_key_over_the_global_one():
     assert m.join(dev) and dev.keys.network_key() == NETWORK_KEY
 
 
-def test_the_policy_must_be_one_the_trust_centre_knows():
+def test_the_policy_must_be_one_the_trust_centre_knows_and_a_new_one_is_saved():
     m = Mesh()
     tc = m.trust_centre()
+    tc.persist()
+    tc.set_policy("closed")
+    assert tc.state.tc_policy == "closed" and tc.dirty  # the shell writes it out soon
+    tc.set_policy("install_code")
     with pytest.raises(ValueError, match="install_code, preconfigured, closed"):
         tc.set_policy("open")
     assert tc.state.tc_policy == "install_code"
@@ -169,6 +173,11 @@ def test_a_joiner_through_a_router_gets_the_key_tunnelled_and_the_router_cannot_
     # the Transport Key (inside the Tunnel, then relayed) opens only with the child's key
     keys = transport_keys(m, zo.install_code_key(code), start)
     assert keys and all(tk.key == NETWORK_KEY and tk.dst_ieee == CHILD for _, tk in keys)
+    # the router's relay: the Tunnel's frame, without NWK security, to the child's address
+    relayed = [s for s in m.air[start:] if s.sender == ROUTER
+               and not zo.read(s.mpdu).nwk_secured and zo.read(s.mpdu).mac_type == 1]
+    assert len(relayed) == 1 and relayed[0].dst_nwk == child.state.nwk
+    assert zo.read(relayed[0].mpdu).nwk_dst == child.state.nwk
     assert router.children == {}  # the pending child was relayed once and forgotten
 
 
@@ -190,6 +199,10 @@ def test_update_device_secured_rejoin_of_an_unknown_device_is_refused():
     assert tc.stats["rejoin_refused"] == 1 and DEV2 not in tc.state.devices
     removes = [f for f in sealed_commands(m, start) if f.nwk_src == 0x0000]
     assert removes and removes[0].nwk_dst == router.state.nwk
+    router.send(router.command_frame(0x0000, aps.UpdateDevice(
+        DEV2, 0x4444, UpdateStatus.SECURED_REJOIN).encode(), partner=TC_IEEE))
+    m.pump()
+    assert tc.stats["rejoin_refused"] == 2  # each refusal is counted
     # a known device rejoining through the router is recorded with its new parent
     router.send(router.command_frame(0x0000, aps.UpdateDevice(
         ROUTER, 0x5555, UpdateStatus.TC_REJOIN).encode(), partner=TC_IEEE))
@@ -408,3 +421,62 @@ def test_key_id_of_a_transport_key_command_frame_is_the_key_transport_key():
     """The APS security header the TC writes says key-transport (0x02) for network keys
     and key-load (0x03) for application keys; the receiver derives by this field."""
     assert int(KeyId.KEY_TRANSPORT) == 2 and int(KeyId.KEY_LOAD) == 3
+
+
+@pytest.mark.parametrize("secured", [True, False])
+def test_an_aps_command_asking_for_an_ack_gets_a_command_ack(secured):
+    """2.2.5.1.1: the ACK of a command has the ACK-format bit set and no endpoint, cluster
+    or profile; it is secured under the sender's link key when the command was."""
+    m, tc, d1, d2, k1, k2 = two_devices()
+    out = d1.command_frame(0x0000, aps.RequestKey(RequestKeyType.APPLICATION_LINK,
+                                                  DEV2).encode(),
+                           partner=TC_IEEE if secured else None, ack=True)
+    start = len(m.air)
+    m.inject(out.mpdu, sender=DEV)
+    acks = [zo.read(s.mpdu, network_keys=[NETWORK_KEY], link_keys=[k1])
+            for s in m.air[start:]] + [
+        zo.read(o.mpdu, network_keys=[NETWORK_KEY], link_keys=[k1]) for o in tc.outbox]
+    acks = [f for f in acks if f.aps_type == 2]
+    assert len(acks) == 1
+    # the outbox entry names the same destination as the frame (the shell routes by it)
+    assert [o.dst_nwk for o in tc.outbox if zo.read(o.mpdu, network_keys=[NETWORK_KEY]
+                                                     ).aps_type == 2] == [d1.state.nwk]
+    ack = acks[0]
+    assert ack.aps_fc & 0x10 and ack.aps_cluster is None and ack.aps_counter == out.counter
+    assert ack.nwk_dst == d1.state.nwk and ack.aps_secured is secured
+    if secured:
+        assert ack.aps_payload == b"" and ack.aps_source == TC_IEEE
+
+
+def test_a_device_that_joins_again_after_a_factory_reset_is_heard_from_counter_zero():
+    """Its new state sends NWK counters from 0 again: the trust centre forgets the old
+    window at the new join (else every frame would be a 'replay' until the old count)."""
+    m, tc, code = install_code_pair()
+    dev = m.joiner(DEV, key=zo.install_code_key(code))
+    assert m.join(dev)
+    for _ in range(5):
+        dev.send(dev.data_frame(dst_nwk=0x0000, profile=0x0104, cluster=6, src_ep=1,
+                                dst_ep=1, payload=b"\x01\x01\x00"))
+    m.pump()
+    m.drop(dev)
+    tc.state.devices.pop(DEV)  # it left; the installer lets it in again with its code
+    tc.state.link_keys.pop(DEV)
+    reset = m.joiner(DEV, key=zo.install_code_key(code))
+    assert m.join(reset)
+    out = reset.data_frame(dst_nwk=0x0000, profile=0x0104, cluster=6, src_ep=1, dst_ep=1,
+                           payload=b"\x01\x09\x00")
+    assert zo.read(out.mpdu, network_keys=[NETWORK_KEY]).nwk_counter < 5
+    m.inject(out.mpdu, sender=DEV)
+    got = [e.payload for e in tc.events if getattr(e, "payload", None) == b"\x01\x09\x00"]
+    assert got == [b"\x01\x09\x00"] and tc.stats["nwk_replay"] == 0
+
+
+def test_a_network_key_update_without_a_key_draws_a_fresh_random_one():
+    m, tc, d1, d2, k1, k2 = two_devices()
+    start = len(m.air)
+    seq = tc.update_network_key()
+    m.pump()
+    ((_, tk),) = transport_keys(m, k1, start)
+    assert len(tk.key) == 16 and tk.key != NETWORK_KEY and tk.key_seq == seq == 1
+    assert tc.keys.network_key(1) == tk.key == d1.keys.network_key(1)
+    assert tc.update_network_key() == 1 and tc.keys.network_key(1) != tk.key  # drawn anew

@@ -52,6 +52,10 @@ class Frame:
     nwk_payload: bytes | None = None  # opened (or clear) NWK payload
     aps_fc: int | None = None
     aps_counter: int | None = None
+    aps_dst_ep: int | None = None
+    aps_cluster: int | None = None
+    aps_profile: int | None = None
+    aps_src_ep: int | None = None
     aps_secured: bool = False
     aps_key_id: int | None = None
     aps_source: int | None = None
@@ -145,10 +149,17 @@ def read(mpdu: bytes, *, network_keys: list[bytes] = (), link_keys: list[bytes] 
     frame.aps_fc = afc
     atype, delivery = afc & 0x3, (afc >> 2) & 0x3
     p = 1
-    if atype == 0:  # data: destination endpoint (or group), cluster, profile, source endpoint
-        p += (2 if delivery == 3 else 1) + 2 + 2 + 1
-    elif atype == 2 and not afc & 0x10:  # a data frame's ACK names the same fields
-        p += 1 + 2 + 2 + 1
+    if atype == 0 or (atype == 2 and not afc & 0x10):
+        # data (and a data frame's ACK): destination endpoint (or group), cluster, profile,
+        # source endpoint
+        if delivery == 3:
+            p += 2
+        else:
+            frame.aps_dst_ep = aps[p]
+            p += 1
+        frame.aps_cluster, frame.aps_profile, frame.aps_src_ep = struct.unpack_from(
+            "<HHB", aps, p)
+        p += 5
     frame.aps_counter = aps[p]
     p += 1
     if afc & 0x20:
