@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import zlib
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,72 @@ def test_the_quarantine_names_the_row_and_keeps_what_was_found(tmp_path, table, 
     assert failure == [{"table": table, "key": key, "reason": "checksum mismatch"}]
     assert s.check().problems[0].reason == "quarantined earlier: checksum mismatch"
 
+
+
+def test_a_store_in_a_new_nested_directory(tmp_path):
+    d = tmp_path / "var" / "lib" / "sep"
+    s = Store.open(d)
+    s.append_event("POWER_UP")
+    assert (d / "meter.db").exists() and len((d / "store.key").read_bytes()) == 32
+    assert (d / "store.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_record_text_is_canonical_json(tmp_path):
+    s = Store.open(tmp_path)
+    s.put_record("meter", "registers", {"b": 1, "a": [2, {"d": 3, "c": 4}]})
+    (value,) = raw(tmp_path).execute("SELECT value FROM records WHERE kind='meter'").fetchone()
+    assert value == '{"a":[2,{"c":4,"d":3}],"b":1}'
+
+
+def test_a_record_edited_without_the_key_is_a_mac_mismatch(tmp_path):
+    s = Store.open(tmp_path)
+    s.put_record("meter", "registers", {"wh": 1})
+    text = '{"wh":2}'
+    c = zlib.crc32(json.dumps(["meter", "registers#0", [text]], separators=(",", ":")).encode())
+    raw(tmp_path).execute("UPDATE records SET value=?, crc=? WHERE kind='meter'", (text, c))
+    assert [(p.table, p.key, p.reason) for p in s.check().problems][0] == (
+        "meter", "registers#0", "MAC mismatch (altered)")
+
+
+def test_reading_a_single_copy_record_repairs_nothing(tmp_path):
+    s = Store.open(tmp_path)
+    s.put_record("meter", "registers", {"wh": 1})
+    for _ in range(3):
+        assert s.get_record("meter", "registers") == {"wh": 1}
+    assert [e.kind for e in s.events()] == []
+    assert raw(tmp_path).execute("SELECT COUNT(*) FROM records WHERE kind='meter'"
+                                 ).fetchone() == (1,)
+
+
+def test_a_repaired_copy_is_logged_with_what_was_repaired(tmp_path):
+    s = Store.open(tmp_path)
+    s.set_calibration({"gain": 7})
+    raw(tmp_path).execute("UPDATE records SET crc=crc+1 WHERE kind='calibration' AND copy=1")
+    assert s.get_calibration() == {"gain": 7}
+    recovered = [e.details for e in s.events() if e.kind == "INTEGRITY_RECOVERED"]
+    assert recovered == [{"table": "calibration", "key": "main", "copies_repaired": 1}]
+    assert raw(tmp_path).execute("SELECT COUNT(*) FROM records WHERE kind='calibration'"
+                                 ).fetchone() == (2,)
+
+
+def test_events_keep_their_time_and_the_last_one_is_found(tmp_path):
+    s = Store.open(tmp_path)
+    assert s.last_event() is None
+    s.append_event_at("POWER_UP", 1_700_000_000.25, {"a": 1})
+    s.append_event_at("STOP", 1_700_000_100.5, {"b": 2})
+    assert [(e.seq, e.time, e.kind, e.details) for e in s.events()] == [
+        (1, 1_700_000_000.25, "POWER_UP", {"a": 1}), (2, 1_700_000_100.5, "STOP", {"b": 2})]
+    last = s.last_event()
+    assert (last.seq, last.time, last.kind, last.details) == (2, 1_700_000_100.5, "STOP",
+                                                              {"b": 2})
+    assert [e.seq for e in s.events(since=1)] == [2]
+
+
+def test_a_lost_head_before_any_event_is_rebuilt(tmp_path):
+    s = Store.open(tmp_path)
+    s.put_record("meter", "registers", {"wh": 1})  # rows and a head, no events yet
+    raw(tmp_path).execute("UPDATE records SET crc=crc+1 WHERE kind='chain'")
+    s.put_record("meter", "registers", {"wh": 2})
+    assert [(e.seq, e.kind) for e in s.events()] == [(1, "INTEGRITY_FAILURE")]
+    assert [p.reason for p in s.check().problems] == [
+        "quarantined earlier: no intact copy", "quarantined earlier: no intact copy"]
