@@ -248,3 +248,34 @@ def test_two_writers_on_one_file_keep_one_chain(tmp_path):
     s = Store.open(tmp_path)
     assert s.check().clean
     assert [e.seq for e in s.events()] == list(range(1, 121))
+
+
+def test_a_check_while_this_store_writes_from_another_thread(tmp_path):
+    """The meter runs its start-up check in a worker thread while the loop may write
+    through the same Store: the check reads a snapshot of its own and never meets the
+    writer's transaction."""
+    s = fill(tmp_path)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                i += 1
+                s.commit([("meter", "registers", {"delivered_wh": 5000 + i})],
+                         [("CONFIG_CHANGE", {"i": i})])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for _ in range(40):
+            report = s.check()
+            assert report.clean, report.problems
+    finally:
+        stop.set()
+        writer.join()
+    assert not errors, errors
+    assert s.check().clean

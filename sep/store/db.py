@@ -437,10 +437,10 @@ class Store:
         return None
 
     # -- event log ---------------------------------------------------------------------------------
-    def _head(self) -> _Head | None:
+    def _head(self, db: sqlite3.Connection | None = None) -> _Head | None:
         """The chain head as stored (read only); None when there is none yet.
         CorruptRecord when no copy is intact."""
-        rows = self.db.execute("SELECT copy, value, crc, mac FROM records WHERE kind='chain' "
+        rows = (db or self.db).execute("SELECT copy, value, crc, mac FROM records WHERE kind='chain' "
                                "AND key='head' ORDER BY copy").fetchall()
         for copy, text, c, mac in rows:
             if self._check_record("chain", "head", copy, text, c, mac) is None:
@@ -469,11 +469,11 @@ class Store:
                               "LIMIT 1").fetchone()
         return None if row is None else Event(row[0], row[1], row[2], json.loads(row[3]))
 
-    def _check_events(self, report: CheckReport) -> _Head | None:
+    def _check_events(self, report: CheckReport, db: sqlite3.Connection) -> _Head | None:
         """The hash chain of the event log against the chain head; returns the head."""
         prev = bytes(32)
         expected = 1
-        rows = self.db.execute("SELECT seq, time, kind, details, crc, mac FROM events "
+        rows = db.execute("SELECT seq, time, kind, details, crc, mac FROM events "
                                "ORDER BY seq").fetchall()
         for seq, t, kind, text, c, mac in rows:
             report.rows_checked += 1
@@ -489,7 +489,7 @@ class Store:
             prev = mac or bytes(32)
             expected = seq + 1
         try:
-            head = self._head()
+            head = self._head(db)
         except CorruptRecord:
             report.problems.append(Problem("events", "head", "chain head corrupt"))
             return None
@@ -504,14 +504,16 @@ class Store:
     def check(self) -> CheckReport:
         """Verify every stored record (start-up, `sep check`). Reports; changes nothing.
 
-        One read transaction: a snapshot, so a write by another process meanwhile cannot
-        make the rows and the digest disagree."""
+        One read transaction on a connection of its own: a snapshot, so a write meanwhile
+        (another process, or this store's own connection from another thread) cannot make
+        the rows and the digest disagree, nor find a transaction open under it."""
         start = time.perf_counter()
         report = CheckReport()
         digest = 0
-        self.db.execute("BEGIN")
+        db = sqlite3.connect(str(self.path), isolation_level=None)
         try:
-            for kind, key, copy, text, c, mac in self.db.execute(
+            db.execute("BEGIN")
+            for kind, key, copy, text, c, mac in db.execute(
                     "SELECT kind, key, copy, value, crc, mac FROM records").fetchall():
                 report.rows_checked += 1
                 if kind != "chain":
@@ -519,21 +521,20 @@ class Store:
                 why = self._check_record(kind, key, copy, text, c, mac)
                 if why:
                     report.problems.append(Problem(kind, f"{key}#{copy}", why))
-            for row in self.db.execute("SELECT channel, end_time, value, crc, mac "
-                                       "FROM intervals"):
+            for row in db.execute("SELECT channel, end_time, value, crc, mac FROM intervals"):
                 report.rows_checked += 1
                 digest ^= _fold(row[4])
                 why = self._check_interval(*row)
                 if why:
                     report.problems.append(Problem("intervals", f"{row[0]}/{row[1]}", why))
-            for row in self.db.execute("SELECT period_start, tier, delivered_wh, received_wh, "
-                                       "cost, crc, mac FROM billing"):
+            for row in db.execute("SELECT period_start, tier, delivered_wh, received_wh, "
+                                  "cost, crc, mac FROM billing"):
                 report.rows_checked += 1
                 digest ^= _fold(row[6])
                 why = self._check_billing(*row)
                 if why:
                     report.problems.append(Problem("billing", f"{row[0]}/{row[1]}", why))
-            head = self._check_events(report)
+            head = self._check_events(report, db)
             if head is None and digest:
                 report.problems.append(Problem("store", "digest", "rows without a chain head "
                                                "(the head and the whole log removed?)"))
@@ -541,9 +542,9 @@ class Store:
                 report.problems.append(Problem(
                     "store", "digest", "the live rows differ from the store digest: a row was "
                     "put back from an older copy, or removed, behind the meter's back"))
-            for tbl, key, reason in self.db.execute("SELECT tbl, key, reason FROM quarantine"):
+            for tbl, key, reason in db.execute("SELECT tbl, key, reason FROM quarantine"):
                 report.problems.append(Problem(tbl, key, f"quarantined earlier: {reason}"))
         finally:
-            self.db.execute("COMMIT")
+            db.close()
         report.seconds = time.perf_counter() - start
         return report
