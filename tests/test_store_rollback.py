@@ -279,3 +279,25 @@ def test_a_check_while_this_store_writes_from_another_thread(tmp_path):
         writer.join()
     assert not errors, errors
     assert s.check().clean
+
+
+def test_two_threads_writing_through_one_store(tmp_path):
+    s = fill(tmp_path)
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(80):
+                s.append_event("CONFIG_CHANGE", writer=n, i=i)
+                s.put_record("meter", f"w{n}", {"i": i})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]
+    assert s.check().clean
+    assert len(s.events()) == 1 + 160

@@ -36,6 +36,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 import zlib
 from collections.abc import Iterator, Sequence
@@ -144,6 +145,9 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
         self.faults: set[tuple[str, str]] = set()
+        # one writer at a time on this connection (the start-up check's thread logs events
+        # while the loop may write); other processes are kept out by BEGIN IMMEDIATE
+        self._write_lock = threading.RLock()
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
@@ -181,7 +185,7 @@ class Store:
         """One write transaction. The chain head is read inside it (another process, the
         isolated metrology, may write the same file), updated by the rows and events
         written, and saved with them: all of it is stored, or none."""
-        with self.db:
+        with self._write_lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
             head = self._head_for_write()
             yield head
