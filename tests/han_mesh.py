@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import zb_oracle as zo
+
+from radios.crypto import make_install_code
 from radios.node import NodeEvent, ZigbeeNode
 from radios.state import NodeState
 from radios.trust_center import ANY_DEVICE
@@ -61,6 +64,13 @@ class Mesh:
 
     def joiner(self, ieee: int, *, key: bytes, kind: str = "install_code") -> ZigbeeNode:
         return self.node(ieee, join_key=key.hex(), join_key_kind=kind)
+
+    def enrolled(self, tc: ZigbeeNode, ieee: int) -> ZigbeeNode:
+        """A joiner (not joined yet) with a fresh install code the trust centre was given;
+        its link key derived independently (zigpy's AES-MMO, ``tests/zb_oracle.py``)."""
+        code = make_install_code()
+        tc.add_install_code(ieee, code)
+        return self.joiner(ieee, key=zo.install_code_key(code))
 
     def drop(self, node: ZigbeeNode) -> None:
         """The node is switched off: it hears nothing more."""

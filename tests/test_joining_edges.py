@@ -100,9 +100,7 @@ def test_scan_only_from_down_and_no_beacons_from_end_devices_or_unjoined_routers
 def test_association_is_denied_when_not_permitting_and_the_joiner_goes_down():
     m = Mesh()
     tc = m.trust_centre()
-    code = make_install_code()
-    tc.add_install_code(DEV, code)
-    dev = m.joiner(DEV, key=zo.install_code_key(code))
+    dev = m.enrolled(tc, DEV)
     dev.start_scan()
     m.pump()
     (beacon,) = dev.beacons
@@ -395,11 +393,8 @@ def test_a_rejoin_request_to_another_address_or_to_an_end_device_is_ignored():
 def test_a_router_relays_a_rejoin_to_the_tc_as_update_device():
     m = Mesh()
     tc = m.trust_centre()
-    rcode, code = make_install_code(), make_install_code()
-    tc.add_install_code(ROUTER, rcode)
-    tc.add_install_code(DEV, code)
-    router = m.joiner(ROUTER, key=zo.install_code_key(rcode))
-    dev = m.joiner(DEV, key=zo.install_code_key(code))
+    router = m.enrolled(tc, ROUTER)
+    dev = m.enrolled(tc, DEV)
     assert m.join(router) and m.join(dev)
     dev.status = "down"
     dev.start_rejoin(router.state.nwk)

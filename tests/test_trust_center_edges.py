@@ -149,9 +149,7 @@ def test_a_rejoining_device_keeps_its_established_link_key():
 def router_network() -> tuple[Mesh, object, object]:
     m = Mesh()
     tc = m.trust_centre("install_code")
-    rcode = make_install_code()
-    tc.add_install_code(ROUTER, rcode)
-    router = m.joiner(ROUTER, key=zo.install_code_key(rcode))
+    router = m.enrolled(tc, ROUTER)
     assert m.join(router)
     router.permit(60)
     tc.permit(0)  # joiners must go through the router
@@ -325,9 +323,7 @@ def test_remove_device_a_direct_child_is_told_to_leave_and_forgotten():
 
 def test_remove_device_through_its_parent_goes_sealed_to_the_parent():
     m, tc, router = router_network()
-    code = make_install_code()
-    tc.add_install_code(CHILD, code)
-    child = m.joiner(CHILD, key=zo.install_code_key(code))
+    child = m.enrolled(tc, CHILD)
     assert m.join(child, parent_nwk=router.state.nwk)
     start = len(m.air)
     assert tc.remove_device(CHILD)
@@ -339,9 +335,7 @@ def test_remove_device_through_its_parent_goes_sealed_to_the_parent():
 
 def test_a_remove_device_from_a_node_that_is_not_the_trust_centre_is_ignored():
     m, tc, router = router_network()
-    code = make_install_code()
-    tc.add_install_code(CHILD, code)
-    child = m.joiner(CHILD, key=zo.install_code_key(code))
+    child = m.enrolled(tc, CHILD)
     assert m.join(child, parent_nwk=router.state.nwk)
     c2 = make_install_code()
     tc.add_install_code(DEV, c2)
