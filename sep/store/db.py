@@ -168,8 +168,7 @@ class Store:
     def _quarantine(self, table: str, key: str, reason: str, raw: Any, where: str,
                     params: tuple) -> None:
         with self._writing() as head:
-            self.db.execute("INSERT INTO quarantine (time, tbl, key, reason, raw) VALUES (?,?,?,?,?)",
-                            (time.time(), table, key, reason, json.dumps(raw, default=str)))
+            self._quarantine_row(table, key, reason, json.dumps(raw, default=str))
             self.db.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608
             # the row's true MAC is unknown (this one is not it): the digest starts again
             # from the rows that are left, and the quarantine keeps the fault on record
@@ -197,34 +196,37 @@ class Store:
                                 ("chain", "head", copy, text, crc(data), self._mac(data)))
 
     def _head_for_write(self) -> _Head:
-        rows = self.db.execute("SELECT copy, value, crc, mac FROM records WHERE kind='chain' "
-                               "AND key='head' ORDER BY copy").fetchall()
-        for copy, text, c, mac in rows:
-            if self._check_record("chain", "head", copy, text, c, mac) is None:
-                doc = json.loads(text)
-                digest = int(doc["rows"], 16) if "rows" in doc else self._fold_rows()
-                return _Head(int(doc["seq"]), bytes.fromhex(doc["mac"]), digest)
+        try:
+            head = self._head()
+        except CorruptRecord:
+            head, reason = None, "no intact copy"
+        else:
+            if head is not None:
+                if head.rows < 0:  # written before the digest: it starts now
+                    head.rows = self._fold_rows()
+                return head
+            reason = "missing while the log has events"
         last = self.db.execute("SELECT seq, mac FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        if not rows and last is None:  # a new store
+        if last is None and reason.startswith("missing"):  # a new store
             return _Head(0, bytes(32), self._fold_rows())
         # No intact head: rebuilt from the rows and the log as they are, and the loss
         # recorded (quarantine, fault, event), so the meter keeps working and says so.
-        reason = "no intact copy" if rows else "missing while the log has events"
-        for copy, text, _c, _mac in rows:
-            self.db.execute("INSERT INTO quarantine (time, tbl, key, reason, raw) "
-                            "VALUES (?,?,?,?,?)", (time.time(), "records",
-                                                   f"chain/head#{copy}", reason, text))
+        copies = self.db.execute("SELECT copy, value FROM records WHERE kind='chain' AND "
+                                 "key='head' ORDER BY copy").fetchall() or [(None, "null")]
+        for copy, text in copies:
+            self._quarantine_row("records", "chain/head" + ("" if copy is None else f"#{copy}"),
+                                 reason, text)
         self.db.execute("DELETE FROM records WHERE kind='chain' AND key='head'")
-        if not rows:
-            self.db.execute("INSERT INTO quarantine (time, tbl, key, reason, raw) "
-                            "VALUES (?,?,?,?,?)", (time.time(), "records", "chain/head",
-                                                   reason, "null"))
         self.faults.add(("chain", "head"))
         head = _Head(int(last[0]), bytes(last[1]), self._fold_rows()) if last else \
             _Head(0, bytes(32), self._fold_rows())
         self._insert_event(head, "INTEGRITY_FAILURE", time.time(),
                            {"table": "chain", "key": "head", "reason": reason})
         return head
+
+    def _quarantine_row(self, table: str, key: str, reason: str, raw: str) -> None:
+        self.db.execute("INSERT INTO quarantine (time, tbl, key, reason, raw) VALUES (?,?,?,?,?)",
+                        (time.time(), table, key, reason, raw))
 
     def _insert_event(self, head: _Head, kind: str, when: float,
                       details: dict[str, Any]) -> int:
@@ -444,13 +446,13 @@ class Store:
     def _head(self, db: sqlite3.Connection | None = None) -> _Head | None:
         """The chain head as stored (read only); None when there is none yet.
         CorruptRecord when no copy is intact."""
-        rows = (db or self.db).execute("SELECT copy, value, crc, mac FROM records WHERE kind='chain' "
-                               "AND key='head' ORDER BY copy").fetchall()
+        rows = (db or self.db).execute("SELECT copy, value, crc, mac FROM records WHERE "
+                                       "kind='chain' AND key='head' ORDER BY copy").fetchall()
         for copy, text, c, mac in rows:
             if self._check_record("chain", "head", copy, text, c, mac) is None:
                 doc = json.loads(text)
-                digest = int(doc["rows"], 16) if "rows" in doc else -1  # -1: written before
-                return _Head(int(doc["seq"]), bytes.fromhex(doc["mac"]), digest)  # the digest
+                digest = int(doc["rows"], 16) if "rows" in doc else -1  # -1: from before
+                return _Head(int(doc["seq"]), bytes.fromhex(doc["mac"]), digest)  # digests
         if rows:
             raise CorruptRecord("chain", "head", "no intact copy")
         return None
